@@ -1,0 +1,17 @@
+# HSIC: `make demo` and `make test` set everything up on first use (scripts/setup.sh is idempotent).
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: setup demo test clean
+
+setup:
+	@bash scripts/setup.sh
+
+demo: setup
+	@QT_QPA_PLATFORM=offscreen $(PY) scripts/demo.py
+
+test: setup
+	@QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q -p no:cacheprovider tests
+
+clean:
+	rm -rf out build dist *.egg-info

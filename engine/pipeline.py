@@ -1,0 +1,237 @@
+"""Scene-level compression and decoding: tiles -> normalise -> codec -> container, and back.
+
+The caller supplies the scene as a :class:`SceneInfo` plus a ``read_window(y0, x0, h, w)`` function
+returning (bands, h, w) arrays, so the engine streams tile by tile and never needs GDAL.
+
+A tile payload in the container is::
+
+    u8 flags (bit 0: a no-data mask follows; bit 1: a NaN mask follows)
+    [u32 length, zlib(packbits(invalid samples))]   only when flag bit 0 is set
+    [u32 length, zlib(packbits(NaN samples))]       only when flag bit 1 is set (float sources)
+    codec bytes
+
+Invalid samples decode to the nodata value, or to NaN where the NaN mask says so: both exactly.
+"""
+
+from __future__ import annotations
+
+import struct
+import threading
+import zlib
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from engine.container import Header, open_hsic, write_hsic
+from engine.errors import CancelledError, CodecError, FormatError, InputError
+from engine.normalise import fill_invalid, normalisation, valid_mask, valid_range
+from engine.registry import get_codec
+from engine.tiling import TileGrid, extract_tile
+
+DEFAULT_TILE = 128
+SUPPORTED_DTYPES = ("uint8", "int8", "uint16", "int16", "uint32", "int32", "float32", "float64")
+
+ReadWindow = Callable[[int, int, int, int], np.ndarray]
+Progress = Callable[[float], "bool | None"]
+
+
+@dataclass(frozen=True)
+class SceneInfo:
+    """What the container keeps about a source raster besides its pixels."""
+
+    rows: int
+    cols: int
+    bands: int
+    dtype: str
+    nodata: float | None = None
+    crs_wkt: str = ""
+    geotransform: tuple[float, ...] | None = None
+    band_descriptions: tuple[str, ...] = ()
+    band_metadata: tuple[dict, ...] = ()
+    band_scale: tuple[float | None, ...] = ()
+    band_offset: tuple[float | None, ...] = ()
+    metadata: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.dtype not in SUPPORTED_DTYPES:
+            raise InputError(f"unsupported data type {self.dtype!r}; supported: {', '.join(SUPPORTED_DTYPES)}")
+        if min(self.rows, self.cols, self.bands) < 1:
+            raise InputError(f"empty raster ({self.bands} bands x {self.rows} rows x {self.cols} cols)")
+
+
+def _tick(progress: Progress | None, fraction: float) -> None:
+    if progress is not None and progress(fraction) is False:
+        raise CancelledError("cancelled")
+
+
+def scene_range(info: SceneInfo, read_window: ReadWindow, grid: TileGrid) -> tuple[float, float]:
+    """(min, max) of the valid samples of the whole scene, one tile at a time."""
+    lo, hi = np.inf, -np.inf
+    for y0, x0, h, w in grid.windows():
+        raw = read_window(y0, x0, h, w)
+        a, b = valid_range(raw, valid_mask(raw, info.nodata))
+        lo, hi = min(lo, a), max(hi, b)
+    return lo, hi
+
+
+def _norm(header: Header) -> tuple[np.ndarray, np.ndarray]:
+    """Per-band normalisation as (bands, 1, 1) arrays for broadcasting."""
+    return (np.asarray(header.norm_offset, dtype=np.float64)[:, None, None],
+            np.asarray(header.norm_scale, dtype=np.float64)[:, None, None])
+
+
+def encode_payload(raw: np.ndarray, header: Header, codec) -> bytes:
+    """One tile's payload from raw source samples (bands, h, w), h and w possibly cropped at the edge."""
+    valid = valid_mask(raw, header.nodata)
+    offset, scale = _norm(header)
+    x = ((raw.astype(np.float64) - offset) / scale).astype(np.float32)
+    fill_invalid(x, valid)
+    tile_grid = TileGrid(raw.shape[1], raw.shape[2], header.tile_rows, header.tile_cols)
+    full = extract_tile(x, tile_grid, 0)  # pad edge tiles to the full tile size by replication
+    masks = []
+    if not valid.all():
+        masks.append(~valid)
+        nan = np.isnan(raw) if raw.dtype.kind == "f" else None
+        if nan is not None and nan.any() and not (header.nodata is not None and np.isnan(header.nodata)):
+            masks.append(nan)
+    parts = [bytes([(1 << len(masks)) - 1])]
+    for m in masks:
+        packed = zlib.compress(np.packbits(m).tobytes(), 9)
+        parts += [struct.pack("<I", len(packed)), packed]
+    parts.append(codec.encode_tile(full))
+    return b"".join(parts)
+
+
+def _to_dtype(x: np.ndarray, dtype: np.dtype, nodata: float | None, valid: np.ndarray | None) -> np.ndarray:
+    """Cast decoded samples to the source type; a valid sample never takes the nodata value."""
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        out = np.clip(np.rint(x), info.min, info.max).astype(dtype)
+    else:
+        out = x.astype(dtype)
+    if nodata is not None and not np.isnan(nodata):
+        clash = out == nodata
+        if clash.any():
+            if dtype.kind in "iu":
+                out[clash] = nodata + 1 if nodata < np.iinfo(dtype).max else nodata - 1
+            else:
+                out[clash] = np.nextafter(dtype.type(nodata), dtype.type(np.inf))
+    if valid is not None:
+        out[~valid] = nodata if nodata is not None else np.nan
+    return out
+
+
+def decode_payload(payload: bytes, header: Header, codec, h: int, w: int) -> np.ndarray:
+    """Decode one tile payload to source units and type, cropped to (bands, h, w)."""
+    bands = header.bands
+    masks = []
+    try:
+        flags = payload[0]
+        if flags not in (0, 1, 3):
+            raise FormatError(f"unknown tile flags {flags}")
+        pos = 1
+        for _ in range(flags.bit_length()):
+            (n,) = struct.unpack_from("<I", payload, pos)
+            bits = np.frombuffer(zlib.decompress(payload[pos + 4: pos + 4 + n]), dtype=np.uint8)
+            if bits.size * 8 < bands * h * w:
+                raise FormatError("tile mask is too short")
+            masks.append(np.unpackbits(bits, count=bands * h * w).astype(bool).reshape(bands, h, w))
+            pos += 4 + n
+    except (IndexError, struct.error, zlib.error) as e:
+        raise FormatError(f"corrupt tile payload: {e}") from e
+    full = codec.decode_tile(payload[pos:], (bands, header.tile_rows, header.tile_cols))
+    offset, scale = _norm(header)
+    x = full[:, :h, :w].astype(np.float64) * scale + offset
+    out = _to_dtype(x, np.dtype(header.dtype), header.nodata, ~masks[0] if masks else None)
+    if len(masks) == 2:
+        out[masks[1]] = np.nan
+    return out
+
+
+def compress_scene(info: SceneInfo, read_window: ReadWindow, dst: str, codec: str, quality: int | None = None,
+                   device: str = "auto", tile_size: int = DEFAULT_TILE, progress: Progress | None = None) -> Header:
+    """Compress a scene into ``dst`` (.hsic, written atomically). Returns the header written."""
+    coder = get_codec(codec, quality, device)
+    grid = TileGrid(info.rows, info.cols, min(tile_size, info.rows), min(tile_size, info.cols))
+    offset, scale = normalisation(*scene_range(info, read_window, grid), info.bands)
+    header = Header.create(
+        rows=info.rows, cols=info.cols, bands=info.bands, dtype=info.dtype, nodata=info.nodata,
+        tile_rows=grid.tile_rows, tile_cols=grid.tile_cols, codec=coder.info.id, quality=coder.quality,
+        weights_sha256=coder.weights_sha256, norm_offset=offset, norm_scale=scale, crs_wkt=info.crs_wkt,
+        geotransform=info.geotransform, band_descriptions=info.band_descriptions,
+        band_metadata=info.band_metadata, band_scale=info.band_scale, band_offset=info.band_offset,
+        metadata=info.metadata,
+    )
+
+    def payloads():
+        for i, (y0, x0, h, w) in enumerate(grid.windows()):
+            yield encode_payload(read_window(y0, x0, h, w), header, coder)
+            _tick(progress, (i + 1) / grid.n_tiles)
+
+    write_hsic(dst, header, payloads())
+    return header
+
+
+class SceneDecoder:
+    """Decodes a .hsic file tile by tile, with a thread-safe LRU cache of decoded tiles.
+
+    One decoded tile serves all bands: GDAL calls a VRT pixel function once per band per request.
+    """
+
+    def __init__(self, path: str, device: str = "auto", cache_bytes: int = 256 << 20):
+        self.reader = open_hsic(path)
+        self.header = self.reader.header
+        h = self.header
+        self.grid = TileGrid(h.rows, h.cols, h.tile_rows, h.tile_cols)
+        self.codec = get_codec(h.codec, h.quality, device)
+        if self.codec.weights_sha256 != h.weights_sha256:
+            raise CodecError(
+                f"{path} was written with other weights for {h.codec} quality {h.quality} "
+                f"(digest {h.weights_sha256[:12]}, installed {self.codec.weights_sha256[:12]}); "
+                "decode it with the HSIC version that wrote it"
+            )
+        self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._tile_bytes = h.bands * h.tile_rows * h.tile_cols * np.dtype(h.dtype).itemsize
+        self._max_tiles = max(1, cache_bytes // self._tile_bytes)
+        self._lock = threading.Lock()
+        self.decoded_tiles = 0  # how many tiles were really decoded (cache misses), for tests and stats
+
+    def tile(self, i: int) -> np.ndarray:
+        """Decoded tile i in source units and type, cropped at the scene edge."""
+        with self._lock:
+            if i in self._cache:
+                self._cache.move_to_end(i)
+                return self._cache[i]
+            _, _, h, w = self.grid.window(i)
+            arr = decode_payload(self.reader.read_tile(i), self.header, self.codec, h, w)
+            self.decoded_tiles += 1
+            self._cache[i] = arr
+            while len(self._cache) > self._max_tiles:
+                self._cache.popitem(last=False)
+            return arr
+
+    def read(self, yoff: int = 0, xoff: int = 0, ysize: int | None = None, xsize: int | None = None,
+             bands: list[int] | None = None, progress: Progress | None = None) -> np.ndarray:
+        """A window (bands, ysize, xsize) in source type; ``bands`` are 0-based indices (all by default)."""
+        h = self.header
+        ysize = h.rows - yoff if ysize is None else ysize
+        xsize = h.cols - xoff if xsize is None else xsize
+        if yoff < 0 or xoff < 0 or ysize < 1 or xsize < 1 or yoff + ysize > h.rows or xoff + xsize > h.cols:
+            raise InputError(f"window (xoff={xoff}, yoff={yoff}, xsize={xsize}, ysize={ysize}) "
+                             f"is outside the {h.cols} x {h.rows} raster")
+        sel = list(range(h.bands)) if bands is None else list(bands)
+        out = np.empty((len(sel), ysize, xsize), dtype=h.dtype)
+        touched = self.grid.tiles_touching(yoff, xoff, ysize, xsize)
+        for n, i in enumerate(touched):
+            ty, tx, th, tw = self.grid.window(i)
+            t = self.tile(i)
+            y0, y1 = max(ty, yoff), min(ty + th, yoff + ysize)
+            x0, x1 = max(tx, xoff), min(tx + tw, xoff + xsize)
+            out[:, y0 - yoff:y1 - yoff, x0 - xoff:x1 - xoff] = t[sel, y0 - ty:y1 - ty, x0 - tx:x1 - tx]
+            _tick(progress, (n + 1) / len(touched))
+        return out
+
+    def close(self) -> None:
+        self.reader.close()

@@ -1,0 +1,230 @@
+"""The ``hsic`` command line: compress, decompress, info, eval, codecs, train, env.
+
+Every user mistake ends in one line on stderr and a non-zero exit status, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+from engine.errors import HSICError
+
+DEFAULT_TRAIN_DATA = "../shared/data/hsi/train"
+
+
+@contextmanager
+def _bar(args, desc: str):
+    """A tqdm progress bar as a Translate-style progress callback (silent with --quiet or --json).
+
+    The bar appears at the first tile, so an input error before any work prints only its message.
+    """
+    from tqdm import tqdm
+
+    bar = None
+
+    def progress(fraction: float) -> bool:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=100, desc=desc, unit="%", file=sys.stderr,
+                       disable=args.quiet or getattr(args, "json", False),
+                       bar_format="{l_bar}{bar}| {elapsed}<{remaining}")
+        bar.update(round(100 * fraction) - bar.n)
+        return True
+
+    try:
+        yield progress
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _print(args, record: dict, lines: list[str]) -> None:
+    if getattr(args, "json", False):
+        print(json.dumps(record, indent=2, default=str))
+    else:
+        print("\n".join(lines))
+
+
+def cmd_compress(args) -> None:
+    import hsi_gdal
+    from engine.metrics import bpppc, compression_ratio
+
+    with _bar(args, "compress") as progress:
+        ds = hsi_gdal.Translate(args.output, args.input, codec=args.codec, quality=args.quality,
+                                device=args.device, progress=progress)
+    h = ds.header
+    size = os.path.getsize(args.output)
+    rec = {"input": args.input, "output": args.output, "sidecar": args.output + ".vrt", "codec": h.codec,
+           "quality": h.quality, "bytes": size, "bpppc": bpppc(size, h.rows, h.cols, h.bands),
+           "compression_ratio": compression_ratio(size, h.rows, h.cols, h.bands, h.dtype)}
+    _print(args, rec, [f"{args.output}: {size} bytes, {rec['bpppc']:.4f} bpppc, ratio {rec['compression_ratio']:.1f}:1 "
+                       f"({h.codec} q{h.quality}); sidecar {rec['sidecar']}"])
+
+
+def cmd_decompress(args) -> None:
+    import hsi_gdal
+
+    with _bar(args, "decompress") as progress:
+        hsi_gdal.Translate(args.output, args.input, device=args.device, progress=progress)
+    if not args.quiet:
+        print(f"{args.output}: written")
+
+
+def cmd_info(args) -> None:
+    import hsi_gdal
+    from engine.metrics import bpppc
+
+    ds = hsi_gdal.Open(args.file)
+    rec = {"file": args.file, "bands": ds.RasterCount, "rows": ds.RasterYSize, "cols": ds.RasterXSize,
+           "dtype": ds.dtype, "nodata": ds.GetRasterBand(1).GetNoDataValue(),
+           "geotransform": list(ds.GetGeoTransform()), "crs_wkt": ds.GetProjection(),
+           "metadata": ds.GetMetadata(), "bytes": os.path.getsize(args.file)}
+    lines = [f"{args.file}: {ds.RasterCount} bands x {ds.RasterYSize} rows x {ds.RasterXSize} cols, {ds.dtype}, "
+             f"nodata {rec['nodata']}", f"geotransform {rec['geotransform']}"]
+    if hasattr(ds, "header"):
+        h = ds.header
+        rec.update(codec=h.codec, quality=h.quality, tile=[h.tile_rows, h.tile_cols],
+                   weights_sha256=h.weights_sha256,
+                   bpppc=bpppc(rec["bytes"], h.rows, h.cols, h.bands))
+        lines.append(f"codec {h.codec} quality {h.quality}, tiles {h.tile_rows}x{h.tile_cols}, "
+                     f"{rec['bytes']} bytes = {rec['bpppc']:.4f} bpppc")
+    crs_name = rec["crs_wkt"].split('"')[1] if '"' in rec["crs_wkt"] else "none"
+    lines.append(f"CRS {crs_name}")
+    _print(args, rec, lines)
+
+
+def cmd_eval(args) -> None:
+    import hsi_gdal
+
+    r = hsi_gdal.evaluate(args.reference, args.candidate, device=args.device)
+    _print(args, r, [
+        f"PSNR (data-range peak)   {r['psnr_db']:.2f} dB",
+        f"PSNR (per-band peak)     {r['psnr_band_peak_db']:.2f} dB",
+        f"SSIM (mean over bands)   {r['ssim']:.4f}",
+        f"SAM (mean)               {r['sam_deg']:.3f} deg",
+        f"max abs error            {r['max_abs_error']:.6g}",
+        f"rate (bytes on disk)     {r['bpppc']:.4f} bpppc, {r['bytes']} bytes, ratio {r['compression_ratio']:.1f}:1",
+    ])
+
+
+def cmd_codecs(args) -> None:
+    from engine.registry import DEFAULT_CODEC, list_codecs
+
+    infos = list_codecs()
+    rec = [{"id": i.id, "title": i.title, "paper": i.paper, "qualities": list(i.qualities),
+            "default_quality": i.default_quality, "default": i.id == DEFAULT_CODEC} for i in infos]
+    _print(args, {"codecs": rec}, [f"{i.id:24s} qualities {','.join(map(str, i.qualities))} "
+                                   f"(default {i.default_quality})  {i.title}" for i in infos])
+
+
+def cmd_train(args) -> None:
+    from engine.registry import get_info
+    from engine.training import TrainConfig, train
+    from hsi_gdal.dataset import Open
+
+    data = Path(args.data)
+    files = sorted(p for p in data.glob("*") if p.suffix.lower() in (".tif", ".tiff")) if data.is_dir() else []
+    if not files:
+        raise HSICError(f"no training rasters (*.tif) in {data}")
+    scenes = []
+    for p in files:
+        ds = Open(str(p))
+        scenes.append((p.name, ds.ReadAsArray(), ds.GetRasterBand(1).GetNoDataValue()))
+    info = get_info(args.codec)
+    qualities = [info.check_quality(args.quality)] if args.quality is not None else list(info.qualities)
+    from tqdm import tqdm
+
+    for q in qualities:
+        cfg = TrainConfig(args.codec, q, steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed,
+                          device=args.device)
+        bar = tqdm(total=args.steps, desc=f"train {args.codec} q{q}", disable=args.quiet, file=sys.stderr)
+
+        def progress(step, total, m, bar=bar):
+            bar.update(1)
+            if step % 50 == 0:
+                bar.set_postfix(psnr=f"{m['psnr']:.2f}", bpppc=f"{m['bpppc']:.3f}")
+
+        rec = train(cfg, scenes, Path(args.out), progress=progress)
+        bar.close()
+        print(f"{args.out}/{args.codec}-q{q}.pt: final PSNR {rec['final']['mse'] and rec['final']}")
+
+
+def cmd_env(args) -> None:
+    from hsi_gdal.env import env_lines
+
+    root = Path(__file__).resolve().parent.parent
+    print("\n".join(env_lines() + [f"export PYTHONPATH={root}${{PYTHONPATH:+:$PYTHONPATH}}"]))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    device = argparse.ArgumentParser(add_help=False)
+    device.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                        help="where networks run (auto: CUDA when torch sees a GPU)")
+    as_json = argparse.ArgumentParser(add_help=False)
+    as_json.add_argument("--json", action="store_true", help="print a JSON record")
+
+    p = argparse.ArgumentParser(prog="hsic", description="Learned hyperspectral image compression.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    c = sub.add_parser("compress", parents=[common, device, as_json], help="compress a raster to .hsic")
+    c.add_argument("input")
+    c.add_argument("output", help="OUT.hsic (the sidecar OUT.hsic.vrt is written beside it)")
+    c.add_argument("--codec", default=None, help="codec id (see `hsic codecs`; default cae1d)")
+    c.add_argument("--quality", type=int, default=None, help="quality level of the codec (default: its default)")
+    c.set_defaults(func=cmd_compress)
+
+    d = sub.add_parser("decompress", parents=[common, device], help="decode a .hsic to GeoTIFF")
+    d.add_argument("input")
+    d.add_argument("output", help="OUT.tif")
+    d.set_defaults(func=cmd_decompress)
+
+    i = sub.add_parser("info", parents=[common, as_json], help="describe a .hsic file or a raster")
+    i.add_argument("file")
+    i.set_defaults(func=cmd_info)
+
+    e = sub.add_parser("eval", parents=[common, device, as_json], help="quality and true rate of a candidate")
+    e.add_argument("reference")
+    e.add_argument("candidate", help="a .hsic file or a raster")
+    e.set_defaults(func=cmd_eval)
+
+    k = sub.add_parser("codecs", parents=[common, as_json], help="list the codecs and their qualities")
+    k.set_defaults(func=cmd_codecs)
+
+    t = sub.add_parser("train", parents=[common, device], help="train a codec's weights")
+    t.add_argument("--codec", default="cae1d")
+    t.add_argument("--quality", type=int, default=None, help="one quality (default: all)")
+    t.add_argument("--data", default=DEFAULT_TRAIN_DATA, help=f"folder of training rasters (default {DEFAULT_TRAIN_DATA})")
+    t.add_argument("--out", default="runs", help="folder for weights and training records (default runs/)")
+    t.add_argument("--steps", type=int, default=6000)
+    t.add_argument("--batch", type=int, default=256)
+    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--seed", type=int, default=0)
+    t.set_defaults(func=cmd_train)
+
+    v = sub.add_parser("env", help="print the environment that lets GDAL tools open sidecars")
+    v.set_defaults(func=cmd_env)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except HSICError as e:
+        print(f"hsic {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"hsic {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,174 @@
+"""gdal-style datasets: ``Open`` gives the same small surface for a .hsic file and for any GDAL raster."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from engine.errors import InputError
+from hsi_gdal._gdal import GDAL_TYPE_NAMES, GDAL_TYPES, open_raster
+
+
+class Band:
+    """One band of a dataset (1-based index, like GDAL). Holds its dataset so it cannot be freed."""
+
+    def __init__(self, ds: "Dataset", index: int):
+        self._ds = ds
+        self.index = index
+
+    def ReadAsArray(self, xoff: int = 0, yoff: int = 0, win_xsize: int | None = None,
+                    win_ysize: int | None = None) -> np.ndarray:
+        return self._ds._read(xoff, yoff, win_xsize, win_ysize, [self.index - 1])[0]
+
+    def GetDescription(self) -> str:
+        return self._ds._band_descriptions()[self.index - 1]
+
+    def GetMetadata(self, domain: str = "") -> dict:
+        return dict(self._ds._band_metadata(domain)[self.index - 1])
+
+    def GetMetadataItem(self, key: str, domain: str = "") -> str | None:
+        return self.GetMetadata(domain).get(key)
+
+    def GetNoDataValue(self) -> float | None:
+        return self._ds._nodata()
+
+    def GetScale(self) -> float | None:
+        return self._ds._band_scale()[self.index - 1]
+
+    def GetOffset(self) -> float | None:
+        return self._ds._band_offset()[self.index - 1]
+
+    @property
+    def DataType(self) -> int:
+        return GDAL_TYPES[self._ds.dtype]
+
+    @property
+    def XSize(self) -> int:
+        return self._ds.RasterXSize
+
+    @property
+    def YSize(self) -> int:
+        return self._ds.RasterYSize
+
+
+class Dataset:
+    """Common part of the two kinds of dataset."""
+
+    RasterXSize: int
+    RasterYSize: int
+    RasterCount: int
+    dtype: str
+
+    def GetRasterBand(self, i: int) -> Band:
+        if not isinstance(i, int) or not 1 <= i <= self.RasterCount:
+            raise InputError(f"band {i!r} does not exist (the raster has bands 1..{self.RasterCount})")
+        return Band(self, i)
+
+    def ReadAsArray(self, xoff: int = 0, yoff: int = 0, xsize: int | None = None,
+                    ysize: int | None = None) -> np.ndarray:
+        """(bands, ysize, xsize) array in the source's data type."""
+        return self._read(xoff, yoff, xsize, ysize, None)
+
+    def GetMetadataItem(self, key: str, domain: str = "") -> str | None:
+        return self.GetMetadata(domain).get(key)
+
+    def _window(self, xoff, yoff, xsize, ysize):
+        xsize = self.RasterXSize - xoff if xsize is None else xsize
+        ysize = self.RasterYSize - yoff if ysize is None else ysize
+        if xoff < 0 or yoff < 0 or xsize < 1 or ysize < 1 or xoff + xsize > self.RasterXSize \
+                or yoff + ysize > self.RasterYSize:
+            raise InputError(f"window (xoff={xoff}, yoff={yoff}, xsize={xsize}, ysize={ysize}) is outside "
+                             f"the {self.RasterXSize} x {self.RasterYSize} raster")
+        return xoff, yoff, xsize, ysize
+
+
+class GdalDataset(Dataset):
+    """Any raster GDAL reads, wrapped; the osgeo dataset is held for the wrapper's lifetime."""
+
+    def __init__(self, path: str):
+        self.path = os.fspath(path)
+        self._gds = open_raster(self.path)
+        self.RasterXSize, self.RasterYSize, self.RasterCount = (
+            self._gds.RasterXSize, self._gds.RasterYSize, self._gds.RasterCount)
+        self._bands = [self._gds.GetRasterBand(i + 1) for i in range(self.RasterCount)]
+        name = GDAL_TYPE_NAMES.get(self._bands[0].DataType, "").lower()
+        self.dtype = {"byte": "uint8"}.get(name, name)
+
+    def GetGeoTransform(self):
+        return self._gds.GetGeoTransform()
+
+    def GetProjection(self) -> str:
+        return self._gds.GetProjection()
+
+    def GetMetadata(self, domain: str = "") -> dict:
+        return dict(self._gds.GetMetadata(domain) or {})
+
+    def _read(self, xoff, yoff, xsize, ysize, bands):
+        xoff, yoff, xsize, ysize = self._window(xoff, yoff, xsize, ysize)
+        sel = range(self.RasterCount) if bands is None else bands
+        return np.stack([self._bands[b].ReadAsArray(xoff, yoff, xsize, ysize) for b in sel])
+
+    def _band_descriptions(self):
+        return [b.GetDescription() for b in self._bands]
+
+    def _band_metadata(self, domain):
+        return [b.GetMetadata(domain) or {} for b in self._bands]
+
+    def _nodata(self):
+        return self._bands[0].GetNoDataValue()
+
+    def _band_scale(self):
+        return [b.GetScale() for b in self._bands]
+
+    def _band_offset(self):
+        return [b.GetOffset() for b in self._bands]
+
+
+class HsicDataset(Dataset):
+    """A .hsic file read through the engine (tiles decoded on demand and cached)."""
+
+    def __init__(self, path: str, device: str = "auto"):
+        from engine.pipeline import SceneDecoder
+
+        self.path = os.fspath(path)
+        self._decoder = SceneDecoder(self.path, device=device)
+        h = self.header = self._decoder.header
+        self.RasterXSize, self.RasterYSize, self.RasterCount, self.dtype = h.cols, h.rows, h.bands, h.dtype
+
+    def GetGeoTransform(self):
+        gt = self.header.geotransform
+        return tuple(gt) if gt is not None else (0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
+
+    def GetProjection(self) -> str:
+        return self.header.crs_wkt
+
+    def GetMetadata(self, domain: str = "") -> dict:
+        return dict(self.header.metadata) if domain == "" else {}
+
+    def _read(self, xoff, yoff, xsize, ysize, bands):
+        xoff, yoff, xsize, ysize = self._window(xoff, yoff, xsize, ysize)
+        return self._decoder.read(yoff, xoff, ysize, xsize, bands=bands)
+
+    def _band_descriptions(self):
+        return list(self.header.band_descriptions)
+
+    def _band_metadata(self, domain):
+        return list(self.header.band_metadata) if domain == "" else [{}] * self.RasterCount
+
+    def _nodata(self):
+        return self.header.nodata
+
+    def _band_scale(self):
+        return list(self.header.band_scale)
+
+    def _band_offset(self):
+        return list(self.header.band_offset)
+
+
+def Open(path, device: str = "auto") -> Dataset:
+    """Open a .hsic file or any GDAL raster (read-only), like ``osgeo.gdal.Open``."""
+    path = os.fspath(path)
+    if path.lower().endswith(".hsic"):
+        return HsicDataset(path, device=device)
+    return GdalDataset(path)

@@ -1,0 +1,38 @@
+"""QGIS plugin entry point: registers the HSIC Processing provider (hsic:compress, hsic:decompress).
+
+QGIS calls ``classFactory`` when it loads the plugin; qgis_process calls only ``initProcessing``, so the
+provider is registered there and not in ``initGui`` alone. Nothing heavy is imported here.
+"""
+
+from qgis.core import QgsApplication
+
+
+class HsicPlugin:
+    def __init__(self, iface=None):
+        self.iface = iface
+        self.provider = None
+
+    def initProcessing(self) -> None:
+        # Imported here so that loading the plugin module costs nothing until QGIS asks for the provider.
+        from qgis_plugin.provider import HsicProvider
+
+        if self.provider is None:
+            self.provider = HsicProvider()
+            QgsApplication.processingRegistry().addProvider(self.provider)
+
+    def initGui(self) -> None:
+        self.initProcessing()
+        # In the desktop, let GDAL run the decoder behind .hsic.vrt sidecars, so they open as rasters
+        # from the start (hsi_gdal imports no torch; decoding loads it when a sidecar is first read).
+        from hsi_gdal.env import allow_decoder
+
+        allow_decoder()
+
+    def unload(self) -> None:
+        if self.provider is not None:
+            QgsApplication.processingRegistry().removeProvider(self.provider)
+            self.provider = None
+
+
+def classFactory(iface):  # noqa: N802 (name fixed by QGIS)
+    return HsicPlugin(iface)

@@ -1,0 +1,167 @@
+"""The Processing algorithms: thin wrappers that read their parameters and call ``hsi_gdal.Translate``.
+
+All real work lives in hsi_gdal and engine, imported inside the methods that need them, so that QGIS
+loads the plugin without torch. Ids are fixed strings: renaming a display name must not break saved
+models or qgis_process scripts.
+"""
+
+from qgis.core import (
+    QgsProcessingAlgorithm,
+    QgsProcessingException,
+    QgsProcessingFeedback,
+    QgsProcessingOutputFile,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterFileDestination,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterDestination,
+    QgsProcessingParameterRasterLayer,
+)
+
+
+def _translate(dst: str, src: str, feedback: QgsProcessingFeedback | None, **options) -> None:
+    """Run hsi_gdal.Translate with per-tile progress and cancellation; HSIC errors become Processing ones."""
+    import hsi_gdal
+    from engine.errors import HSICError
+
+    feedback = feedback or QgsProcessingFeedback()
+
+    def progress(fraction: float) -> bool:
+        feedback.setProgress(100.0 * fraction)
+        return not feedback.isCanceled()
+
+    try:
+        hsi_gdal.Translate(dst, src, progress=progress, **options)
+    except HSICError as e:
+        raise QgsProcessingException(str(e)) from e
+
+
+def _require_suffix(path: str, suffixes: tuple[str, ...], key: str) -> None:
+    # hsi_gdal.Translate picks compress or decompress from the destination's suffix, so a wrong suffix
+    # would run the other direction: refuse it up front with a message naming the parameter.
+    if not path.lower().endswith(suffixes):
+        raise QgsProcessingException(f"{key} must be a {' or '.join(suffixes)} file, got {path!r}")
+
+
+class CompressAlgorithm(QgsProcessingAlgorithm):
+    INPUT = "INPUT"
+    CODEC = "CODEC"
+    QUALITY = "QUALITY"
+    OUTPUT = "OUTPUT"
+    SIDECAR = "SIDECAR"
+
+    def name(self) -> str:
+        return "compress"
+
+    def displayName(self) -> str:  # noqa: N802
+        return "Compress hyperspectral raster"
+
+    def shortHelpString(self) -> str:  # noqa: N802
+        return (
+            "Compresses a (hyperspectral) raster with a learned codec into a .hsic file, and writes a "
+            "georeferenced sidecar <output>.vrt beside it that QGIS and GDAL open as a raster. "
+            "Leave Quality empty to use the codec's default."
+        )
+
+    def createInstance(self):  # noqa: N802
+        return type(self)()
+
+    def initAlgorithm(self, config=None):  # noqa: N802
+        # The registry lists codecs without importing torch.
+        from engine.registry import DEFAULT_CODEC, list_codecs
+
+        self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "Input raster"))
+        self.addParameter(
+            QgsProcessingParameterEnum(
+                self.CODEC,
+                "Codec",
+                options=[info.id for info in list_codecs()],
+                defaultValue=DEFAULT_CODEC,
+                # Values are the codec ids themselves (CODEC=cae1d), not positions in the list.
+                usesStaticStrings=True,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                self.QUALITY,
+                "Quality (empty: the codec's default)",
+                type=QgsProcessingParameterNumber.Integer,
+                minValue=0,
+                # Optional without a default: each codec has its own qualities and default.
+                optional=True,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterFileDestination(
+                self.OUTPUT, "Compressed file", fileFilter="HSIC files (*.hsic)"
+            )
+        )
+        self.addOutput(QgsProcessingOutputFile(self.SIDECAR, "Georeferenced sidecar (.vrt)"))
+
+    def _quality(self, parameters, context) -> int | None:
+        if parameters.get(self.QUALITY) is None:
+            return None
+        return self.parameterAsInt(parameters, self.QUALITY, context)
+
+    def checkParameterValues(self, parameters, context):  # noqa: N802
+        ok, message = super().checkParameterValues(parameters, context)
+        if not ok:
+            return ok, message
+        from engine.errors import HSICError
+        from engine.registry import get_info
+
+        codec = self.parameterAsEnumString(parameters, self.CODEC, context)
+        try:
+            get_info(codec).check_quality(self._quality(parameters, context))
+        except HSICError as e:
+            return False, str(e)
+        return True, ""
+
+    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
+        layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
+        if layer is None:
+            raise QgsProcessingException(self.invalidRasterError(parameters, self.INPUT))
+        if layer.providerType() != "gdal":
+            raise QgsProcessingException(
+                f"{self.INPUT} must be a raster file GDAL can read, not a {layer.providerType()!r} layer"
+            )
+        codec = self.parameterAsEnumString(parameters, self.CODEC, context)
+        quality = self._quality(parameters, context)
+        dst = self.parameterAsFileOutput(parameters, self.OUTPUT, context)
+        _require_suffix(dst, (".hsic",), self.OUTPUT)
+
+        _translate(dst, layer.source(), feedback, codec=codec, quality=quality)
+        return {self.OUTPUT: dst, self.SIDECAR: dst + ".vrt"}
+
+
+class DecompressAlgorithm(QgsProcessingAlgorithm):
+    INPUT = "INPUT"
+    OUTPUT = "OUTPUT"
+
+    def name(self) -> str:
+        return "decompress"
+
+    def displayName(self) -> str:  # noqa: N802
+        return "Decompress .hsic to GeoTIFF"
+
+    def shortHelpString(self) -> str:  # noqa: N802
+        return "Decodes a .hsic file into a GeoTIFF with the original georeferencing and band metadata."
+
+    def createInstance(self):  # noqa: N802
+        return type(self)()
+
+    def initAlgorithm(self, config=None):  # noqa: N802
+        self.addParameter(
+            QgsProcessingParameterFile(
+                self.INPUT, "Compressed file", behavior=QgsProcessingParameterFile.File, extension="hsic"
+            )
+        )
+        self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, "Decompressed raster"))
+
+    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
+        src = self.parameterAsFile(parameters, self.INPUT, context)
+        dst = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
+        _require_suffix(dst, (".tif", ".tiff"), self.OUTPUT)
+
+        _translate(dst, src, feedback)
+        return {self.OUTPUT: dst}

@@ -1,0 +1,89 @@
+"""Scene pipeline: normalisation, no-data masks, dtype casting, weights digest, cancellation."""
+
+import numpy as np
+import pytest
+
+from engine.container import open_hsic
+from engine.errors import CancelledError, CodecError
+from engine.normalise import fill_invalid, valid_mask
+from engine.pipeline import SceneDecoder, SceneInfo, _to_dtype, compress_scene
+
+
+def scene(bands=20, rows=50, cols=70, dtype="int16", seed=0):
+    rng = np.random.default_rng(seed)
+    wl = np.linspace(0, 1, bands)[:, None, None]
+    x = 3000 * (rng.uniform(0.2, 0.6, (1, rows, cols)) + 0.1 * np.sin(5 * wl))
+    return x.astype(dtype)
+
+
+def compress(tmp_path, cube, nodata=None, tile=32, **kw):
+    info = SceneInfo(rows=cube.shape[1], cols=cube.shape[2], bands=cube.shape[0], dtype=str(cube.dtype),
+                     nodata=nodata)
+    path = str(tmp_path / "s.hsic")
+    compress_scene(info, lambda y, x, h, w: cube[:, y:y + h, x:x + w], path, "cae1d", tile_size=tile,
+                   device="cpu", **kw)
+    return path
+
+
+def test_fill_invalid_interpolates_along_spectrum():
+    x = np.array([1.0, 0.0, 0.0, 4.0, 0.0], dtype=np.float32).reshape(5, 1, 1)
+    valid = np.array([1, 0, 0, 1, 0], dtype=bool).reshape(5, 1, 1)
+    fill_invalid(x, valid)
+    np.testing.assert_allclose(x.ravel(), [1, 2, 3, 4, 4])
+
+
+def test_to_dtype_rounds_clips_and_never_hits_nodata():
+    x = np.array([-40000.0, -32768.2, 1.4, 40000.0])
+    out = _to_dtype(x, np.dtype("int16"), -32768, None)
+    assert out.tolist() == [-32767, -32767, 1, 32767]
+
+
+def test_nodata_and_nan_are_restored_exactly(tmp_path):
+    cube = scene(dtype="float32")
+    cube[3] = np.nan            # a whole band missing, like EnMAP's water bands
+    cube[:, 5, 7] = -9999.0     # a nodata pixel
+    path = compress(tmp_path, cube, nodata=-9999.0)
+    dec = SceneDecoder(path, device="cpu")
+    out = dec.read()
+    assert (out[:, 5, 7] == -9999.0).all()
+    out[3, 5, 7] = np.nan
+    assert np.isnan(out[3]).all()
+    valid = valid_mask(cube, -9999.0)
+    assert not np.isnan(out[valid]).any() and not (out[valid] == -9999.0).any()
+
+
+def test_window_reads_decode_only_touched_tiles(tmp_path):
+    cube = scene(rows=100, cols=100)
+    path = compress(tmp_path, cube, tile=32)   # 4 x 4 tiles
+    dec = SceneDecoder(path, device="cpu")
+    full = dec.read()
+    dec2 = SceneDecoder(path, device="cpu")
+    w = dec2.read(10, 40, 20, 20)              # rows 10-29, cols 40-59: tiles (0,1) only
+    assert dec2.decoded_tiles == 1
+    np.testing.assert_array_equal(w, full[:, 10:30, 40:60])
+    dec2.read(10, 40, 20, 20, bands=[0])        # another band of the same window: cache hit
+    assert dec2.decoded_tiles == 1
+
+
+def test_cancel_leaves_no_file(tmp_path):
+    cube = scene(rows=100, cols=100)
+    calls = []
+
+    def progress(f):
+        calls.append(f)
+        return len(calls) < 2
+
+    with pytest.raises(CancelledError):
+        compress(tmp_path, cube, tile=32, progress=progress)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_mismatched_weights_are_refused(tmp_path, monkeypatch):
+    path = compress(tmp_path, scene())
+    with open_hsic(path) as r:
+        assert len(r.header.weights_sha256) == 64
+    import engine.codecs.base as base
+
+    monkeypatch.setattr(base, "file_sha256", lambda p: "0" * 64)
+    with pytest.raises(CodecError, match="other weights"):
+        SceneDecoder(path, device="cpu")

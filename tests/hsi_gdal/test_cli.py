@@ -1,0 +1,67 @@
+"""The hsic command: each subcommand through main(), user errors as one line and a non-zero exit."""
+
+import json
+
+import pytest
+
+from hsi_gdal.cli import main
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_compress_info_eval_decompress_json(capsys, make_raster, tmp_path):
+    src = make_raster(bands=10, rows=30, cols=20)
+    dst = str(tmp_path / "c.hsic")
+    code, out, _ = run(capsys, "compress", src, dst, "--quality", "3", "--json", "--device", "cpu")
+    assert code == 0
+    rec = json.loads(out)
+    assert rec["codec"] == "cae1d" and rec["quality"] == 3
+    assert rec["bpppc"] == pytest.approx(rec["bytes"] * 8 / (10 * 30 * 20))
+    code, out, _ = run(capsys, "info", dst, "--json")
+    info = json.loads(out)
+    assert code == 0 and info["bands"] == 10 and info["codec"] == "cae1d"
+    code, out, _ = run(capsys, "eval", src, dst, "--json")
+    ev = json.loads(out)
+    assert code == 0 and ev["psnr_db"] > 20 and 0 < ev["ssim"] <= 1 and ev["bpppc"] == rec["bpppc"]
+    code, out, _ = run(capsys, "eval", src, dst)
+    assert "PSNR (data-range peak)" in out and "SAM" in out
+    code, _, _ = run(capsys, "decompress", dst, str(tmp_path / "d.tif"), "-q")
+    assert code == 0 and (tmp_path / "d.tif").exists()
+
+
+def test_codecs_json(capsys):
+    code, out, _ = run(capsys, "codecs", "--json")
+    ids = {c["id"]: c for c in json.loads(out)["codecs"]}
+    assert code == 0 and ids["cae1d"]["default"] and len(ids["cae1d"]["qualities"]) >= 3
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["compress", "MISSING.tif", "OUT.hsic"], "no such file"),
+    (["compress", "{src}", "{tmp}/o.hsic", "--codec", "nope"], "unknown codec"),
+    (["compress", "{src}", "{tmp}/o.hsic", "--quality", "9"], "no quality 9"),
+    (["compress", "{text}", "{tmp}/o.hsic"], "not a raster"),
+    (["decompress", "{text}", "{tmp}/o.tif"], "not a raster"),
+    (["decompress", "{fake}", "{tmp}/o.tif"], "not a .hsic file"),
+    (["info", "{fake}"], "not a .hsic file"),
+    (["eval", "{src}", "MISSING.hsic"], "no such file"),
+])
+def test_user_errors_are_one_line(capsys, make_raster, tmp_path, argv, message):
+    text = tmp_path / "t.txt"
+    text.write_text("hello")
+    fake = tmp_path / "f.hsic"
+    fake.write_bytes(b"GIF89a" + bytes(100))
+    subs = {"src": make_raster(), "tmp": str(tmp_path), "text": str(text), "fake": str(fake)}
+    code, out, err = run(capsys, *[a.format(**subs) for a in argv])
+    assert code != 0
+    assert message.lower() in err.lower() and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o.hsic").exists() and not (tmp_path / "o.tif").exists()
+
+
+def test_usage_error_exits_nonzero(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["compress"])
+    assert e.value.code != 0

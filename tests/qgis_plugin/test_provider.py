@@ -1,0 +1,169 @@
+"""The HSIC Processing provider inside a headless QGIS (pytest-qgis)."""
+
+import numpy as np
+import pytest
+from osgeo import gdal, osr
+from qgis.core import (
+    QgsApplication,
+    QgsProcessingContext,
+    QgsProcessingException,
+    QgsProcessingFeedback,
+    QgsProcessingParameterDefinition,
+    QgsProcessingParameterNumber,
+)
+
+from engine.registry import DEFAULT_CODEC, list_codecs
+from qgis_plugin import classFactory
+
+pytestmark = pytest.mark.qgis
+
+
+def make_scene(path, cols, rows, bands):
+    """A small georeferenced int16 cube in EPSG:32633 with smooth spectra plus noise."""
+    rng = np.random.default_rng(0)
+    spectra = 1000 + 3000 * np.sin(np.linspace(0, 3, bands))[:, None, None]
+    cube = (spectra * rng.uniform(0.5, 1.5, (1, rows, cols)) + rng.normal(0, 20, (bands, rows, cols)))
+    ds = gdal.GetDriverByName("GTiff").Create(str(path), cols, rows, bands, gdal.GDT_Int16)
+    ds.SetGeoTransform((370000.0, 30.0, 0.0, 5810000.0, 0.0, -30.0))
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(32633)
+    ds.SetProjection(srs.ExportToWkt())
+    ds.WriteArray(cube.astype(np.int16))
+    ds = None
+    return path
+
+
+@pytest.fixture
+def registry(qgis_processing):
+    """The processing registry with the provider registered the way QGIS does it, through the plugin."""
+    plugin = classFactory(None)
+    plugin.initProcessing()
+    yield QgsApplication.processingRegistry()
+    plugin.unload()
+
+
+def run(alg_id, parameters, feedback=None):
+    import processing
+
+    return processing.run(alg_id, parameters, feedback=feedback or QgsProcessingFeedback())
+
+
+def test_provider_registers_with_exactly_two_algorithms(registry):
+    provider = registry.providerById("hsic")
+    assert provider is not None
+    assert provider.name() == "HSIC hyperspectral compression"
+    assert sorted(a.id() for a in provider.algorithms()) == ["hsic:compress", "hsic:decompress"]
+
+
+def test_unload_removes_the_provider(qgis_processing):
+    plugin = classFactory(None)
+    plugin.initProcessing()
+    plugin.unload()
+    assert QgsApplication.processingRegistry().providerById("hsic") is None
+
+
+def test_init_gui_lets_gdal_open_sidecars(qgis_processing):
+    key = "GDAL_VRT_PYTHON_TRUSTED_MODULES"
+    gdal.SetConfigOption(key, None)
+    plugin = classFactory(None)
+    try:
+        plugin.initGui()
+        assert "hsi_gdal.pixelfn" in gdal.GetConfigOption(key).split(",")
+    finally:
+        plugin.unload()
+
+
+def test_compress_parameters(registry):
+    alg = registry.algorithmById("hsic:compress")
+    params = {p.name(): p for p in alg.parameterDefinitions()}
+    assert list(params) == ["INPUT", "CODEC", "QUALITY", "OUTPUT"]
+    assert params["INPUT"].type() == "raster"
+
+    codec = params["CODEC"]
+    assert codec.options() == [c.id for c in list_codecs()]
+    assert codec.usesStaticStrings()
+    assert codec.defaultValue() == DEFAULT_CODEC
+
+    quality = params["QUALITY"]
+    assert quality.dataType() == QgsProcessingParameterNumber.Integer
+    # Empty means "the chosen codec's default".
+    assert quality.flags() & QgsProcessingParameterDefinition.FlagOptional
+    assert quality.defaultValue() is None
+
+    assert params["OUTPUT"].type() == "fileDestination"
+    assert params["OUTPUT"].fileFilter() == "HSIC files (*.hsic)"
+    assert {o.name() for o in alg.outputDefinitions()} == {"OUTPUT", "SIDECAR"}
+
+
+def test_decompress_parameters(registry):
+    alg = registry.algorithmById("hsic:decompress")
+    params = {p.name(): p for p in alg.parameterDefinitions()}
+    assert list(params) == ["INPUT", "OUTPUT"]
+    assert params["INPUT"].type() == "file"
+    assert params["INPUT"].extension() == "hsic"
+    assert params["OUTPUT"].type() == "rasterDestination"
+    assert params["OUTPUT"].defaultFileExtension() == "tif"
+
+
+def test_bad_quality_is_rejected_with_a_readable_message(registry, tmp_path):
+    alg = registry.algorithmById("hsic:compress")
+    scene = make_scene(tmp_path / "s.tif", 8, 8, 4)
+    base = {"INPUT": str(scene), "CODEC": "cae1d", "OUTPUT": str(tmp_path / "c.hsic")}
+    context = QgsProcessingContext()
+
+    ok, message = alg.checkParameterValues({**base, "QUALITY": 99}, context)
+    qualities = ", ".join(map(str, list_codecs()[0].qualities))
+    assert not ok
+    # The engine's own words, naming the bad value and the choices.
+    assert "quality 99" in message and qualities in message
+
+    assert alg.checkParameterValues(base, context) == (True, "")
+    assert alg.checkParameterValues({**base, "QUALITY": list_codecs()[0].default_quality}, context)[0]
+
+
+def test_compress_refuses_an_output_that_is_not_hsic(registry, tmp_path):
+    scene = make_scene(tmp_path / "s.tif", 8, 8, 4)
+    with pytest.raises(QgsProcessingException, match=r"OUTPUT must be a \.hsic file"):
+        run("hsic:compress", {"INPUT": str(scene), "OUTPUT": str(tmp_path / "c.tif")})
+
+
+def test_compress_writes_hsic_and_sidecar(registry, tmp_path):
+    scene = make_scene(tmp_path / "s.tif", 40, 30, 16)
+    out = tmp_path / "c.hsic"
+    result = run("hsic:compress", {"INPUT": str(scene), "CODEC": "cae1d", "QUALITY": 2, "OUTPUT": str(out)})
+    assert result == {"OUTPUT": str(out), "SIDECAR": str(out) + ".vrt"}
+    assert out.stat().st_size > 0
+    assert (tmp_path / "c.hsic.vrt").exists()
+
+
+class CancelAtFirstProgress(QgsProcessingFeedback):
+    """Cancels as soon as the first progress report arrives, and records every report."""
+
+    def __init__(self):
+        super().__init__()
+        self.reports = []
+        self.progressChanged.connect(self._on_progress)
+
+    def _on_progress(self, percent):
+        self.reports.append(percent)
+        self.cancel()
+
+
+def test_cancel_leaves_no_output_then_roundtrip_decompresses(registry, tmp_path):
+    # 300 x 200 pixels make several 128-pixel tiles, so cancelling after the first one stops real work.
+    scene = make_scene(tmp_path / "s.tif", 300, 200, 8)
+    out = tmp_path / "c.hsic"
+    feedback = CancelAtFirstProgress()
+    with pytest.raises(QgsProcessingException):
+        run("hsic:compress", {"INPUT": str(scene), "OUTPUT": str(out)}, feedback)
+    assert feedback.reports and feedback.reports[0] < 100
+    assert len(feedback.reports) == 1, "progress kept coming after the cancel"
+    assert not out.exists() and not (tmp_path / "c.hsic.vrt").exists()
+
+    run("hsic:compress", {"INPUT": str(scene), "OUTPUT": str(out)})
+    result = run("hsic:decompress", {"INPUT": str(out), "OUTPUT": str(tmp_path / "d.tif")})
+    ds = gdal.Open(result["OUTPUT"])
+    assert (ds.RasterXSize, ds.RasterYSize, ds.RasterCount) == (300, 200, 8)
+    assert ds.GetGeoTransform() == (370000.0, 30.0, 0.0, 5810000.0, 0.0, -30.0)
+    assert osr.SpatialReference(wkt=ds.GetProjection()).GetAuthorityCode(None) == "32633"
+    ds = None
