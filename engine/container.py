@@ -336,9 +336,12 @@ def write_hsic(path: PathLike, header: Header, tiles: Iterable[bytes]) -> int:
         raise InputError(f"header must be a Header, got {type(header).__name__}")
     target = os.fspath(path)
     partial = target + ".partial"
-    head = header.to_json_bytes()
-    if len(head) > MAX_HEADER_BYTES:
-        raise InputError(f"header of {len(head)} bytes exceeds the {MAX_HEADER_BYTES}-byte limit")
+    text = header.to_json_bytes()
+    if len(text) > MAX_HEADER_BYTES:
+        raise InputError(f"header of {len(text)} bytes exceeds the {MAX_HEADER_BYTES}-byte limit")
+    # Per-band metadata repeats itself: deflated, a 224-band EnMAP header shrinks from ~32 KB to ~4 KB,
+    # which matters because every byte counts in the rate.
+    head = zlib.compress(text, 9)
     n = header.n_tiles
     if n > _U32_MAX:
         raise InputError(f"{n} tiles is more than a .hsic file can index; use larger tiles")
@@ -411,6 +414,18 @@ def _fsync_dir(folder: str) -> None:
 # ---------------------------------------------------------------------------------------------
 # Reading
 # ---------------------------------------------------------------------------------------------
+
+def _inflate_header(head: bytes, where: str) -> bytes:
+    """Inflate the header, never past MAX_HEADER_BYTES (a deflate bomb must not allocate gigabytes)."""
+    d = zlib.decompressobj()
+    try:
+        text = d.decompress(head, MAX_HEADER_BYTES + 1)
+    except zlib.error as e:
+        raise FormatError(f"{where}: header is not valid deflate data ({e})") from None
+    if len(text) > MAX_HEADER_BYTES or not d.eof or d.unused_data or d.unconsumed_tail:
+        raise FormatError(f"{where}: header is corrupt or larger than {MAX_HEADER_BYTES} bytes")
+    return text
+
 
 class HsicReader:
     """An open, fully validated .hsic file. Use :func:`open_hsic`; a context manager.
@@ -494,7 +509,7 @@ class HsicReader:
         if data_pos > self.file_size:
             raise FormatError(f"{where}: truncated or corrupt (tile count {n}, "
                               f"file is {self.file_size} bytes)")
-        header = Header.from_json_bytes(head)
+        header = Header.from_json_bytes(_inflate_header(head, where))
         if codec_id(number) != header.codec:
             raise FormatError(f"{where}: codec number {number} ({codec_id(number)}) disagrees "
                               f"with header codec {header.codec!r}")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from contextlib import contextmanager
@@ -151,7 +152,9 @@ def cmd_train(args) -> None:
 
         rec = train(cfg, scenes, Path(args.out), progress=progress)
         bar.close()
-        print(f"{args.out}/{args.codec}-q{q}.pt: final PSNR {rec['final']['mse'] and rec['final']}")
+        f = rec["final"]
+        print(f"{args.out}/{args.codec}-q{q}.pt: training estimate {-10 * math.log10(max(f['mse'], 1e-12)):.2f} dB "
+              f"at {f['bpppc']:.3f} bpppc (noisy-latent estimate; measure with `hsic eval`)")
 
 
 def cmd_env(args) -> None:

@@ -49,16 +49,17 @@ def main() -> int:
 
     qp = ROOT / ".venv" / "bin" / "qgis_process"
     env = dict(os.environ, QT_QPA_PLATFORM=os.environ.get("QT_QPA_PLATFORM", "offscreen"))
-    run = subprocess.run([str(qp), "run", "native:rasterlayerproperties", "--", f"INPUT={vrt}", "BAND=50"],
-                         capture_output=True, text=True, env=env)
-    print("reopened through QGIS (qgis_process native:rasterlayerproperties):")
-    if run.returncode != 0:
-        print(run.stdout[-2000:], run.stderr[-2000:], file=sys.stderr)
-        return 1
-    wanted = ("BAND_COUNT", "CRS_AUTHID", "EXTENT", "HEIGHT_IN_PIXELS", "WIDTH_IN_PIXELS")
-    for line in run.stdout.splitlines():
-        if line.split(":")[0].strip() in wanted:
-            print("  " + line.strip())
+    print("reopened through QGIS (qgis_process, the sidecar as a raster layer):")
+    wanted = ("CRS_AUTHID", "EXTENT", "BAND_COUNT", "WIDTH_IN_PIXELS", "HEIGHT_IN_PIXELS", "MEAN", "MIN", "MAX")
+    for alg in ("native:rasterlayerproperties", "native:rasterlayerstatistics"):
+        run = subprocess.run([str(qp), "run", alg, "--", f"INPUT={vrt}", "BAND=50"],
+                             capture_output=True, text=True, env=env)
+        if run.returncode != 0:
+            print(f"{alg} failed:", run.stdout[-2000:], run.stderr[-2000:], file=sys.stderr)
+            return 1
+        for line in run.stdout.splitlines():
+            if line.split(":")[0].strip() in wanted:
+                print("  " + line.strip() + ("  (band 50, scaled)" if alg.endswith("statistics") else ""))
     return 0
 
 

@@ -65,6 +65,7 @@ def fix_crcs(data):
 
 
 def with_header_json(data, new_json):
+    new_json = zlib.compress(new_json, 9)  # the header is stored deflated
     head_len, n, index_pos = parse(data)
     delta = len(new_json) - head_len
     out = bytearray(data[:24] + new_json + b"\0\0\0\0" + data[index_pos:])
@@ -205,7 +206,7 @@ def test_layout_matches_spec(small):
     assert data[:8] == MAGIC
     major, minor, number, reserved, head_len, n = struct.unpack_from("<HHHHII", data, 8)
     assert (major, minor, number, reserved) == (1, 0, 1, 0) and n == len(tiles)
-    assert Header.from_json_bytes(data[24:24 + head_len]) == header
+    assert Header.from_json_bytes(zlib.decompress(data[24:24 + head_len])) == header
     assert struct.unpack_from("<I", data, 24 + head_len)[0] == zlib.crc32(data[:24 + head_len])
     index_pos = 28 + head_len
     pos = index_pos + 16 * n + 4
