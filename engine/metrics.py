@@ -12,6 +12,7 @@ import math
 import numba
 import numpy as np
 
+from .arrays import kernel_ready
 from .errors import InputError
 
 __all__ = [
@@ -28,19 +29,6 @@ __all__ = [
 # --------------------------------------------------------------------------- input checks
 
 
-def _kernel_ready(a: np.ndarray, what: str) -> np.ndarray:
-    """Give Numba a dtype it supports: native byte order, no bool/float16; reject non-real data."""
-    if a.dtype.kind == "b":
-        return a.view(np.uint8)
-    if a.dtype.kind not in "iuf":
-        raise InputError(f"{what} must be a real numeric array, got dtype {a.dtype}")
-    if a.dtype == np.float16:
-        return a.astype(np.float32)
-    if not a.dtype.isnative:
-        return a.astype(a.dtype.newbyteorder("="))
-    return a
-
-
 def _prepare(ref, rec, valid) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     ref, rec = np.asarray(ref), np.asarray(rec)
     if ref.ndim != 3:
@@ -55,7 +43,7 @@ def _prepare(ref, rec, valid) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             raise InputError(f"valid must be a boolean mask, got dtype {valid.dtype}")
         if valid.shape != ref.shape:
             raise InputError(f"valid mask shape {valid.shape} differs from data shape {ref.shape}")
-    return _kernel_ready(ref, "ref"), _kernel_ready(rec, "rec"), valid
+    return kernel_ready(ref, "ref"), kernel_ready(rec, "rec"), valid
 
 
 def _check_range(data_range: float | None) -> float | None:

@@ -13,6 +13,7 @@ from typing import Iterator
 import numba
 import numpy as np
 
+from .arrays import kernel_ready
 from .errors import InputError
 
 __all__ = ["TileGrid", "extract_tile", "stitch_tile"]
@@ -97,19 +98,6 @@ def _stitch_kernel(out, tile, y0, x0, h, w):
                 out[b, y0 + y, x0 + x] = tile[b, y, x]
 
 
-def _kernel_ready(a: np.ndarray, what: str) -> np.ndarray:
-    """Give Numba a dtype it supports: native byte order, no bool/float16; reject non-real data."""
-    if a.dtype.kind == "b":
-        return a.view(np.uint8)
-    if a.dtype.kind not in "iuf":
-        raise InputError(f"{what} must be a real numeric array, got dtype {a.dtype}")
-    if a.dtype == np.float16:
-        return a.astype(np.float32)
-    if not a.dtype.isnative:
-        return a.astype(a.dtype.newbyteorder("="))
-    return a
-
-
 def _check_cube(a: object, grid: TileGrid, what: str) -> np.ndarray:
     if not isinstance(a, np.ndarray) or a.ndim != 3 or a.shape[1:] != (grid.rows, grid.cols):
         shape = getattr(a, "shape", type(a).__name__)
@@ -122,7 +110,7 @@ def extract_tile(cube: np.ndarray, grid: TileGrid, i: int) -> np.ndarray:
 
     Samples beyond the scene edge repeat the last row/column of the scene.
     """
-    cube = _kernel_ready(_check_cube(cube, grid, "cube"), "cube")
+    cube = kernel_ready(_check_cube(cube, grid, "cube"), "cube")
     y0, x0, _, _ = grid.window(i)
     out = np.empty((cube.shape[0], grid.tile_rows, grid.tile_cols), dtype=np.float32)
     _extract_kernel(cube, y0, x0, out)
@@ -144,6 +132,6 @@ def stitch_tile(out: np.ndarray, tile: np.ndarray, grid: TileGrid, i: int) -> No
         raise InputError(
             f"tile must be a ({out.shape[0]}, {grid.tile_rows}, {grid.tile_cols}) array, got {shape}"
         )
-    tile = _kernel_ready(tile, "tile")
+    tile = kernel_ready(tile, "tile")
     y0, x0, h, w = grid.window(i)
     _stitch_kernel(out, tile, y0, x0, h, w)

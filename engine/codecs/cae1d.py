@@ -30,8 +30,8 @@ class Cae1d(LearnedCodecMixin, TileCodec):
     # Training recipe per quality: architecture and rate-distortion trade-off (loss = lmbda*MSE + bpppc).
     recipes = {
         1: {"arch": {"latent": 12, "width": 32, "positions": 32}, "lmbda": 4000.0},
-        2: {"arch": {"latent": 16, "width": 32, "positions": 32}, "lmbda": 20000.0},
-        3: {"arch": {"latent": 24, "width": 32, "positions": 32}, "lmbda": 100000.0},
+        2: {"arch": {"latent": 24, "width": 32, "positions": 32}, "lmbda": 40000.0},
+        3: {"arch": {"latent": 32, "width": 32, "positions": 32}, "lmbda": 150000.0},
     }
 
     @staticmethod

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 from engine.errors import CodecError
 
 # Buffers that EntropyBottleneck.update() derives from the parameters; not stored in weight files.
@@ -24,7 +26,7 @@ def load_weights(build_model, path):
         blob = torch.load(path, map_location="cpu", weights_only=True)
         model = build_model(blob["arch"])
         missing, unexpected = model.load_state_dict(blob["state_dict"], strict=False)
-    except (OSError, KeyError, TypeError, RuntimeError) as e:
+    except (OSError, KeyError, TypeError, RuntimeError, pickle.UnpicklingError) as e:
         raise CodecError(f"cannot load weights {path}: {e}") from e
     if unexpected or any(not k.endswith(_DERIVED) for k in missing):
         raise CodecError(f"weights {path} do not fit the model (missing {missing}, unexpected {unexpected})")
