@@ -88,8 +88,8 @@ def encode_payload(raw: np.ndarray, header: Header, codec) -> bytes:
     offset, scale = _norm(header)
     x = ((raw.astype(np.float64) - offset) / scale).astype(np.float32)
     fill_invalid(x, valid)
-    tile_grid = TileGrid(raw.shape[1], raw.shape[2], header.tile_rows, header.tile_cols)
-    full = extract_tile(x, tile_grid, 0)  # pad edge tiles to the full tile size by replication
+    if codec.pad_edge_tiles:  # spatial codecs see full tiles: edge tiles padded by replication
+        x = extract_tile(x, TileGrid(raw.shape[1], raw.shape[2], header.tile_rows, header.tile_cols), 0)
     masks = []
     if not valid.all():
         masks.append(~valid)
@@ -100,7 +100,7 @@ def encode_payload(raw: np.ndarray, header: Header, codec) -> bytes:
     for m in masks:
         packed = zlib.compress(np.packbits(m).tobytes(), 9)
         parts += [struct.pack("<I", len(packed)), packed]
-    parts.append(codec.encode_tile(full))
+    parts.append(codec.encode_tile(x))
     return b"".join(parts)
 
 
@@ -141,7 +141,8 @@ def decode_payload(payload: bytes, header: Header, codec, h: int, w: int) -> np.
             pos += 4 + n
     except (IndexError, struct.error, zlib.error) as e:
         raise FormatError(f"corrupt tile payload: {e}") from e
-    full = codec.decode_tile(payload[pos:], (bands, header.tile_rows, header.tile_cols))
+    coded = (header.tile_rows, header.tile_cols) if codec.pad_edge_tiles else (h, w)
+    full = codec.decode_tile(payload[pos:], (bands, *coded))
     offset, scale = _norm(header)
     x = full[:, :h, :w].astype(np.float64) * scale + offset
     out = _to_dtype(x, np.dtype(header.dtype), header.nodata, ~masks[0] if masks else None)

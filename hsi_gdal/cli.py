@@ -158,10 +158,14 @@ def cmd_train(args) -> None:
 
 
 def cmd_env(args) -> None:
+    import sysconfig
+
     from hsi_gdal.env import env_lines
 
+    # GDAL tools embed the system Python: it needs the repo (decoder) and the venv (torch, compressai).
     root = Path(__file__).resolve().parent.parent
-    print("\n".join(env_lines() + [f"export PYTHONPATH={root}${{PYTHONPATH:+:$PYTHONPATH}}"]))
+    site = sysconfig.get_paths()["purelib"]
+    print("\n".join(env_lines() + [f"export PYTHONPATH={site}:{root}${{PYTHONPATH:+:$PYTHONPATH}}"]))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -31,6 +31,9 @@ class TileCodec(ABC):
     """A codec instance bound to one quality level and one device."""
 
     info: ClassVar[CodecInfo]
+    # Spatial codecs need every tile at the full tile size (edge tiles are padded by replication and
+    # cropped back); a per-pixel codec codes edge tiles as they are, since padding would cost bits.
+    pad_edge_tiles: ClassVar[bool] = True
 
     def __init__(self, quality: int, device: str = "auto"):
         self.quality = self.info.check_quality(quality)

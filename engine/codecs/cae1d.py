@@ -27,10 +27,11 @@ class Cae1d(LearnedCodecMixin, TileCodec):
         default_quality=2,
         weights={1: "cae1d-q1.pt", 2: "cae1d-q2.pt", 3: "cae1d-q3.pt"},
     )
+    pad_edge_tiles = False  # pixels are coded independently: padding would only add bits
     # Training recipe per quality: architecture and rate-distortion trade-off (loss = lmbda*MSE + bpppc).
     recipes = {
         1: {"arch": {"latent": 12, "width": 32, "positions": 32}, "lmbda": 4000.0},
-        2: {"arch": {"latent": 24, "width": 32, "positions": 32}, "lmbda": 40000.0},
+        2: {"arch": {"latent": 24, "width": 32, "positions": 32}, "lmbda": 30000.0},
         3: {"arch": {"latent": 32, "width": 32, "positions": 32}, "lmbda": 150000.0},
     }
 
