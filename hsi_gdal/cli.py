@@ -209,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--quality", type=int, default=None, help="one quality (default: all)")
     t.add_argument("--data", default=DEFAULT_TRAIN_DATA, help=f"folder of training rasters (default {DEFAULT_TRAIN_DATA})")
     t.add_argument("--out", default="runs", help="folder for weights and training records (default runs/)")
-    t.add_argument("--steps", type=int, default=6000)
+    t.add_argument("--steps", type=int, default=16000)
     t.add_argument("--batch", type=int, default=256)
     t.add_argument("--lr", type=float, default=1e-3)
     t.add_argument("--seed", type=int, default=0)

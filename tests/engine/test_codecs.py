@@ -94,3 +94,21 @@ def test_auto_device_falls_back_to_cpu_without_gpu():
     torch = pytest.importorskip("torch")
     codec = get_codec(DEFAULT_CODEC, device="auto")
     assert codec.torch_device == ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@pytest.mark.parametrize("codec_id", CODEC_IDS)
+def test_bitstream_is_deterministic_across_runs_and_threads(codec_id):
+    torch = pytest.importorskip("torch")
+    tile = smooth_tile(224, 20, 20, seed=5)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        a = get_codec(codec_id, device="cpu").encode_tile(tile)
+        dec_a = get_codec(codec_id, device="cpu").decode_tile(a, tile.shape)
+        torch.set_num_threads(2)
+        b = get_codec(codec_id, device="cpu").encode_tile(tile)
+        dec_b = get_codec(codec_id, device="cpu").decode_tile(a, tile.shape)
+    finally:
+        torch.set_num_threads(threads)
+    assert a == b
+    np.testing.assert_allclose(dec_a, dec_b, atol=1e-5)

@@ -1,5 +1,7 @@
 """Round trip of every real scene in ../shared/data/hsi (skipped with a reason when it is absent)."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -44,6 +46,18 @@ def test_default_quality_meets_the_foundation_target(tmp_path):
     hsi_gdal.Translate(str(tmp_path / "c.hsic"), str(path))
     r = hsi_gdal.evaluate(str(path), str(tmp_path / "c.hsic"))
     assert r["psnr_db"] >= 40 and r["bpppc"] <= 1.0, r
+    assert r["bpppc"] == os.path.getsize(tmp_path / "c.hsic") * 8 / (224 * 128 * 64)
+
+    from osgeo import gdal, osr
+
+    g = gdal.Open(str(tmp_path / "c.hsic.vrt"))
+    srs = osr.SpatialReference(wkt=g.GetProjection())
+    srs.AutoIdentifyEPSG()
+    src = gdal.Open(str(path))
+    assert g.RasterCount == 224 and srs.GetAuthorityCode(None) == "32633"
+    for i in (1, 100, 224):
+        assert g.GetRasterBand(i).GetMetadataItem("wavelength") == src.GetRasterBand(i).GetMetadataItem("wavelength")
+    del g, src
 
 
 def test_bundled_sample_has_what_the_demo_shows():
