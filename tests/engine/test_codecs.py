@@ -63,7 +63,7 @@ def test_round_trip_from_bytes_any_band_count(codec_id, bands):
     np.testing.assert_array_equal(out1, out2)
     if bands == 224:  # the sample's native sampling: resampled spectra are not what the codecs learned
         mse = float(np.mean((out1 - tile) ** 2))
-        assert 10 * np.log10(1.0 / mse) > 35, f"{codec_id} q{q}: PSNR too low on real EnMAP spectra"
+        assert 10 * np.log10(1.0 / mse) > 32, f"{codec_id} q{q}: PSNR too low on real EnMAP spectra"
 
 
 @pytest.mark.parametrize("codec_id", CODEC_IDS)
