@@ -87,3 +87,26 @@ def test_mismatched_weights_are_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(base, "file_sha256", lambda p: "0" * 64)
     with pytest.raises(CodecError, match="other weights"):
         SceneDecoder(path, device="cpu")
+
+
+def test_spatial_codecs_get_full_padded_tiles_and_output_is_cropped():
+    from engine.container import Header
+    from engine.pipeline import decode_payload, encode_payload
+
+    class Raw16:  # a stand-in spatial codec: float16 samples, checks the tile shape it is given
+        pad_edge_tiles = True
+
+        def encode_tile(self, tile):
+            assert tile.shape == (3, 8, 8)
+            return tile.astype(np.float16).tobytes()
+
+        def decode_tile(self, data, shape):
+            assert shape == (3, 8, 8)
+            return np.frombuffer(data, dtype=np.float16).reshape(shape).astype(np.float32)
+
+    raw = np.arange(3 * 5 * 6, dtype=np.int16).reshape(3, 5, 6) + 100
+    raw[1, 2, 3] = -1
+    header = Header.create(rows=5, cols=6, bands=3, dtype="int16", nodata=-1, tile_rows=8, tile_cols=8,
+                           codec="cae1d", quality=1, norm_offset=100.0, norm_scale=100.0)
+    out = decode_payload(encode_payload(raw, header, Raw16()), header, Raw16(), 5, 6)
+    np.testing.assert_array_equal(out, raw)
