@@ -182,15 +182,16 @@ def psnr(ref: np.ndarray, rec: np.ndarray, data_range: float | None = None,
 def psnr_band_peak(ref: np.ndarray, rec: np.ndarray, valid: np.ndarray | None = None) -> float:
     """Mean over bands of PSNR_b = 10 log10(max_b^2 / MSE_b), max_b = band max of valid ``ref``.
 
-    As in MDIM-DRF (eq. 6). Bands with no valid sample, and bands reconstructed perfectly
-    (MSE_b = 0, infinite PSNR_b), are left out of the mean; returns ``inf`` if every band with
-    valid samples is perfect. A band whose peak is 0 with nonzero error gives ``-inf``.
+    As in MDIM-DRF (eq. 6). Bands with no valid sample, bands reconstructed perfectly
+    (MSE_b = 0, infinite PSNR_b) and bands whose peak is not positive (PSNR_b undefined: dark or
+    all-zero water-absorption bands) are left out of the mean; returns ``inf`` if every band with
+    valid samples is perfect.
     """
     ref, rec, valid = _prepare(ref, rec, valid)
     sse, cnt, peak, _ = _band_stats(ref, rec, valid)
     if not cnt.any():
         raise InputError("no valid samples")
-    use = (cnt > 0) & (sse > 0)
+    use = (cnt > 0) & (sse > 0) & (peak > 0)
     if not use.any():
         return math.inf
     mse = sse[use] / cnt[use]
