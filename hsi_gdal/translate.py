@@ -75,13 +75,14 @@ def _write_geotiff(dst: str, ds: Dataset, progress: Progress | None) -> None:
     drv = gdal.GetDriverByName("GTiff")
     opts = ["COMPRESS=DEFLATE", "TILED=YES", "INTERLEAVE=BAND", "BIGTIFF=IF_SAFER",
             f"PREDICTOR={3 if ds.dtype.startswith('float') else 2}"]
+    bands: list = []
     try:
         out = drv.Create(tmp, ds.RasterXSize, ds.RasterYSize, ds.RasterCount, GDAL_TYPES[ds.dtype], opts)
         out.SetGeoTransform(ds.GetGeoTransform())
         if ds.GetProjection():
             out.SetProjection(ds.GetProjection())
         out.SetMetadata(ds.GetMetadata())
-        bands = [out.GetRasterBand(i + 1) for i in range(ds.RasterCount)]
+        bands += [out.GetRasterBand(i + 1) for i in range(ds.RasterCount)]
         for i, b in enumerate(bands):
             src_band = ds.GetRasterBand(i + 1)
             b.SetDescription(src_band.GetDescription())
@@ -100,13 +101,13 @@ def _write_geotiff(dst: str, ds: Dataset, progress: Progress | None) -> None:
                 b.WriteArray(np.asarray(plane), 0, y0)
             if progress is not None and progress(min(1.0, (y0 + h) / ds.RasterYSize)) is False:
                 raise CancelledError("cancelled")
-        del bands
+        bands.clear()
         out.FlushCache()
         out = None
         os.replace(tmp, dst)
     except BaseException as e:
+        bands.clear()  # drop GDAL band handles before the dataset, so the file is closed before removal
         out = None
-        bands = None
         if os.path.exists(tmp):
             os.remove(tmp)
         if isinstance(e, RuntimeError) and not isinstance(e, HSICError):
