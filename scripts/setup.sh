@@ -31,7 +31,9 @@ if [ ! -x "$VENV/bin/python" ]; then
     /usr/bin/python3 -m venv --system-site-packages "$VENV"
 fi
 echo "setup: installing pinned Python packages into $VENV"
-"$VENV/bin/python" -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev]'
+# This machine's pip.conf names local indexes that lack most packages; pip warns once per package.
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev]' \
+    2> >(grep -v "is neither a file nor a directory" >&2)
 # qgis_process with the HSIC provider on its path (see scripts/qgis_process).
 ln -sfn ../../scripts/qgis_process "$VENV/bin/qgis_process"
 echo "$want" > "$STAMP"
