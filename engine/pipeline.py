@@ -54,6 +54,12 @@ class SceneInfo:
     band_offset: tuple[float | None, ...] = ()
     metadata: dict = field(default_factory=dict)
 
+    @classmethod
+    def from_header(cls, h: Header) -> "SceneInfo":
+        """The scene a .hsic file describes (to re-code it)."""
+        return cls(h.rows, h.cols, h.bands, h.dtype, h.nodata, h.crs_wkt, h.geotransform, h.band_descriptions,
+                   h.band_metadata, h.band_scale, h.band_offset, h.metadata)
+
     def __post_init__(self):
         if self.dtype not in SUPPORTED_DTYPES:
             raise InputError(f"unsupported data type {self.dtype!r}; supported: {', '.join(SUPPORTED_DTYPES)}")
@@ -61,7 +67,8 @@ class SceneInfo:
             raise InputError(f"empty raster ({self.bands} bands x {self.rows} rows x {self.cols} cols)")
 
 
-def _tick(progress: Progress | None, fraction: float) -> None:
+def check_progress(progress: Progress | None, fraction: float) -> None:
+    """Report progress; a callback returning False cancels the work (CancelledError)."""
     if progress is not None and progress(fraction) is False:
         raise CancelledError("cancelled")
 
@@ -169,7 +176,7 @@ def compress_scene(info: SceneInfo, read_window: ReadWindow, dst: str, codec: st
     def payloads():
         for i, (y0, x0, h, w) in enumerate(grid.windows()):
             yield encode_payload(read_window(y0, x0, h, w), header, coder)
-            _tick(progress, (i + 1) / grid.n_tiles)
+            check_progress(progress, (i + 1) / grid.n_tiles)
 
     write_hsic(dst, header, payloads())
     return header
@@ -231,7 +238,7 @@ class SceneDecoder:
             y0, y1 = max(ty, yoff), min(ty + th, yoff + ysize)
             x0, x1 = max(tx, xoff), min(tx + tw, xoff + xsize)
             out[:, y0 - yoff:y1 - yoff, x0 - xoff:x1 - xoff] = t[sel, y0 - ty:y1 - ty, x0 - tx:x1 - tx]
-            _tick(progress, (n + 1) / len(touched))
+            check_progress(progress, (n + 1) / len(touched))
         return out
 
     def close(self) -> None:

@@ -94,11 +94,7 @@ def train(config: TrainConfig, scenes: list[tuple[str, np.ndarray, float | None]
         group = groups[rng.integers(len(groups))]
         k = group[rng.integers(len(group))]
         x_np, valid_np = data[k]
-        # The same sample indices for data and mask: draw once, apply to both.
-        state = rng.bit_generator.state
-        xb = torch.from_numpy(cls.training_batch(x_np, rng, config.batch)).to(device)
-        rng.bit_generator.state = state
-        vb = torch.from_numpy(cls.training_batch(valid_np, rng, config.batch)).to(device)
+        xb, vb = (torch.from_numpy(a).to(device) for a in cls.training_batch(x_np, valid_np, rng, config.batch))
 
         out = model(xb)
         w = vb.float()

@@ -52,9 +52,7 @@ class HsicSource:
         from hsi_gdal.dataset import HsicDataset
 
         self.ds = HsicDataset(path, device=device)
-        h = self.ds.header
-        self.info = SceneInfo(h.rows, h.cols, h.bands, h.dtype, h.nodata, h.crs_wkt, h.geotransform,
-                              h.band_descriptions, h.band_metadata, h.band_scale, h.band_offset, h.metadata)
+        self.info = SceneInfo.from_header(self.ds.header)
 
     def read_window(self, y0: int, x0: int, h: int, w: int) -> np.ndarray:
         return self.ds.ReadAsArray(x0, y0, w, h)

@@ -8,8 +8,8 @@ from typing import Callable
 import numpy as np
 from osgeo import gdal
 
-from engine.errors import CancelledError, HSICError, HSICIOError, InputError
-from engine.pipeline import DEFAULT_TILE, compress_scene
+from engine.errors import HSICError, HSICIOError, InputError
+from engine.pipeline import DEFAULT_TILE, check_progress, compress_scene
 from engine.registry import DEFAULT_CODEC
 from hsi_gdal._gdal import GDAL_TYPES
 from hsi_gdal.dataset import Dataset, Open
@@ -99,8 +99,7 @@ def _write_geotiff(dst: str, ds: Dataset, progress: Progress | None) -> None:
             win = ds.ReadAsArray(0, y0, ds.RasterXSize, h)
             for b, plane in zip(bands, win):
                 b.WriteArray(np.asarray(plane), 0, y0)
-            if progress is not None and progress(min(1.0, (y0 + h) / ds.RasterYSize)) is False:
-                raise CancelledError("cancelled")
+            check_progress(progress, min(1.0, (y0 + h) / ds.RasterYSize))
         bands.clear()
         out.FlushCache()
         out = None

@@ -42,11 +42,12 @@ class Cae1d(LearnedCodecMixin, TileCodec):
         return SpectralCAE(**arch)
 
     @staticmethod
-    def training_batch(cube: np.ndarray, rng: np.random.Generator, batch: int) -> np.ndarray:
-        """Random spectra (batch, 1, bands) from a normalised (bands, rows, cols) cube."""
+    def training_batch(cube: np.ndarray, valid: np.ndarray, rng: np.random.Generator,
+                       batch: int) -> tuple[np.ndarray, np.ndarray]:
+        """Random spectra (batch, 1, bands) from a normalised (bands, rows, cols) cube, with their mask."""
         bands, rows, cols = cube.shape
         idx = rng.integers(0, rows * cols, size=batch)
-        return cube.reshape(bands, -1)[:, idx].T[:, None, :].copy()
+        return tuple(a.reshape(bands, -1)[:, idx].T[:, None, :].copy() for a in (cube, valid))
 
     def encode_tile(self, tile: np.ndarray) -> bytes:
         import torch
