@@ -1,19 +1,25 @@
 """Training of learned codecs: loss = lmbda * MSE + rate (bits per value), CompressAI style.
 
-Scenes arrive as numpy cubes (the caller reads the rasters; engine knows nothing of GDAL). Each step
-draws one scene at random (band counts differ between sensors, so a batch comes from one scene) and
-a batch of training samples from it, as the codec class defines them. Scenes are drawn sensor by
-sensor (see :func:`sensor_groups`).
+Scenes arrive as numpy cubes or as loaders of them (the caller reads the rasters; engine knows nothing
+of GDAL). Each step draws one scene at random (band counts differ between sensors, so a batch comes
+from one scene) and a batch of training samples from it, as the codec class defines them. Scenes are
+drawn sensor by sensor (see :func:`sensor_groups`). Large datasets (HySpecNet-11k: 11k patches) are
+loaded lazily with a small cache of prepared scenes.
+
+A checkpoint (model, optimisers, random states) is written every ``checkpoint_every`` steps; with
+``resume`` a run interrupted at any point continues from its last checkpoint as if never stopped.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import time
+from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -25,11 +31,34 @@ from engine.normalise import fill_invalid, normalisation, valid_mask, valid_rang
 class TrainConfig:
     codec: str
     quality: int
-    steps: int = 4000
-    batch: int = 256
+    steps: int | None = None  # None: the codec's recipe says (4000 when it does not)
+    batch: int | None = None  # None: the codec's recipe says (256 when it does not)
     lr: float = 1e-3
     seed: int = 0
     device: str = "auto"
+    init: str | None = None  # weights file to start from (fine-tuning); same architecture
+    checkpoint_every: int = 500
+    resume: bool = False
+
+
+@dataclass(frozen=True)
+class Scene:
+    """A training scene: its name (the sensor is the prefix before '_') and how to read it."""
+
+    name: str
+    load: Callable[[], tuple[np.ndarray, float | None]]  # -> (bands, rows, cols) cube, nodata
+
+
+def as_scenes(items) -> list[Scene]:
+    """Accept Scene objects or (name, cube, nodata) tuples."""
+    out = []
+    for item in items:
+        if isinstance(item, Scene):
+            out.append(item)
+        else:
+            name, cube, nodata = item
+            out.append(Scene(name, lambda cube=cube, nodata=nodata: (cube, nodata)))
+    return out
 
 
 def prepare_scene(cube: np.ndarray, nodata: float | None) -> tuple[np.ndarray, np.ndarray]:
@@ -53,16 +82,25 @@ def sensor_groups(names: list[str]) -> list[list[int]]:
     return list(groups.values())
 
 
-def train(config: TrainConfig, scenes: list[tuple[str, np.ndarray, float | None]], out_dir: Path,
-          progress: Callable[[int, int, dict], None] | None = None) -> dict:
-    """Train ``config.codec`` at ``config.quality`` on ``scenes`` [(name, cube, nodata)].
+def _atomic_save(obj, path: Path) -> None:
+    import torch
+
+    tmp = path.with_name(path.name + ".partial")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def train(config: TrainConfig, scenes: Sequence, out_dir: Path,
+          progress: Callable[[int, int, dict], None] | None = None, cache_scenes: int = 64) -> dict:
+    """Train ``config.codec`` at ``config.quality`` on ``scenes`` (Scene objects or (name, cube, nodata)).
 
     Writes ``<codec>-q<quality>.pt`` (weights) and ``.json`` (seed, config, data list, final losses)
-    into ``out_dir`` and returns the record.
+    into ``out_dir`` and returns the record. ``<codec>-q<quality>.ckpt`` holds the last checkpoint
+    while the run lasts (removed at the end).
     """
     import torch
 
-    from engine.codecs.learned import save_weights
+    from engine.codecs.learned import load_weights, read_arch, save_weights
     from engine.device import resolve_device
     from engine.registry import codec_class
 
@@ -70,31 +108,67 @@ def train(config: TrainConfig, scenes: list[tuple[str, np.ndarray, float | None]
     quality = cls.info.check_quality(config.quality)
     if not hasattr(cls, "recipes"):
         raise InputError(f"codec {config.codec!r} has nothing to train")
+    scenes = as_scenes(scenes)
     if not scenes:
         raise InputError("no training scenes given")
     recipe = cls.recipes[quality]
+    steps = config.steps or recipe.get("steps", 4000)
+    batch = config.batch or recipe.get("batch", 256)
     device = resolve_device(config.device)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = f"{config.codec}-q{quality}"
+    ckpt_path = out_dir / f"{stem}.ckpt"
 
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
-    data = [prepare_scene(cube, nodata) for _, cube, nodata in scenes]
-    groups = sensor_groups([name for name, _, _ in scenes])
+    groups = sensor_groups([s.name for s in scenes])
+    cache: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
 
-    model = cls.build_model(recipe["arch"]).to(device).train()
+    def scene(k: int) -> tuple[np.ndarray, np.ndarray]:
+        if k not in cache:
+            cache[k] = prepare_scene(*scenes[k].load())
+            if len(cache) > cache_scenes:
+                cache.popitem(last=False)
+        cache.move_to_end(k)
+        return cache[k]
+
+    if config.init:
+        model = load_weights(cls.build_model, config.init)
+        if read_arch(config.init) != recipe["arch"]:
+            raise InputError(f"{config.init}: not the architecture of {config.codec} quality {quality}")
+    else:
+        model = cls.build_model(recipe["arch"])
+    model = model.to(device).train()
     main_params = [p for n, p in model.named_parameters() if not n.endswith(".quantiles")]
     aux_params = [p for n, p in model.named_parameters() if n.endswith(".quantiles")]
     opt = torch.optim.Adam(main_params, lr=config.lr)
     aux_opt = torch.optim.Adam(aux_params, lr=1e-3)
-    sched = torch.optim.lr_scheduler.MultiStepLR(opt, [int(config.steps * 0.75), int(config.steps * 0.9)], 0.2)
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, [int(steps * 0.75), int(steps * 0.9)], 0.2)
     lmbda = recipe["lmbda"]
 
-    t0 = time.time()
+    first = 1
     ema: dict[str, float] = {}
-    for step in range(1, config.steps + 1):
+    if config.resume and ckpt_path.is_file():
+        ck = torch.load(ckpt_path, map_location=device, weights_only=True)
+        if ck["codec"] != config.codec or ck["quality"] != quality or ck["steps"] != steps:
+            raise InputError(f"{ckpt_path} belongs to another run ({ck['codec']} q{ck['quality']}, "
+                             f"{ck['steps']} steps); remove it or change --out")
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["opt"])
+        aux_opt.load_state_dict(ck["aux_opt"])
+        sched.load_state_dict(ck["sched"])
+        rng.bit_generator.state = ck["rng"]
+        torch.set_rng_state(ck["torch_rng"])
+        ema = dict(ck["ema"])
+        first = ck["step"] + 1
+
+    t0 = time.time()
+    for step in range(first, steps + 1):
         group = groups[rng.integers(len(groups))]
-        k = group[rng.integers(len(group))]
-        x_np, valid_np = data[k]
-        xb, vb = (torch.from_numpy(a).to(device) for a in cls.training_batch(x_np, valid_np, rng, config.batch))
+        x_np, valid_np = scene(group[rng.integers(len(group))])
+        xb, vb = (torch.from_numpy(a).to(device)
+                  for a in cls.training_batch(x_np, valid_np, rng, batch, recipe))
 
         out = model(xb)
         w = vb.float()
@@ -115,23 +189,27 @@ def train(config: TrainConfig, scenes: list[tuple[str, np.ndarray, float | None]
 
         for name, v in (("loss", loss.item()), ("mse", mse.item()), ("bpppc", bpv.item())):
             ema[name] = v if name not in ema else 0.98 * ema[name] + 0.02 * v
+        if step % config.checkpoint_every == 0 and step < steps:
+            _atomic_save({"codec": config.codec, "quality": quality, "steps": steps, "step": step,
+                          "model": model.state_dict(), "opt": opt.state_dict(), "aux_opt": aux_opt.state_dict(),
+                          "sched": sched.state_dict(), "rng": rng.bit_generator.state,
+                          "torch_rng": torch.get_rng_state(), "ema": ema}, ckpt_path)
         if progress is not None:
-            progress(step, config.steps, {**ema, "psnr": -10 * math.log10(max(ema["mse"], 1e-12))})
+            progress(step, steps, {**ema, "psnr": -10 * math.log10(max(ema["mse"], 1e-12))})
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stem = f"{config.codec}-q{quality}"
     model = model.cpu().eval()
     save_weights(model, recipe["arch"], out_dir / f"{stem}.pt")
     record = {
         "codec": config.codec,
         "quality": quality,
-        "config": asdict(config),
+        "config": {**asdict(config), "steps": steps, "batch": batch},
         "recipe": recipe,
-        "data": [{"name": name, "shape": list(cube.shape), "dtype": str(cube.dtype)} for name, cube, _ in scenes],
+        "data": {"count": len(scenes), "names": [s.name for s in scenes[:200]]},
         "final": {k: round(v, 6) for k, v in ema.items()},
         "seconds": round(time.time() - t0, 1),
+        "resumed_at": first if first > 1 else None,
         "torch": torch.__version__,
     }
     (out_dir / f"{stem}.json").write_text(json.dumps(record, indent=2) + "\n")
+    ckpt_path.unlink(missing_ok=True)
     return record

@@ -126,26 +126,27 @@ def cmd_codecs(args) -> None:
 def cmd_train(args) -> None:
     from engine.registry import get_info
     from engine.training import TrainConfig, train
-    from hsi_gdal.dataset import Open
+    from hsi_gdal.datasets import training_scenes
 
-    data = Path(args.data)
-    files = sorted(p for p in data.glob("*") if p.suffix.lower() in (".tif", ".tiff")) if data.is_dir() else []
-    if not files:
-        raise HSICError(f"no training rasters (*.tif) in {data}")
-    scenes = []
-    for p in files:
-        ds = Open(str(p))
-        scenes.append((p.name, ds.ReadAsArray(), ds.GetRasterBand(1).GetNoDataValue()))
+    root = args.root or args.data or DEFAULT_TRAIN_DATA
+    scenes = training_scenes(args.dataset, root, args.split)
     info = get_info(args.codec)
     qualities = [info.check_quality(args.quality)] if args.quality is not None else list(info.qualities)
+    if args.init and len(qualities) > 1:
+        raise HSICError("--init fine-tunes one quality: give --quality too")
     from tqdm import tqdm
 
+    print(f"training {args.codec} on {len(scenes)} scenes from {root}", file=sys.stderr)
     for q in qualities:
         cfg = TrainConfig(args.codec, q, steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed,
-                          device=args.device)
-        bar = tqdm(total=args.steps, desc=f"train {args.codec} q{q}", disable=args.quiet, file=sys.stderr)
+                          device=args.device, init=args.init, checkpoint_every=args.checkpoint_every,
+                          resume=args.resume)
+        bar = tqdm(total=None, desc=f"train {args.codec} q{q}", disable=args.quiet, file=sys.stderr)
 
         def progress(step, total, m, bar=bar):
+            if bar.total is None:
+                bar.reset(total=total)
+                bar.update(step - 1)  # resumed runs start past 0
             bar.update(1)
             if step % 50 == 0:
                 bar.set_postfix(psnr=f"{m['psnr']:.2f}", bpppc=f"{m['bpppc']:.3f}")
@@ -207,10 +208,18 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", parents=[common, device], help="train a codec's weights")
     t.add_argument("--codec", default="cae1d")
     t.add_argument("--quality", type=int, default=None, help="one quality (default: all)")
-    t.add_argument("--data", default=DEFAULT_TRAIN_DATA, help=f"folder of training rasters (default {DEFAULT_TRAIN_DATA})")
+    t.add_argument("--dataset", default="folder", choices=["folder", "hyspecnet11k"],
+                   help="folder: every raster under --root; hyspecnet11k: the benchmark's patches and splits")
+    t.add_argument("--root", default=None, help=f"dataset folder (default {DEFAULT_TRAIN_DATA})")
+    t.add_argument("--data", default=None, help=argparse.SUPPRESS)  # older spelling of --root
+    t.add_argument("--split", default="easy", choices=["easy", "hard"], help="HySpecNet-11k split (default easy)")
     t.add_argument("--out", default="runs", help="folder for weights and training records (default runs/)")
-    t.add_argument("--steps", type=int, default=16000)
-    t.add_argument("--batch", type=int, default=256)
+    t.add_argument("--steps", type=int, default=None, help="training steps (default: the codec's recipe)")
+    t.add_argument("--batch", type=int, default=None, help="samples per step (default: the codec's recipe)")
+    t.add_argument("--init", default=None, help="weights file to fine-tune from (same architecture)")
+    t.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run from its checkpoint in --out")
+    t.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints (default 500)")
     t.add_argument("--lr", type=float, default=1e-3)
     t.add_argument("--seed", type=int, default=0)
     t.set_defaults(func=cmd_train)

@@ -30,9 +30,9 @@ class Cae1d(LearnedCodecMixin, TileCodec):
     pad_edge_tiles = False  # pixels are coded independently: padding would only add bits
     # Training recipe per quality: architecture and rate-distortion trade-off (loss = lmbda*MSE + bpppc).
     recipes = {
-        1: {"arch": {"latent": 12, "width": 32, "positions": 32}, "lmbda": 4000.0},
-        2: {"arch": {"latent": 24, "width": 32, "positions": 32}, "lmbda": 30000.0},
-        3: {"arch": {"latent": 32, "width": 32, "positions": 32}, "lmbda": 150000.0},
+        1: {"arch": {"latent": 12, "width": 32, "positions": 32}, "lmbda": 4000.0, "steps": 16000},
+        2: {"arch": {"latent": 24, "width": 32, "positions": 32}, "lmbda": 30000.0, "steps": 16000},
+        3: {"arch": {"latent": 32, "width": 32, "positions": 32}, "lmbda": 150000.0, "steps": 16000},
     }
 
     @staticmethod
@@ -43,7 +43,7 @@ class Cae1d(LearnedCodecMixin, TileCodec):
 
     @staticmethod
     def training_batch(cube: np.ndarray, valid: np.ndarray, rng: np.random.Generator,
-                       batch: int) -> tuple[np.ndarray, np.ndarray]:
+                       batch: int, recipe: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Random spectra (batch, 1, bands) from a normalised (bands, rows, cols) cube, with their mask."""
         bands, rows, cols = cube.shape
         idx = rng.integers(0, rows * cols, size=batch)
@@ -69,3 +69,26 @@ class Cae1d(LearnedCodecMixin, TileCodec):
             x_hat = torch.cat([self.model.synthesis(c.to(self.torch_device), bands).cpu()
                                for c in y_hat.split(_CHUNK)])
         return x_hat[:, 0, :].T.reshape(bands, rows, cols).numpy().astype(np.float32, copy=False)
+
+
+@register
+class Cae1dDeep(Cae1d):
+    """The 1D-CAE's deeper variants (four down-sampling blocks, /16) with 7, 13 or 26 latents per pixel.
+
+    FIELD.md: more blocks give the published 26/13/7 latent values per 202-band pixel; here those are
+    the entropy-coded latent sizes, for the low rates.
+    """
+
+    info = CodecInfo(
+        id="cae1d-deep",
+        title="Deeper spectral autoencoder (1D-CAE /16 variants), entropy-coded latent, low rates",
+        paper="Kuester et al., 1D-CAE, in Fuchs & Demir, HySpecNet-11k, IGARSS 2023",
+        qualities=(1, 2, 3),
+        default_quality=2,
+        weights={1: "cae1d-deep-q1.pt", 2: "cae1d-deep-q2.pt", 3: "cae1d-deep-q3.pt"},
+    )
+    recipes = {
+        1: {"arch": {"latent": 7, "width": 32, "positions": 32, "depth": 4}, "lmbda": 1500.0, "steps": 6000},
+        2: {"arch": {"latent": 13, "width": 32, "positions": 32, "depth": 4}, "lmbda": 4000.0, "steps": 6000},
+        3: {"arch": {"latent": 26, "width": 32, "positions": 32, "depth": 4}, "lmbda": 12000.0, "steps": 6000},
+    }

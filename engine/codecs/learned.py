@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pickle
+import struct
 
-from engine.errors import CodecError
+from engine.errors import CodecError, FormatError
 
 # Buffers that EntropyBottleneck.update() derives from the parameters; not stored in weight files.
 _DERIVED = ("_quantized_cdf", "_offset", "_cdf_length")
@@ -31,14 +32,32 @@ def load_weights(build_model, path):
     if unexpected or any(not k.endswith(_DERIVED) for k in missing):
         raise CodecError(f"weights {path} do not fit the model (missing {missing}, unexpected {unexpected})")
     # Coder tables are computed on the CPU in float32 so that every machine derives the same tables.
+    from compressai.entropy_models import EntropyBottleneck
+
+    if hasattr(model, "update_tables"):  # e.g. the Gaussian conditional's fixed scale table
+        model.update_tables()
     for m in model.modules():
-        if hasattr(m, "update") and hasattr(m, "_quantized_cdf"):
+        if isinstance(m, EntropyBottleneck):
             m.update(force=True)
     return model.eval()
 
 
+def read_arch(path) -> dict:
+    """The architecture recorded in a weights file."""
+    import torch
+
+    try:
+        return dict(torch.load(path, map_location="cpu", weights_only=True)["arch"])
+    except (OSError, KeyError, TypeError, RuntimeError, pickle.UnpicklingError) as e:
+        raise CodecError(f"cannot read weights {path}: {e}") from e
+
+
 class LearnedCodecMixin:
     """Loads the codec's weights for its quality; networks go to the device, entropy coding stays on the CPU."""
+
+    # Children kept on the CPU: entropy models, and whatever computes entropy-coding parameters, so that
+    # the indexes the coder uses are the same on every machine.
+    cpu_modules: tuple[str, ...] = ("entropy_bottleneck", "gaussian_conditional", "h_a", "h_s")
 
     def __init__(self, quality: int, device: str = "auto"):
         super().__init__(quality, device)
@@ -53,5 +72,49 @@ class LearnedCodecMixin:
         self.torch_device = resolve_device(device)
         self.model = load_weights(self.build_model, path)
         for name, child in self.model.named_children():
-            if not name.startswith("entropy"):
+            if name not in self.cpu_modules:
                 child.to(self.torch_device)
+
+
+def pack_strings(shape: tuple[int, ...], groups: list[list[bytes]]) -> bytes:
+    """Serialise a latent shape and groups of rANS strings (e.g. [y strings, z strings]) into one payload.
+
+    Layout: u8 ndim, u16 x ndim shape, u8 group count, then per group u32 count and, per string, u32 length
+    and the bytes. The lengths cost a few bytes per tile; they are counted in the rate like everything else.
+    """
+    parts = [struct.pack("<B", len(shape)), struct.pack(f"<{len(shape)}H", *shape), struct.pack("<B", len(groups))]
+    for group in groups:
+        parts.append(struct.pack("<I", len(group)))
+        for s in group:
+            parts += [struct.pack("<I", len(s)), s]
+    return b"".join(parts)
+
+
+def unpack_strings(data: bytes, max_strings: int) -> tuple[tuple[int, ...], list[list[bytes]]]:
+    """Inverse of :func:`pack_strings`; FormatError on anything malformed (never reads past ``data``)."""
+    try:
+        (ndim,) = struct.unpack_from("<B", data, 0)
+        shape = struct.unpack_from(f"<{ndim}H", data, 1)
+        pos = 1 + 2 * ndim
+        (ngroups,) = struct.unpack_from("<B", data, pos)
+        pos += 1
+        groups = []
+        for _ in range(ngroups):
+            (count,) = struct.unpack_from("<I", data, pos)
+            pos += 4
+            if count > max_strings:
+                raise FormatError(f"tile holds {count} strings, at most {max_strings} expected")
+            group = []
+            for _ in range(count):
+                (n,) = struct.unpack_from("<I", data, pos)
+                pos += 4
+                if pos + n > len(data):
+                    raise FormatError("tile string runs past the end of the tile")
+                group.append(data[pos:pos + n])
+                pos += n
+            groups.append(group)
+    except struct.error as e:
+        raise FormatError(f"corrupt tile: {e}") from None
+    if pos != len(data):
+        raise FormatError("trailing bytes after the tile's strings")
+    return tuple(shape), groups

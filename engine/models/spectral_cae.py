@@ -30,31 +30,35 @@ def _conv(cin: int, cout: int, k: int, stride: int = 1) -> nn.Conv1d:
 
 
 class SpectralCAE(nn.Module):
-    def __init__(self, latent: int = 16, width: int = 32, positions: int = 32, gain: float = 64.0):
+    def __init__(self, latent: int = 16, width: int = 32, positions: int = 32, gain: float = 64.0,
+                 depth: int = 2):
         super().__init__()
         self.latent = latent
         self.width = width
         self.positions = positions
+        # Each stride-2 block halves the spectrum: depth 2 is cae1d (/4), deeper variants are cae1d-deep.
+        self.factor = 2 ** depth
         # Inputs are ~[0, 1] and quantisation steps are 1: a fixed gain puts latents on the scale of the
         # quantiser from the first step (the network would otherwise spend most of training learning it).
         self.gain = gain
         act = nn.LeakyReLU(0.1)
-        self.g_a_conv = nn.Sequential(_conv(1, width, 7, 2), act, _conv(width, width, 5, 2), act,
-                                      _conv(width, width, 5), act)
+        down = [_conv(1, width, 7, 2), act]
+        for _ in range(depth - 1):
+            down += [_conv(width, width, 5, 2), act]
+        self.g_a_conv = nn.Sequential(*down, _conv(width, width, 5), act)
         self.g_a_fc = nn.Linear(width * positions, latent)
         self.g_s_fc = nn.Linear(latent, width * positions)
-        self.g_s_conv = nn.Sequential(
-            act, _conv(width, width, 5), act,
-            nn.ConvTranspose1d(width, width, 4, stride=2, padding=1), act,
-            nn.ConvTranspose1d(width, 16, 4, stride=2, padding=1), act,
-            _conv(16, 1, 5),
-        )
+        up = [act, _conv(width, width, 5), act]
+        for _ in range(depth - 1):
+            up += [nn.ConvTranspose1d(width, width, 4, stride=2, padding=1), act]
+        self.g_s_conv = nn.Sequential(*up, nn.ConvTranspose1d(width, 16, 4, stride=2, padding=1), act,
+                                      _conv(16, 1, 5))
         self.entropy_bottleneck = EntropyBottleneck(latent)
 
     def analysis(self, x: torch.Tensor) -> torch.Tensor:
         """g_a: (N,1,B) spectra -> (N, K, 1) latents."""
         bands = x.shape[-1]
-        pad = -(-bands // 4) * 4 - bands
+        pad = -bands % self.factor
         if pad:
             x = F.pad(x, (0, pad), mode="replicate")
         h = F.interpolate(self.g_a_conv(x), size=self.positions, mode="linear", align_corners=True)
@@ -63,7 +67,7 @@ class SpectralCAE(nn.Module):
     def synthesis(self, y_hat: torch.Tensor, bands: int) -> torch.Tensor:
         """g_s: (N, K, 1) latents -> (N,1,B) spectra."""
         h = self.g_s_fc(y_hat[..., 0] / self.gain).reshape(-1, self.width, self.positions)
-        h = F.interpolate(h, size=-(-bands // 4), mode="linear", align_corners=True)
+        h = F.interpolate(h, size=-(-bands // self.factor), mode="linear", align_corners=True)
         return self.g_s_conv(h)[..., :bands]
 
     def forward(self, x: torch.Tensor) -> dict:

@@ -35,7 +35,7 @@ def test_train_writes_weights_and_record_reproducibly(tmp_path):
     train(cfg, scenes(), tmp_path / "b")
     stored = json.loads((tmp_path / "a" / "cae1d-q1.json").read_text())
     assert stored["config"]["seed"] == 3 and stored["config"]["steps"] == 6
-    assert [d["name"] for d in stored["data"]] == ["enmap_x.tif", "aviris_y.tif"]
+    assert stored["data"] == {"count": 2, "names": ["enmap_x.tif", "aviris_y.tif"]}
     assert stored == rec
     assert (tmp_path / "a" / "cae1d-q1.pt").read_bytes() == (tmp_path / "b" / "cae1d-q1.pt").read_bytes()
     model = load_weights(Cae1d.build_model, tmp_path / "a" / "cae1d-q1.pt")
@@ -54,3 +54,60 @@ def test_corrupt_weights_file_is_a_codec_error(tmp_path):
     bad.write_bytes(b"not a torch file")
     with pytest.raises(CodecError, match="cannot load weights"):
         load_weights(Cae1d.build_model, bad)
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_interrupted_run_resumes_to_the_same_weights(tmp_path):
+    cfg = TrainConfig("cae1d", 1, steps=7, batch=8, seed=1, device="cpu", checkpoint_every=3)
+    train(cfg, scenes(), tmp_path / "whole")
+
+    def stop_at_5(step, total, m):
+        if step == 5:
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        train(cfg, scenes(), tmp_path / "cut", progress=stop_at_5)
+    assert (tmp_path / "cut" / "cae1d-q1.ckpt").is_file() and not (tmp_path / "cut" / "cae1d-q1.pt").exists()
+    steps = []
+    rec = train(TrainConfig(**{**cfg.__dict__, "resume": True}), scenes(), tmp_path / "cut",
+                progress=lambda step, total, m: steps.append(step))
+    assert steps == [4, 5, 6, 7] and rec["resumed_at"] == 4  # the checkpoint of step 3
+    assert not (tmp_path / "cut" / "cae1d-q1.ckpt").exists()
+    assert (tmp_path / "cut" / "cae1d-q1.pt").read_bytes() == (tmp_path / "whole" / "cae1d-q1.pt").read_bytes()
+
+
+def test_resume_refuses_another_runs_checkpoint(tmp_path):
+    cfg = TrainConfig("cae1d", 1, steps=4, batch=8, device="cpu", checkpoint_every=2)
+
+    def stop(step, total, m):
+        if step == 3:
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        train(cfg, scenes(), tmp_path, progress=stop)
+    with pytest.raises(InputError, match="another run"):
+        train(TrainConfig("cae1d", 1, steps=9, batch=8, device="cpu", resume=True), scenes(), tmp_path)
+
+
+def test_fine_tuning_starts_from_given_weights_of_the_same_architecture(tmp_path):
+    train(TrainConfig("cae1d", 1, steps=3, batch=8, device="cpu"), scenes(), tmp_path / "base")
+    base = tmp_path / "base" / "cae1d-q1.pt"
+    rec = train(TrainConfig("cae1d", 1, steps=2, batch=8, device="cpu", init=str(base)), scenes(), tmp_path / "ft")
+    assert rec["config"]["init"] == str(base)
+    with pytest.raises(InputError, match="architecture"):  # q2 has a larger latent than q1
+        train(TrainConfig("cae1d", 2, steps=2, batch=8, device="cpu", init=str(base)), scenes(), tmp_path / "x")
+
+
+@pytest.mark.parametrize("codec_id", ["sscnet", "cae3d", "bmshj2018-factorized", "bmshj2018-hyperprior"])
+def test_spatial_codecs_train_a_few_steps(tmp_path, codec_id):
+    from engine.registry import codec_class
+
+    cls = codec_class(codec_id)
+    for q in (1, 11) if 11 in cls.info.qualities else (1,):
+        rec = train(TrainConfig(codec_id, q, steps=2, batch=2, device="cpu"), scenes(), tmp_path)
+        assert np.isfinite(rec["final"]["loss"])
+        model = load_weights(cls.build_model, tmp_path / f"{codec_id}-q{q}.pt")
+        assert model.entropy_bottleneck._quantized_cdf.numel() > 0

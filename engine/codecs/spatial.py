@@ -1,0 +1,156 @@
+"""Tile codecs around the spatial models of :mod:`engine.models.spatial`: ``sscnet``, ``cae3d``,
+``bmshj2018-factorized`` and ``bmshj2018-hyperprior``.
+
+A tile (bands, rows, cols) goes through the model as one image; rows and cols are padded inside the
+model to what its down-sampling needs. The rANS strings (and the latent shape) are packed into the tile
+payload with :func:`engine.codecs.learned.pack_strings`.
+
+Balle's codecs have two modes, told apart by the quality number: 1-3 take all bands as input channels
+(through the band adapter), 11-13 code band by band with one shared single-channel model.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+
+from engine.codecs.base import TileCodec
+from engine.codecs.learned import LearnedCodecMixin, pack_strings, unpack_strings
+from engine.registry import CodecInfo, register
+
+# Latent strings per tile are one per image in the batch: 1, or one per band in the band-by-band mode.
+_MAX_STRINGS = 4096
+
+
+def _weights(codec_id: str, qualities) -> dict[int, str]:
+    return {q: f"{codec_id}-q{q}.pt" for q in qualities}
+
+
+# Rate-distortion trade-offs of the three rates. One architecture for all three, so the outer rates are
+# fine-tuned from the middle one (``hsic train --init``), as training from scratch costs hours on a CPU.
+_LMBDAS = (1000.0, 5000.0, 25000.0)
+
+
+def _recipes(arch: dict, first: int = 1, batch: int = 8, **extra) -> dict[int, dict]:
+    return {first + i: {"arch": arch, "lmbda": lmbda, "batch": batch, **extra} for i, lmbda in enumerate(_LMBDAS)}
+
+
+class SpatialCodec(LearnedCodecMixin, TileCodec):
+    """A learned codec whose model codes whole tiles (see the module docstring)."""
+
+    recipes: ClassVar[dict[int, dict]]
+    patch: ClassVar[int] = 32  # training patch size (pixels)
+
+    @classmethod
+    def training_batch(cls, cube: np.ndarray, valid: np.ndarray, rng: np.random.Generator, batch: int,
+                       recipe: dict) -> tuple[np.ndarray, np.ndarray]:
+        """Random patches (batch, B, P, P) of one scene, or single-band patches (batch, 1, P, P)."""
+        bands, rows, cols = cube.shape
+        p = min(cls.patch, rows, cols)
+        ys = rng.integers(0, rows - p + 1, size=batch)
+        xs = rng.integers(0, cols - p + 1, size=batch)
+        if recipe.get("band_by_band"):
+            bs = rng.integers(0, bands, size=batch)
+            return tuple(np.stack([a[b, y:y + p, x:x + p] for b, y, x in zip(bs, ys, xs)])[:, None].copy()
+                         for a in (cube, valid))
+        return tuple(np.stack([a[:, y:y + p, x:x + p] for y, x in zip(ys, xs)]) for a in (cube, valid))
+
+    def encode_tile(self, tile: np.ndarray) -> bytes:
+        import torch
+
+        x = torch.from_numpy(np.ascontiguousarray(tile, dtype=np.float32))[None].to(self.torch_device)
+        with torch.no_grad():
+            groups, shape = self.model.compress(x)
+        return pack_strings(shape, groups)
+
+    def decode_tile(self, data: bytes, shape: tuple[int, int, int]) -> np.ndarray:
+        import torch
+
+        bands, rows, cols = shape
+        latent_shape, groups = unpack_strings(data, _MAX_STRINGS)
+        with torch.no_grad():
+            x_hat = self.model.decompress(groups, latent_shape, bands, (rows, cols), self.torch_device)
+        return x_hat[0].cpu().numpy().astype(np.float32, copy=False)
+
+
+@register
+class SSCNetCodec(SpatialCodec):
+    info = CodecInfo(
+        id="sscnet",
+        title="SSCNet: 2D convolutional autoencoder over all bands, entropy-coded latent",
+        paper="La Grassa et al., SSCNet, in Fuchs & Demir, HySpecNet-11k, IGARSS 2023",
+        qualities=(1, 2, 3),
+        default_quality=2,
+        weights=_weights("sscnet", (1, 2, 3)),
+    )
+    recipes = _recipes({"latent": 16, "width": 32, "adapter": 32})
+
+    @staticmethod
+    def build_model(arch: dict):
+        from engine.models.spatial import SSCNet
+
+        return SSCNet(**arch)
+
+
+@register
+class CAE3DCodec(SpatialCodec):
+    info = CodecInfo(
+        id="cae3d",
+        title="3D-CAE: strided 3D convolutions with residual blocks, entropy-coded latent",
+        paper="Chong et al., 3D-CAE, in Fuchs & Demir, HySpecNet-11k, IGARSS 2023",
+        qualities=(1, 2, 3),
+        default_quality=2,
+        weights=_weights("cae3d", (1, 2, 3)),
+    )
+    recipes = _recipes({"latent": 8, "width": 8}, batch=4)
+
+    @staticmethod
+    def build_model(arch: dict):
+        from engine.models.spatial import CAE3D
+
+        return CAE3D(**arch)
+
+
+def _bmshj_recipes() -> dict[int, dict]:
+    return {**_recipes({"N": 48, "M": 64, "adapter": 32}),
+            **_recipes({"N": 32, "M": 48, "adapter": 0}, first=11, batch=16, band_by_band=True)}
+
+
+@register
+class Bmshj2018Factorized(SpatialCodec):
+    info = CodecInfo(
+        id="bmshj2018-factorized",
+        title="Balle et al. factorized prior; q1-3 all bands as channels, q11-13 band by band",
+        paper="Balle, Laparra, Simoncelli, End-to-end optimized image compression, ICLR 2017",
+        qualities=(1, 2, 3, 11, 12, 13),
+        default_quality=2,
+        weights=_weights("bmshj2018-factorized", (1, 2, 3, 11, 12, 13)),
+    )
+    recipes = _bmshj_recipes()
+
+    @staticmethod
+    def build_model(arch: dict):
+        from engine.models.spatial import Bmshj2018
+
+        return Bmshj2018(**arch, hyperprior=False)
+
+
+@register
+class Bmshj2018Hyperprior(SpatialCodec):
+    info = CodecInfo(
+        id="bmshj2018-hyperprior",
+        title="Balle et al. scale hyperprior; q1-3 all bands as channels, q11-13 band by band",
+        paper="Balle et al., Variational image compression with a scale hyperprior, ICLR 2018",
+        qualities=(1, 2, 3, 11, 12, 13),
+        default_quality=2,
+        weights=_weights("bmshj2018-hyperprior", (1, 2, 3, 11, 12, 13)),
+    )
+    recipes = {q: {**r, "batch": r["batch"] // 2} for q, r in _bmshj_recipes().items()}
+    patch = 64  # the hyperprior down-samples by 64 (and takes half the batch of 4x larger patches)
+
+    @staticmethod
+    def build_model(arch: dict):
+        from engine.models.spatial import Bmshj2018
+
+        return Bmshj2018(**arch, hyperprior=True)
