@@ -7,8 +7,9 @@ import struct
 
 from engine.errors import CodecError, FormatError
 
-# Buffers that EntropyBottleneck.update() derives from the parameters; not stored in weight files.
-_DERIVED = ("_quantized_cdf", "_offset", "_cdf_length")
+# Buffers that the entropy models derive (EntropyBottleneck.update(), the Gaussian conditional's fixed
+# scale table); not stored in weight files, and ignored when a file has them.
+_DERIVED = ("_quantized_cdf", "_offset", "_cdf_length", "scale_table")
 
 
 def save_weights(model, arch: dict, path) -> None:
@@ -26,7 +27,8 @@ def load_weights(build_model, path):
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
         model = build_model(blob["arch"])
-        missing, unexpected = model.load_state_dict(blob["state_dict"], strict=False)
+        state = {k: v for k, v in blob["state_dict"].items() if not k.endswith(_DERIVED)}
+        missing, unexpected = model.load_state_dict(state, strict=False)
     except (OSError, KeyError, TypeError, RuntimeError, pickle.UnpicklingError) as e:
         raise CodecError(f"cannot load weights {path}: {e}") from e
     if unexpected or any(not k.endswith(_DERIVED) for k in missing):

@@ -29,11 +29,16 @@ def _weights(codec_id: str, qualities) -> dict[int, str]:
 
 # Rate-distortion trade-offs of the three rates. One architecture for all three, so the outer rates are
 # fine-tuned from the middle one (``hsic train --init``), as training from scratch costs hours on a CPU.
-_LMBDAS = (1000.0, 5000.0, 25000.0)
+_LMBDAS = (250.0, 5000.0, 100000.0)
 
 
-def _recipes(arch: dict, first: int = 1, batch: int = 8, **extra) -> dict[int, dict]:
-    return {first + i: {"arch": arch, "lmbda": lmbda, "batch": batch, **extra} for i, lmbda in enumerate(_LMBDAS)}
+def _recipes(arch: dict, first: int = 1, batch: int = 8, lmbdas=_LMBDAS, **extra) -> dict[int, dict]:
+    return {first + i: {"arch": arch, "lmbda": lmbda, "batch": batch, **extra} for i, lmbda in enumerate(lmbdas)}
+
+
+# Codecs whose small latent is nearly saturated at the middle rate: the top rate needs a far larger
+# lmbda to spend more bits (measured: lmbda 1e5 gave no more bits than 5e3 after fine-tuning).
+_LMBDAS_SATURATED = (250.0, 5000.0, 1e6)
 
 
 class SpatialCodec(LearnedCodecMixin, TileCodec):
@@ -84,7 +89,7 @@ class SSCNetCodec(SpatialCodec):
         default_quality=2,
         weights=_weights("sscnet", (1, 2, 3)),
     )
-    recipes = _recipes({"latent": 16, "width": 32, "adapter": 32})
+    recipes = _recipes({"latent": 128, "width": 32, "adapter": 32}, lmbdas=_LMBDAS_SATURATED)
 
     @staticmethod
     def build_model(arch: dict):
@@ -113,7 +118,7 @@ class CAE3DCodec(SpatialCodec):
 
 
 def _bmshj_recipes() -> dict[int, dict]:
-    return {**_recipes({"N": 48, "M": 64, "adapter": 32}),
+    return {**_recipes({"N": 48, "M": 192, "adapter": 32}),
             **_recipes({"N": 32, "M": 48, "adapter": 0}, first=11, batch=16, band_by_band=True)}
 
 
@@ -147,6 +152,7 @@ class Bmshj2018Hyperprior(SpatialCodec):
         weights=_weights("bmshj2018-hyperprior", (1, 2, 3, 11, 12, 13)),
     )
     recipes = {q: {**r, "batch": r["batch"] // 2} for q, r in _bmshj_recipes().items()}
+    recipes[3] = {**recipes[3], "lmbda": _LMBDAS_SATURATED[2]}
     patch = 64  # the hyperprior down-samples by 64 (and takes half the batch of 4x larger patches)
 
     @staticmethod

@@ -15,6 +15,8 @@ quantised and entropy coded (the papers keep float32 latents), and the rate is p
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from compressai.entropy_models import EntropyBottleneck, GaussianConditional
@@ -91,6 +93,10 @@ class _FactorizedLatent(nn.Module):
 
     def aux_loss(self) -> torch.Tensor:
         return self.entropy_bottleneck.loss()
+
+    def symbols_per_string(self, shape: tuple[int, ...]) -> list[int]:
+        """Latent symbols in one string of each group, for a latent of spatial ``shape``."""
+        return [self.entropy_bottleneck.channels * math.prod(shape)]
 
 
 class SSCNet(_FactorizedLatent):
@@ -267,6 +273,14 @@ class Bmshj2018(nn.Module):
 
     def aux_loss(self) -> torch.Tensor:
         return self.entropy_bottleneck.loss()
+
+    def symbols_per_string(self, shape: tuple[int, ...]) -> list[int]:
+        """Latent symbols in one string of each group ([y] or [y, z]), for the coded latent ``shape``."""
+        n = math.prod(shape)
+        if not self.hyperprior:
+            return [self.entropy_bottleneck.channels * n]
+        m = self.h_s[-2].out_channels
+        return [m * 16 * n, self.entropy_bottleneck.channels * n]  # y is 4 x 4 times larger than z
 
     def update_tables(self) -> None:
         if self.hyperprior:
