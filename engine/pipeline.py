@@ -15,6 +15,7 @@ Invalid samples decode to the nodata value, or to NaN where the NaN mask says so
 
 from __future__ import annotations
 
+import math
 import struct
 import threading
 import zlib
@@ -151,6 +152,12 @@ def _inflate_mask(data: bytes, size: int) -> bytes:
     return out
 
 
+def _fits(value: float | None, dtype: np.dtype) -> bool:
+    """Whether ``value`` is exactly representable in the integer type ``dtype``."""
+    info = np.iinfo(dtype)
+    return value is not None and math.isfinite(value) and value == int(value) and info.min <= value <= info.max
+
+
 def decode_payload(payload: bytes, header: Header, codec, h: int, w: int) -> np.ndarray:
     """Decode one tile payload to source units and type, cropped to (bands, h, w)."""
     bands = header.bands
@@ -170,6 +177,11 @@ def decode_payload(payload: bytes, header: Header, codec, h: int, w: int) -> np.
             pos += 4 + n
     except (IndexError, struct.error, zlib.error) as e:
         raise FormatError(f"corrupt tile payload: {e}") from e
+    dtype = np.dtype(header.dtype)
+    if masks and dtype.kind in "iu" and not _fits(header.nodata, dtype):
+        raise FormatError(f"tile has a no-data mask but nodata {header.nodata} is not a {dtype} value")
+    if len(masks) == 2 and dtype.kind != "f":
+        raise FormatError(f"tile has a NaN mask but the samples are {dtype}")
     coded = (header.tile_rows, header.tile_cols) if codec.pad_edge_tiles else (h, w)
     try:
         full = codec.decode_tile(payload[pos:], (bands, *coded))
