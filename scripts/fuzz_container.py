@@ -21,7 +21,7 @@ Mutations (chosen per case from a seeded RNG, so a case number reproduces exactl
 
 Usage (the long run of docs/benchmarks/fuzz.md, low priority in the background)::
 
-    nohup nice -n 19 python scripts/fuzz_container.py --cases 100000 --out fuzz.json > fuzz.log 2>&1 &
+    nohup nice -n 19 python scripts/fuzz_container.py --cases 100000 --jobs 2 --out fuzz.json > fuzz.log 2>&1 &
 
 ``--case N`` runs one case in this process and prints its outcome (to reproduce a failure).
 """
@@ -285,7 +285,7 @@ class Worker:
         self.proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--worker", "--seed", str(seed),
                                       "--folder", folder], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      text=True, bufsize=1)
-        if self.readline(600) != "ready":
+        if self.readline(1800) != "ready":
             raise SystemExit("fuzz worker failed to start")
 
     def readline(self, timeout: float) -> str | None:
@@ -306,6 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--start", type=int, default=0, help="first case number")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--timeout", type=float, default=30.0, help="seconds per case before it counts as a hang")
+    p.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
     p.add_argument("--out", help="write the result as JSON here")
     p.add_argument("--folder", help="scratch folder (default: a new one in /dev/shm or the temp dir)")
     p.add_argument("--case", type=int, help="run this one case here and print its outcome")
@@ -322,46 +323,71 @@ def main(argv: list[str] | None = None) -> int:
 
     t0 = time.time()
     outcomes, kinds, failures = Counter(), Counter(), []
-    w = Worker(args.seed, folder)
-    for case in range(args.start, args.start + args.cases):
-        w.proc.stdin.write(f"{case}\n")
-        w.proc.stdin.flush()
-        line = w.readline(args.timeout)
-        if line is None or line == "":
-            if line == "":
-                try:
-                    w.proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    pass
-            what = "hang" if line is None else f"crash (exit {w.proc.poll()})"
-            failures.append({"case": case, "what": what})
-            outcomes[what.split()[0]] += 1
-            w.kill()
-            w = Worker(args.seed, folder)
-            continue
-        kind, outcome = line.split(" ", 1)
-        kinds[kind] += 1
-        outcomes[outcome.split(":")[0] if outcome.startswith("unexpected") else outcome] += 1
-        if outcome.startswith("unexpected"):
-            failures.append({"case": case, "what": outcome, "kind": kind})
-        done = case - args.start + 1
-        if done % 5000 == 0:
-            print(f"{done} cases, {time.time() - t0:.0f} s, {dict(outcomes)}", file=sys.stderr, flush=True)
-    w.proc.stdin.close()
-    w.kill()
+    cases = iter(range(args.start, args.start + args.cases))
+    busy: dict[Worker, tuple[int, float]] = {}  # worker -> (case, when it was sent)
+    idle = [Worker(args.seed, folder) for _ in range(args.jobs)]
+    done = 0
+
+    def record(fmt_done: bool) -> None:
+        result = {"cases_done": done, "cases_asked": args.cases, "complete": fmt_done, "start": args.start,
+                  "seed": args.seed, "jobs": args.jobs, "timeout_s": args.timeout,
+                  "wall_s": round(time.time() - t0, 1), "outcomes": dict(outcomes), "mutations": dict(kinds),
+                  "crashes": outcomes["crash"], "hangs": outcomes["hang"], "unexpected": outcomes["unexpected"],
+                  "failures": failures[:100], "command": " ".join([os.path.basename(sys.executable)] + sys.argv)}
+        if args.out:  # rewritten as the run goes, so a stopped run still leaves its result
+            with open(args.out + ".tmp", "w") as f:
+                f.write(json.dumps(result, indent=2) + "\n")
+            os.replace(args.out + ".tmp", args.out)
+        if fmt_done:
+            print(json.dumps(result, indent=2))
+
+    while True:
+        for w in idle:
+            case = next(cases, None)
+            if case is not None:
+                w.proc.stdin.write(f"{case}\n")
+                w.proc.stdin.flush()
+                busy[w] = (case, time.time())
+        idle = []
+        if not busy:
+            break
+        wait = max(0.0, min(sent + args.timeout for _, sent in busy.values()) - time.time())
+        ready, _, _ = select.select([w.proc.stdout for w in busy], [], [], wait)
+        for w in list(busy):
+            case, sent = busy[w]
+            line = w.proc.stdout.readline().strip() if w.proc.stdout in ready else None
+            if line is None and time.time() - sent < args.timeout:
+                continue  # still working
+            del busy[w]
+            done += 1
+            if not line:  # None: ran past the timeout; "": the worker died (e.g. a segfault)
+                if line == "":
+                    try:
+                        w.proc.wait(timeout=10)
+                    except subprocess.TimeoutExpired:
+                        pass
+                what = "hang" if line is None else f"crash (exit {w.proc.poll()})"
+                failures.append({"case": case, "what": what})
+                outcomes[what.split()[0]] += 1
+                w.kill()
+                w = Worker(args.seed, folder)
+            else:
+                kind, outcome = line.split(" ", 1)
+                kinds[kind] += 1
+                outcomes[outcome.split(":")[0] if outcome.startswith("unexpected") else outcome] += 1
+                if outcome.startswith("unexpected"):
+                    failures.append({"case": case, "what": outcome, "kind": kind})
+            idle.append(w)
+            if done % 1000 == 0:
+                record(False)
+                print(f"{done} cases, {time.time() - t0:.0f} s, {dict(outcomes)}", file=sys.stderr, flush=True)
+    for w in idle:
+        w.proc.stdin.close()
+        w.kill()
     if not args.folder:
         shutil.rmtree(folder, ignore_errors=True)
-    result = {"cases": args.cases, "start": args.start, "seed": args.seed, "timeout_s": args.timeout,
-              "wall_s": round(time.time() - t0, 1), "outcomes": dict(outcomes), "mutations": dict(kinds),
-              "crashes": outcomes["crash"], "hangs": outcomes["hang"], "unexpected": outcomes["unexpected"],
-              "failures": failures[:100], "command": " ".join([os.path.basename(sys.executable)] + sys.argv)}
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text + "\n")
+    record(True)
     return 1 if failures else 0
-
 
 if __name__ == "__main__":
     sys.exit(main())
