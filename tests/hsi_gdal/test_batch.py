@@ -9,7 +9,7 @@ from hsi_gdal.batch import find_rasters, is_complete, run_batch
 from hsi_gdal.cli import main
 
 
-def test_batch_mirrors_tree_writes_manifest_and_resumes(make_raster, tmp_path, capsys):
+def test_batch_mirrors_tree_writes_manifest_and_resumes(make_raster, tmp_path, capsys, monkeypatch):
     src = tmp_path / "in"
     (src / "a" / "b").mkdir(parents=True)
     for i, rel in enumerate(["one.tif", "a/two.tif", "a/b/three.tif"]):
@@ -43,6 +43,12 @@ def test_batch_mirrors_tree_writes_manifest_and_resumes(make_raster, tmp_path, c
     mtime = os.path.getmtime(out / "a" / "b" / "three.hsic")
     assert not is_complete(two, "cae1d", 2)
 
+    import functools
+
+    import hsi_gdal.batch
+
+    # Thread workers keep the test fast (process workers would each import torch and GDAL).
+    monkeypatch.setattr(hsi_gdal.batch, "run_batch", functools.partial(run_batch, processes=False))
     code = main(["batch", str(src), str(out), "--workers", "2", "--device", "cpu", "-q"])
     err = capsys.readouterr().err
     assert code == 2 and "broken.tif" in err and "1 of 4 files failed" in err
