@@ -57,7 +57,10 @@ PathLike = str | os.PathLike
 # ---------------------------------------------------------------------------------------------
 
 def _bad(name: str, value: object, expected: str) -> FormatError:
-    return FormatError(f"header field {name!r} must be {expected}, got {value!r}")
+    shown = repr(value)
+    if len(shown) > 80:  # keep the message one readable line whatever the file holds
+        shown = shown[:77] + "..."
+    return FormatError(f"header field {name!r} must be {expected}, got {shown}")
 
 
 def _int(name: str, value: object, lo: int, hi: int | None = None) -> int:
@@ -71,7 +74,10 @@ def _int(name: str, value: object, lo: int, hi: int | None = None) -> int:
 def _real(name: str, value: object, finite: bool = False) -> float:
     if not isinstance(value, numbers.Real) or isinstance(value, bool):
         raise _bad(name, value, "a number")
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:  # a JSON integer like 1e400 written out in full
+        raise _bad(name, value, "a number within float range") from None
     if finite and not math.isfinite(value):
         raise _bad(name, value, "a finite number")
     return value

@@ -15,6 +15,7 @@ Invalid samples decode to the nodata value, or to NaN where the NaN mask says so
 
 from __future__ import annotations
 
+import math
 import struct
 import threading
 import zlib
@@ -25,12 +26,24 @@ from typing import Callable
 import numpy as np
 
 from engine.container import Header, open_hsic, write_hsic
-from engine.errors import CancelledError, CodecError, FormatError, InputError
+from engine.errors import CancelledError, CodecError, FormatError, HSICError, InputError
 from engine.normalise import fill_invalid, normalisation, valid_mask, valid_range
 from engine.registry import get_codec
 from engine.tiling import TileGrid, extract_tile
 
 DEFAULT_TILE = 128
+# Largest tile, checked on writing and on opening, so that a crafted header cannot make the decoder
+# allocate gigabytes for one tile: at most 512 x 512 pixels and 2**27 samples (512 x 512 x 512 bands).
+MAX_TILE_PIXELS = 1 << 18
+MAX_TILE_SAMPLES = 1 << 27
+
+
+def check_tile_size(bands: int, tile_rows: int, tile_cols: int) -> str | None:
+    """Why a tile of this size is refused, or None when it is fine."""
+    if tile_rows * tile_cols > MAX_TILE_PIXELS or bands * tile_rows * tile_cols > MAX_TILE_SAMPLES:
+        return (f"tiles of {tile_rows} x {tile_cols} pixels x {bands} bands exceed the limit of "
+                f"{MAX_TILE_PIXELS} pixels and {MAX_TILE_SAMPLES} samples per tile")
+    return None
 SUPPORTED_DTYPES = ("uint8", "int8", "uint16", "int16", "uint32", "int32", "float32", "float64")
 
 ReadWindow = Callable[[int, int, int, int], np.ndarray]
@@ -130,6 +143,21 @@ def _to_dtype(x: np.ndarray, dtype: np.dtype, nodata: float | None, valid: np.nd
     return out
 
 
+def _inflate_mask(data: bytes, size: int) -> bytes:
+    """Exactly ``size`` bytes inflated from ``data``; a bounded inflate, so no deflate bomb."""
+    d = zlib.decompressobj()
+    out = d.decompress(data, size + 1)
+    if len(out) != size or not d.eof or d.unused_data or d.unconsumed_tail:
+        raise FormatError(f"tile mask has the wrong size (expected {size} bytes)")
+    return out
+
+
+def _fits(value: float | None, dtype: np.dtype) -> bool:
+    """Whether ``value`` is exactly representable in the integer type ``dtype``."""
+    info = np.iinfo(dtype)
+    return value is not None and math.isfinite(value) and value == int(value) and info.min <= value <= info.max
+
+
 def decode_payload(payload: bytes, header: Header, codec, h: int, w: int) -> np.ndarray:
     """Decode one tile payload to source units and type, cropped to (bands, h, w)."""
     bands = header.bands
@@ -141,15 +169,27 @@ def decode_payload(payload: bytes, header: Header, codec, h: int, w: int) -> np.
         pos = 1
         for _ in range(flags.bit_length()):
             (n,) = struct.unpack_from("<I", payload, pos)
-            bits = np.frombuffer(zlib.decompress(payload[pos + 4: pos + 4 + n]), dtype=np.uint8)
-            if bits.size * 8 < bands * h * w:
-                raise FormatError("tile mask is too short")
+            if pos + 4 + n > len(payload):
+                raise FormatError("tile mask runs past the end of the payload")
+            bits = np.frombuffer(_inflate_mask(payload[pos + 4: pos + 4 + n], -(-bands * h * w // 8)),
+                                 dtype=np.uint8)
             masks.append(np.unpackbits(bits, count=bands * h * w).astype(bool).reshape(bands, h, w))
             pos += 4 + n
     except (IndexError, struct.error, zlib.error) as e:
         raise FormatError(f"corrupt tile payload: {e}") from e
+    dtype = np.dtype(header.dtype)
+    if masks and dtype.kind in "iu" and not _fits(header.nodata, dtype):
+        raise FormatError(f"tile has a no-data mask but nodata {header.nodata} is not a {dtype} value")
+    if len(masks) == 2 and dtype.kind != "f":
+        raise FormatError(f"tile has a NaN mask but the samples are {dtype}")
     coded = (header.tile_rows, header.tile_cols) if codec.pad_edge_tiles else (h, w)
-    full = codec.decode_tile(payload[pos:], (bands, *coded))
+    try:
+        full = codec.decode_tile(payload[pos:], (bands, *coded))
+    except (ValueError, RuntimeError, IndexError, OverflowError) as e:
+        if isinstance(e, HSICError):
+            raise
+        # CRCs catch accidental corruption; this is a crafted or foreign payload the codec cannot parse.
+        raise FormatError(f"corrupt tile payload: {type(e).__name__}: {e}") from e
     offset, scale = _norm(header)
     x = full[:, :h, :w].astype(np.float64) * scale + offset
     out = _to_dtype(x, np.dtype(header.dtype), header.nodata, ~masks[0] if masks else None)
@@ -163,6 +203,9 @@ def compress_scene(info: SceneInfo, read_window: ReadWindow, dst: str, codec: st
     """Compress a scene into ``dst`` (.hsic, written atomically). Returns the header written."""
     coder = get_codec(codec, quality, device)
     grid = TileGrid(info.rows, info.cols, min(tile_size, info.rows), min(tile_size, info.cols))
+    too_big = check_tile_size(info.bands, grid.tile_rows, grid.tile_cols)
+    if too_big:
+        raise InputError(f"{too_big}; use a smaller tile size")
     offset, scale = normalisation(*scene_range(info, read_window, grid), info.bands)
     header = Header.create(
         rows=info.rows, cols=info.cols, bands=info.bands, dtype=info.dtype, nodata=info.nodata,
@@ -193,8 +236,17 @@ class SceneDecoder:
         self.header = self.reader.header
         h = self.header
         self.grid = TileGrid(h.rows, h.cols, h.tile_rows, h.tile_cols)
-        self.codec = get_codec(h.codec, h.quality, device)
+        too_big = check_tile_size(h.bands, min(h.tile_rows, h.rows), min(h.tile_cols, h.cols))
+        if too_big:
+            self.reader.close()
+            raise FormatError(f"{path}: {too_big} (corrupt or foreign file)")
+        try:
+            self.codec = get_codec(h.codec, h.quality, device)
+        except BaseException:
+            self.reader.close()
+            raise
         if self.codec.weights_sha256 != h.weights_sha256:
+            self.reader.close()
             raise CodecError(
                 f"{path} was written with other weights for {h.codec} quality {h.quality} "
                 f"(digest {h.weights_sha256[:12]}, installed {self.codec.weights_sha256[:12]}); "

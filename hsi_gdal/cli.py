@@ -1,4 +1,4 @@
-"""The ``hsic`` command line: compress, decompress, info, eval, codecs, train, env.
+"""The ``hsic`` command line: compress, decompress, info, eval, codecs, train, batch, env.
 
 Every user mistake ends in one line on stderr and a non-zero exit status, never a traceback.
 """
@@ -169,6 +169,35 @@ def cmd_env(args) -> None:
     print("\n".join(env_lines() + [f"export PYTHONPATH={site}:{root}${{PYTHONPATH:+:$PYTHONPATH}}"]))
 
 
+def cmd_batch(args) -> None:
+    from tqdm import tqdm
+
+    from hsi_gdal.batch import run_batch
+
+    bar = None
+
+    def progress(done, total, rec):
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, desc="batch", unit="file", file=sys.stderr, disable=args.quiet)
+        if rec["status"] == "failed":  # one line per bad file; the others go on
+            tqdm.write(f"hsic batch: error: {rec['input']}: {rec['error']}", file=sys.stderr)
+        bar.update(1)
+
+    try:
+        recs = run_batch(args.input_dir, args.output_dir, codec=args.codec, quality=args.quality,
+                         scheduler=args.scheduler, workers=args.workers, device=args.device, progress=progress)
+    finally:
+        if bar is not None:
+            bar.close()
+    counts = {s: sum(r["status"] == s for r in recs) for s in ("compressed", "skipped", "failed")}
+    if not args.quiet:
+        print(f"{args.output_dir}: {counts['compressed']} compressed, {counts['skipped']} already complete, "
+              f"{counts['failed']} failed; manifest {os.path.join(args.output_dir, 'manifest.csv')} (and .json)")
+    if counts["failed"]:
+        raise HSICError(f"{counts['failed']} of {len(recs)} files failed (see the manifest)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -223,6 +252,15 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lr", type=float, default=1e-3)
     t.add_argument("--seed", type=int, default=0)
     t.set_defaults(func=cmd_train)
+
+    b = sub.add_parser("batch", parents=[common, device], help="compress a folder tree on Dask (resumable)")
+    b.add_argument("input_dir")
+    b.add_argument("output_dir", help="mirrors INPUT_DIR with .hsic files, plus manifest.csv/.json")
+    b.add_argument("--scheduler", default=None, help="Dask scheduler address (default: a local cluster)")
+    b.add_argument("--workers", type=int, default=2, help="local cluster workers (default 2)")
+    b.add_argument("--codec", default=None, help="codec id (see `hsic codecs`; default cae1d)")
+    b.add_argument("--quality", type=int, default=None, help="quality level of the codec")
+    b.set_defaults(func=cmd_batch)
 
     v = sub.add_parser("env", help="print the environment that lets GDAL tools open sidecars")
     v.set_defaults(func=cmd_env)

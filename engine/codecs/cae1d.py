@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from engine.codecs.base import TileCodec
-from engine.codecs.learned import LearnedCodecMixin
+from engine.codecs.learned import LearnedCodecMixin, guarded_string
 from engine.registry import CodecInfo, register
 
 # Pixels per forward pass: bounds activation memory (width x bands x 4 bytes per pixel).
@@ -64,7 +64,8 @@ class Cae1d(LearnedCodecMixin, TileCodec):
         import torch
 
         bands, rows, cols = shape
-        y_hat = self.model.entropy_bottleneck.decompress([data], (rows * cols, 1))[0].permute(1, 0, 2)
+        string = guarded_string(data, self.model.latent * rows * cols)
+        y_hat = self.model.entropy_bottleneck.decompress([string], (rows * cols, 1))[0].permute(1, 0, 2)
         with torch.no_grad():
             x_hat = torch.cat([self.model.synthesis(c.to(self.torch_device), bands).cpu()
                                for c in y_hat.split(_CHUNK)])

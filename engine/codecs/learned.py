@@ -54,6 +54,18 @@ def read_arch(path) -> dict:
         raise CodecError(f"cannot read weights {path}: {e}") from e
 
 
+def guarded_string(data: bytes, symbols: int) -> bytes:
+    """``data`` followed by zeros, for compressai's rANS decoder, which reads without bounds checks.
+
+    A valid string is never read past its end; a crafted one (CRCs only catch accidents) could make the
+    decoder read beyond the buffer and crash the process (it did, in the fuzz run). Once the coder reads
+    zeros, an escape (bypass) run ends at its first zero nibble, so it reads few words per symbol: 4 bytes
+    per symbol plus 4 KiB is a margin, checked by scripts/fuzz_container.py (docs/benchmarks/fuzz.md),
+    not a proof.
+    """
+    return bytes(data) + bytes(4 * symbols + 4096)
+
+
 class LearnedCodecMixin:
     """Loads the codec's weights for its quality; networks go to the device, entropy coding stays on the CPU."""
 

@@ -16,7 +16,8 @@ from typing import ClassVar
 import numpy as np
 
 from engine.codecs.base import TileCodec
-from engine.codecs.learned import LearnedCodecMixin, pack_strings, unpack_strings
+from engine.errors import FormatError
+from engine.codecs.learned import LearnedCodecMixin, guarded_string, pack_strings, unpack_strings
 from engine.registry import CodecInfo, register
 
 # Latent strings per tile are one per image in the batch: 1, or one per band in the band-by-band mode.
@@ -74,6 +75,13 @@ class SpatialCodec(LearnedCodecMixin, TileCodec):
 
         bands, rows, cols = shape
         latent_shape, groups = unpack_strings(data, _MAX_STRINGS)
+        if latent_shape != self.model.latent_shape(bands, rows, cols):
+            raise FormatError(f"tile latent shape {latent_shape} does not fit a {bands} x {rows} x {cols} tile")
+        symbols = self.model.symbols_per_string(latent_shape)
+        if len(groups) != len(symbols):
+            raise FormatError(f"tile has {len(groups)} groups of strings, the codec writes {len(symbols)}")
+        # compressai's rANS decoder reads without bounds checks: see guarded_string.
+        groups = [[guarded_string(s, n) for s in g] for g, n in zip(groups, symbols)]
         with torch.no_grad():
             x_hat = self.model.decompress(groups, latent_shape, bands, (rows, cols), self.torch_device)
         return x_hat[0].cpu().numpy().astype(np.float32, copy=False)

@@ -98,6 +98,11 @@ class _FactorizedLatent(nn.Module):
         """Latent symbols in one string of each group, for a latent of spatial ``shape``."""
         return [self.entropy_bottleneck.channels * math.prod(shape)]
 
+    def latent_shape(self, bands: int, rows: int, cols: int) -> tuple[int, ...]:
+        """The coded latent's spatial shape for a tile (what compress writes)."""
+        m = self.multiple
+        return (-(-rows // m), -(-cols // m))
+
 
 class SSCNet(_FactorizedLatent):
     """SSCNet (La Grassa et al.): conv 3x3 + PReLU + max-pooling down (/8), three stride-2 transposed convs up."""
@@ -181,6 +186,10 @@ class CAE3D(_FactorizedLatent):
         n, c, d, hh, ww = y.shape
         # Fold the spectral axis into the spatial one so CompressAI sees a 4-D latent.
         return y.reshape(n, c, d * hh, ww)
+
+    def latent_shape(self, bands, rows, cols):
+        rows_, cols_ = super().latent_shape(bands, rows, cols)
+        return (-(-bands // 4) * rows_, cols_)  # the spectral axis is folded into the rows
 
     def synthesis(self, y_hat, bands):
         d = -(-bands // 4)
@@ -273,6 +282,12 @@ class Bmshj2018(nn.Module):
 
     def aux_loss(self) -> torch.Tensor:
         return self.entropy_bottleneck.loss()
+
+    def latent_shape(self, bands: int, rows: int, cols: int) -> tuple[int, ...]:
+        """Spatial shape of y (factorized) or z (hyperprior), as written by compress."""
+        m = self.multiple
+        return (-(-rows // m) * m // m, -(-cols // m) * m // m) if self.hyperprior else \
+            (-(-rows // m) * m // 16, -(-cols // m) * m // 16)
 
     def symbols_per_string(self, shape: tuple[int, ...]) -> list[int]:
         """Latent symbols in one string of each group ([y] or [y, z]), for the coded latent ``shape``."""

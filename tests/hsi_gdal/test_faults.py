@@ -1,0 +1,122 @@
+"""Faults: missing weights, newer files, unreadable inputs, a full disk, ``kill -9`` mid-write.
+
+(Mismatched weights, NaN/nodata exactness and newer format versions at the container level are
+tested in tests/engine/test_pipeline.py and test_container.py.)
+"""
+
+import os
+import resource
+import signal
+import struct
+import subprocess
+import sys
+import time
+import zlib
+
+import pytest
+
+from engine.errors import CodecError, HSICIOError
+from hsi_gdal.cli import main
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def one_line_error(capsys, argv):
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    return err
+
+
+def test_missing_weights_refused_for_compress_and_decode(make_raster, tmp_path, monkeypatch, capsys):
+    src = make_raster(bands=5, rows=9, cols=8)
+    out = str(tmp_path / "a.hsic")
+    assert main(["compress", src, out, "--device", "cpu", "-q"]) == 0
+    import engine.codecs.base as base
+    from engine.pipeline import SceneDecoder
+
+    monkeypatch.setattr(base, "WEIGHTS_DIR", tmp_path / "no-weights")
+    with pytest.raises(CodecError, match="not installed"):
+        SceneDecoder(out, device="cpu")
+    err = one_line_error(capsys, ["compress", src, str(tmp_path / "b.hsic"), "--device", "cpu", "-q"])
+    assert "hsic train" in err and not (tmp_path / "b.hsic").exists()
+
+
+def test_newer_format_version_is_one_line(make_raster, tmp_path, capsys):
+    src = make_raster(bands=4, rows=6, cols=6)
+    out = tmp_path / "a.hsic"
+    assert main(["compress", src, str(out), "--device", "cpu", "-q"]) == 0
+    data = bytearray(out.read_bytes())
+    struct.pack_into("<H", data, 8, 2)  # format 2.0, header CRC fixed so only the version is wrong
+    head_len = struct.unpack_from("<I", data, 16)[0]
+    struct.pack_into("<I", data, 24 + head_len, zlib.crc32(data[:24 + head_len]))
+    out.write_bytes(bytes(data))
+    assert "newer HSIC" in one_line_error(capsys, ["info", str(out)])
+    assert "newer HSIC" in one_line_error(capsys, ["decompress", str(out), str(tmp_path / "d.tif"), "-q"])
+    assert not (tmp_path / "d.tif").exists()
+
+
+def test_unreadable_inputs_are_one_line(tmp_path, capsys):
+    text = tmp_path / "notes.tif"
+    text.write_text("not a raster")
+    for src in (text, tmp_path, tmp_path / "missing.tif"):
+        one_line_error(capsys, ["compress", str(src), str(tmp_path / "o.hsic"), "-q"])
+    assert not (tmp_path / "o.hsic").exists()
+
+
+def test_unreadable_permissions_are_one_line(make_raster, tmp_path, capsys):
+    src = make_raster(bands=3, rows=5, cols=5)
+    os.chmod(src, 0)
+    try:
+        if os.access(src, os.R_OK):
+            pytest.skip("running as root: file permissions do not stop reads")
+        one_line_error(capsys, ["compress", src, str(tmp_path / "o.hsic"), "-q"])
+    finally:
+        os.chmod(src, 0o644)
+
+
+def test_full_disk_leaves_no_partial_file(make_raster, tmp_path, capsys):
+    """RLIMIT_FSIZE makes the kernel refuse writes past a size (EFBIG), as a full disk refuses them."""
+    import hsi_gdal
+
+    src = make_raster(bands=12, rows=64, cols=64)
+    hsi_gdal.Translate(str(tmp_path / "warm.hsic"), src, device="cpu")  # imports and JIT outside the limit
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    old = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # else the kernel kills the process
+    resource.setrlimit(resource.RLIMIT_FSIZE, (1024, hard))
+    try:
+        with pytest.raises(HSICIOError, match="cannot write"):
+            hsi_gdal.Translate(str(tmp_path / "full.hsic"), src, device="cpu")
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, old)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("full")) == []
+
+
+# The real CLI in a child process, with each tile's encoding slowed so that the kill lands mid-write.
+CHILD = """
+import sys, time
+import engine.codecs.cae1d as m
+encode = m.Cae1d.encode_tile
+m.Cae1d.encode_tile = lambda self, tile: (time.sleep(2), encode(self, tile))[1]
+from hsi_gdal.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_kill_9_during_compress_leaves_no_file_and_next_run_cleans(make_raster, tmp_path):
+    src = make_raster(bands=8, rows=96, cols=96)
+    out = tmp_path / "k.hsic"
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    argv = ["compress", src, str(out), "--device", "cpu", "-q", "--codec", "cae1d"]
+    child = subprocess.Popen([sys.executable, "-c", CHILD, *argv], env=env, cwd=ROOT)
+    partial = tmp_path / "k.hsic.partial"
+    deadline = time.time() + 300
+    while not partial.exists() and child.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    assert partial.exists(), "the child never started writing"
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    assert not out.exists() and partial.exists()  # the stale temporary file of the killed run
+    assert main(argv) == 0  # the next run on that target replaces and removes it
+    assert out.exists() and not partial.exists()
