@@ -17,7 +17,7 @@ from typing import Callable
 
 import numpy as np
 
-from engine.errors import InputError
+from engine.errors import CancelledError, InputError
 from engine.normalise import fill_invalid, normalisation, valid_mask, valid_range
 
 
@@ -54,14 +54,17 @@ def sensor_groups(names: list[str]) -> list[list[int]]:
 
 
 def train(config: TrainConfig, scenes: list[tuple[str, np.ndarray, float | None]], out_dir: Path,
-          progress: Callable[[int, int, dict], None] | None = None) -> dict:
+          progress: Callable[[int, int, dict], "bool | None"] | None = None, init: Path | None = None) -> dict:
     """Train ``config.codec`` at ``config.quality`` on ``scenes`` [(name, cube, nodata)].
 
     Writes ``<codec>-q<quality>.pt`` (weights) and ``.json`` (seed, config, data list, final losses)
-    into ``out_dir`` and returns the record.
+    into ``out_dir`` and returns the record. ``init``: a weights file to fine-tune (its architecture
+    is kept) instead of training from scratch. ``progress(step, steps, metrics)`` returning False
+    cancels (CancelledError, nothing written).
     """
     import torch
 
+    from engine.codecs.base import file_sha256
     from engine.codecs.learned import save_weights
     from engine.device import resolve_device
     from engine.registry import codec_class
@@ -80,7 +83,14 @@ def train(config: TrainConfig, scenes: list[tuple[str, np.ndarray, float | None]
     data = [prepare_scene(cube, nodata) for _, cube, nodata in scenes]
     groups = sensor_groups([name for name, _, _ in scenes])
 
-    model = cls.build_model(recipe["arch"]).to(device).train()
+    if init is None:
+        model = cls.build_model(recipe["arch"]).to(device).train()
+    else:
+        from engine.codecs.learned import load_weights
+
+        archs: list[dict] = []  # the architecture stored in the file, which may differ from the recipe's
+        model = load_weights(lambda arch: archs.append(arch) or cls.build_model(arch), init).to(device).train()
+        recipe = {**recipe, "arch": archs[0]}
     main_params = [p for n, p in model.named_parameters() if not n.endswith(".quantiles")]
     aux_params = [p for n, p in model.named_parameters() if n.endswith(".quantiles")]
     opt = torch.optim.Adam(main_params, lr=config.lr)
@@ -116,7 +126,8 @@ def train(config: TrainConfig, scenes: list[tuple[str, np.ndarray, float | None]
         for name, v in (("loss", loss.item()), ("mse", mse.item()), ("bpppc", bpv.item())):
             ema[name] = v if name not in ema else 0.98 * ema[name] + 0.02 * v
         if progress is not None:
-            progress(step, config.steps, {**ema, "psnr": -10 * math.log10(max(ema["mse"], 1e-12))})
+            if progress(step, config.steps, {**ema, "psnr": -10 * math.log10(max(ema["mse"], 1e-12))}) is False:
+                raise CancelledError("training cancelled")
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -130,6 +141,7 @@ def train(config: TrainConfig, scenes: list[tuple[str, np.ndarray, float | None]
         "recipe": recipe,
         "data": [{"name": name, "shape": list(cube.shape), "dtype": str(cube.dtype)} for name, cube, _ in scenes],
         "final": {k: round(v, 6) for k, v in ema.items()},
+        "init": None if init is None else {"path": str(init), "sha256": file_sha256(Path(init))},
         "seconds": round(time.time() - t0, 1),
         "torch": torch.__version__,
     }

@@ -57,7 +57,7 @@ def cmd_compress(args) -> None:
 
     with _bar(args, "compress") as progress:
         ds = hsi_gdal.Translate(args.output, args.input, codec=args.codec, quality=args.quality,
-                                device=args.device, progress=progress)
+                                device=args.device, progress=progress, weights=args.weights)
     h = ds.header
     size = os.path.getsize(args.output)
     rec = {"input": args.input, "output": args.output, "sidecar": args.output + ".vrt", "codec": h.codec,
@@ -71,7 +71,7 @@ def cmd_decompress(args) -> None:
     import hsi_gdal
 
     with _bar(args, "decompress") as progress:
-        hsi_gdal.Translate(args.output, args.input, device=args.device, progress=progress)
+        hsi_gdal.Translate(args.output, args.input, device=args.device, progress=progress, weights=args.weights)
     if not args.quiet:
         print(f"{args.output}: written")
 
@@ -150,7 +150,7 @@ def cmd_train(args) -> None:
             if step % 50 == 0:
                 bar.set_postfix(psnr=f"{m['psnr']:.2f}", bpppc=f"{m['bpppc']:.3f}")
 
-        rec = train(cfg, scenes, Path(args.out), progress=progress)
+        rec = train(cfg, scenes, Path(args.out), progress=progress, init=args.init)
         bar.close()
         f = rec["final"]
         print(f"{args.out}/{args.codec}-q{q}.pt: training estimate {-10 * math.log10(max(f['mse'], 1e-12)):.2f} dB "
@@ -185,11 +185,14 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("output", help="OUT.hsic (the sidecar OUT.hsic.vrt is written beside it)")
     c.add_argument("--codec", default=None, help="codec id (see `hsic codecs`; default cae1d)")
     c.add_argument("--quality", type=int, default=None, help="quality level of the codec (default: its default)")
+    c.add_argument("--weights", default=None, help="your own weights file (from `hsic train`) for this codec and quality")
     c.set_defaults(func=cmd_compress)
 
     d = sub.add_parser("decompress", parents=[common, device], help="decode a .hsic to GeoTIFF")
     d.add_argument("input")
     d.add_argument("output", help="OUT.tif")
+    d.add_argument("--weights", default=None,
+                   help="the weights file the .hsic was written with, if not at its recorded path nor beside it")
     d.set_defaults(func=cmd_decompress)
 
     i = sub.add_parser("info", parents=[common, as_json], help="describe a .hsic file or a raster")
@@ -213,6 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--batch", type=int, default=256)
     t.add_argument("--lr", type=float, default=1e-3)
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--init", default=None, help="a weights file to fine-tune instead of training from scratch")
     t.set_defaults(func=cmd_train)
 
     v = sub.add_parser("env", help="print the environment that lets GDAL tools open sidecars")

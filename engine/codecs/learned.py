@@ -40,11 +40,13 @@ def load_weights(build_model, path):
 class LearnedCodecMixin:
     """Loads the codec's weights for its quality; networks go to the device, entropy coding stays on the CPU."""
 
-    def __init__(self, quality: int, device: str = "auto"):
-        super().__init__(quality, device)
+    def __init__(self, quality: int, device: str = "auto", weights=None):
+        super().__init__(quality, device, weights)
         from engine.device import resolve_device
 
         path = self.weights_path
+        if self.user_weights is not None and not path.is_file():
+            raise CodecError(f"weights file {path} does not exist")
         if path is None or not path.is_file():
             raise CodecError(
                 f"weights for codec {self.info.id!r} quality {self.quality} are not installed ({path}); "
