@@ -102,7 +102,7 @@ def step1():
 def step2():
     try:
         canvas = iface.mapCanvas()
-        if canvas.isDrawing() and time.time() - started < 60:
+        if canvas.isDrawing() and time.time() - started < 200:
             QTimer.singleShot(500, step2)
             return
         mark("canvas drawn")
