@@ -74,7 +74,7 @@ def step1():
 
         mark("step1")
         result["toolbox"] = toolbox_algorithms()
-        mark("toolbox read")
+        mark(f"toolbox read: {result['toolbox']}")
         out = processing.runAndLoadResults("hsic:open", {"INPUT": HSIC, "NAME": "hsic layer"})
         result["open_output"] = out["OUTPUT"]
         mark("hsic:open ran")
