@@ -2,7 +2,7 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test clean
+.PHONY: setup demo test clean plugin
 
 setup:
 	@bash scripts/setup.sh
@@ -12,6 +12,10 @@ demo: setup
 
 test: setup
 	@QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q -p no:cacheprovider tests
+
+# The QGIS plugin zip (dist/hsic-plugin.zip) for Plugins > Manage and Install Plugins > Install from ZIP.
+plugin:
+	@python3 scripts/build_plugin.py
 
 clean:
 	rm -rf out build dist *.egg-info

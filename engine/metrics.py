@@ -199,6 +199,20 @@ def psnr_band_peak(ref: np.ndarray, rec: np.ndarray, valid: np.ndarray | None = 
         return float(np.mean(10.0 * np.log10(peak[use] ** 2 / mse)))
 
 
+def psnr_per_band(ref: np.ndarray, rec: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+    """PSNR_b = 10 log10(max_b^2 / MSE_b) of every band, the terms :func:`psnr_band_peak` averages.
+
+    ``inf`` for a band reconstructed perfectly; NaN for a band with no valid sample or no positive peak.
+    """
+    ref, rec, valid = _prepare(ref, rec, valid)
+    sse, cnt, peak, _ = _band_stats(ref, rec, valid)
+    out = np.full(cnt.shape, np.nan)
+    use = (cnt > 0) & (peak > 0)
+    with np.errstate(divide="ignore"):
+        out[use] = 10.0 * np.log10(peak[use] ** 2 / (sse[use] / cnt[use]))
+    return out
+
+
 def ssim(ref: np.ndarray, rec: np.ndarray, data_range: float | None = None,
          valid: np.ndarray | None = None) -> float:
     """Mean over bands of SSIM (Wang et al. 2004): 11x11 Gaussian window, sigma 1.5, K1=0.01, K2=0.03.

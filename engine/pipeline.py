@@ -199,9 +199,16 @@ def decode_payload(payload: bytes, header: Header, codec, h: int, w: int) -> np.
 
 
 def compress_scene(info: SceneInfo, read_window: ReadWindow, dst: str, codec: str, quality: int | None = None,
-                   device: str = "auto", tile_size: int = DEFAULT_TILE, progress: Progress | None = None) -> Header:
-    """Compress a scene into ``dst`` (.hsic, written atomically). Returns the header written."""
-    coder = get_codec(codec, quality, device)
+                   device: str = "auto", tile_size: int = DEFAULT_TILE, progress: Progress | None = None,
+                   weights: str | None = None) -> Header:
+    """Compress a scene into ``dst`` (.hsic, written atomically). Returns the header written.
+
+    ``weights``: a user's weights file for the codec and quality (recorded in the header, see
+    :mod:`engine.user_weights`), instead of the installed one.
+    """
+    from engine.user_weights import codec_options
+
+    coder = get_codec(codec, quality, device, weights=weights)
     grid = TileGrid(info.rows, info.cols, min(tile_size, info.rows), min(tile_size, info.cols))
     too_big = check_tile_size(info.bands, grid.tile_rows, grid.tile_cols)
     if too_big:
@@ -213,7 +220,7 @@ def compress_scene(info: SceneInfo, read_window: ReadWindow, dst: str, codec: st
         weights_sha256=coder.weights_sha256, norm_offset=offset, norm_scale=scale, crs_wkt=info.crs_wkt,
         geotransform=info.geotransform, band_descriptions=info.band_descriptions,
         band_metadata=info.band_metadata, band_scale=info.band_scale, band_offset=info.band_offset,
-        metadata=info.metadata,
+        metadata=info.metadata, codec_options=codec_options(weights),
     )
 
     def payloads():
@@ -231,7 +238,9 @@ class SceneDecoder:
     One decoded tile serves all bands: GDAL calls a VRT pixel function once per band per request.
     """
 
-    def __init__(self, path: str, device: str = "auto", cache_bytes: int = 256 << 20):
+    def __init__(self, path: str, device: str = "auto", cache_bytes: int = 256 << 20, weights: str | None = None):
+        from engine.user_weights import find_weights
+
         self.reader = open_hsic(path)
         self.header = self.reader.header
         h = self.header
@@ -241,7 +250,7 @@ class SceneDecoder:
             self.reader.close()
             raise FormatError(f"{path}: {too_big} (corrupt or foreign file)")
         try:
-            self.codec = get_codec(h.codec, h.quality, device)
+            self.codec = get_codec(h.codec, h.quality, device, weights=find_weights(path, h, weights))
         except BaseException:
             self.reader.close()
             raise

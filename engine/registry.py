@@ -79,10 +79,15 @@ def codec_class(codec_id: str) -> type[TileCodec]:
         raise CodecError(f"unknown codec {codec_id!r}; known codecs: {known}") from None
 
 
-def get_codec(codec_id: str, quality: int | None = None, device: str = "auto") -> TileCodec:
-    """A ready-to-use codec instance (weights loaded, entropy tables built)."""
+def get_codec(codec_id: str, quality: int | None = None, device: str = "auto", weights=None) -> TileCodec:
+    """A ready-to-use codec instance (weights loaded, entropy tables built).
+
+    ``weights``: a user's weights file for this codec and quality instead of the installed one.
+    """
     cls = codec_class(codec_id)
-    return cls(cls.info.check_quality(quality), device=device)
+    if weights is None:  # codecs without weights need not accept the keyword
+        return cls(cls.info.check_quality(quality), device=device)
+    return cls(cls.info.check_quality(quality), device=device, weights=weights)
 
 
 def get_info(codec_id: str) -> CodecInfo:

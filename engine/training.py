@@ -23,7 +23,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from engine.errors import InputError
+from engine.errors import CancelledError, InputError
 from engine.normalise import fill_invalid, normalisation, valid_mask, valid_range
 
 
@@ -91,16 +91,20 @@ def _atomic_save(obj, path: Path) -> None:
 
 
 def train(config: TrainConfig, scenes: Sequence, out_dir: Path,
-          progress: Callable[[int, int, dict], None] | None = None, cache_scenes: int = 64) -> dict:
+          progress: Callable[[int, int, dict], "bool | None"] | None = None, init: Path | None = None,
+          cache_scenes: int = 64) -> dict:
     """Train ``config.codec`` at ``config.quality`` on ``scenes`` (Scene objects or (name, cube, nodata)).
 
     Writes ``<codec>-q<quality>.pt`` (weights) and ``.json`` (seed, config, data list, final losses)
     into ``out_dir`` and returns the record. ``<codec>-q<quality>.ckpt`` holds the last checkpoint
-    while the run lasts (removed at the end).
+    while the run lasts (removed at the end). ``init`` (or ``config.init``): a weights file to fine-tune
+    (its architecture is kept) instead of training from scratch. ``progress(step, steps, metrics)``
+    returning False cancels (CancelledError, nothing written).
     """
     import torch
 
-    from engine.codecs.learned import load_weights, read_arch, save_weights
+    from engine.codecs.base import file_sha256
+    from engine.codecs.learned import load_weights, save_weights
     from engine.device import resolve_device
     from engine.registry import codec_class
 
@@ -133,13 +137,13 @@ def train(config: TrainConfig, scenes: Sequence, out_dir: Path,
         cache.move_to_end(k)
         return cache[k]
 
-    if config.init:
-        model = load_weights(cls.build_model, config.init)
-        if read_arch(config.init) != recipe["arch"]:
-            raise InputError(f"{config.init}: not the architecture of {config.codec} quality {quality}")
+    init = init or config.init
+    if init is None:
+        model = cls.build_model(recipe["arch"]).to(device).train()
     else:
-        model = cls.build_model(recipe["arch"])
-    model = model.to(device).train()
+        archs: list[dict] = []  # the architecture stored in the file, which may differ from the recipe's
+        model = load_weights(lambda arch: archs.append(arch) or cls.build_model(arch), init).to(device).train()
+        recipe = {**recipe, "arch": archs[0]}
     main_params = [p for n, p in model.named_parameters() if not n.endswith(".quantiles")]
     aux_params = [p for n, p in model.named_parameters() if n.endswith(".quantiles")]
     opt = torch.optim.Adam(main_params, lr=config.lr)
@@ -195,7 +199,8 @@ def train(config: TrainConfig, scenes: Sequence, out_dir: Path,
                           "sched": sched.state_dict(), "rng": rng.bit_generator.state,
                           "torch_rng": torch.get_rng_state(), "ema": ema}, ckpt_path)
         if progress is not None:
-            progress(step, steps, {**ema, "psnr": -10 * math.log10(max(ema["mse"], 1e-12))})
+            if progress(step, steps, {**ema, "psnr": -10 * math.log10(max(ema["mse"], 1e-12))}) is False:
+                raise CancelledError("training cancelled")
 
     model = model.cpu().eval()
     save_weights(model, recipe["arch"], out_dir / f"{stem}.pt")
@@ -206,6 +211,7 @@ def train(config: TrainConfig, scenes: Sequence, out_dir: Path,
         "recipe": recipe,
         "data": {"count": len(scenes), "names": [s.name for s in scenes[:200]]},
         "final": {k: round(v, 6) for k, v in ema.items()},
+        "init": None if init is None else {"path": str(init), "sha256": file_sha256(Path(init))},
         "seconds": round(time.time() - t0, 1),
         "resumed_at": first if first > 1 else None,
         "torch": torch.__version__,

@@ -57,7 +57,7 @@ def cmd_compress(args) -> None:
 
     with _bar(args, "compress") as progress:
         ds = hsi_gdal.Translate(args.output, args.input, codec=args.codec, quality=args.quality,
-                                device=args.device, progress=progress)
+                                device=args.device, progress=progress, weights=args.weights)
     h = ds.header
     size = os.path.getsize(args.output)
     rec = {"input": args.input, "output": args.output, "sidecar": args.output + ".vrt", "codec": h.codec,
@@ -71,7 +71,7 @@ def cmd_decompress(args) -> None:
     import hsi_gdal
 
     with _bar(args, "decompress") as progress:
-        hsi_gdal.Translate(args.output, args.input, device=args.device, progress=progress)
+        hsi_gdal.Translate(args.output, args.input, device=args.device, progress=progress, weights=args.weights)
     if not args.quiet:
         print(f"{args.output}: written")
 
@@ -215,11 +215,14 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("output", help="OUT.hsic (the sidecar OUT.hsic.vrt is written beside it)")
     c.add_argument("--codec", default=None, help="codec id (see `hsic codecs`; default cae1d)")
     c.add_argument("--quality", type=int, default=None, help="quality level of the codec (default: its default)")
+    c.add_argument("--weights", default=None, help="your own weights file (from `hsic train`) for this codec and quality")
     c.set_defaults(func=cmd_compress)
 
     d = sub.add_parser("decompress", parents=[common, device], help="decode a .hsic to GeoTIFF")
     d.add_argument("input")
     d.add_argument("output", help="OUT.tif")
+    d.add_argument("--weights", default=None,
+                   help="the weights file the .hsic was written with, if not at its recorded path nor beside it")
     d.set_defaults(func=cmd_decompress)
 
     i = sub.add_parser("info", parents=[common, as_json], help="describe a .hsic file or a raster")
@@ -245,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", default="runs", help="folder for weights and training records (default runs/)")
     t.add_argument("--steps", type=int, default=None, help="training steps (default: the codec's recipe)")
     t.add_argument("--batch", type=int, default=None, help="samples per step (default: the codec's recipe)")
-    t.add_argument("--init", default=None, help="weights file to fine-tune from (same architecture)")
+    t.add_argument("--init", default=None, help="a weights file to fine-tune instead of training from scratch")
     t.add_argument("--resume", action="store_true",
                    help="continue an interrupted run from its checkpoint in --out")
     t.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints (default 500)")

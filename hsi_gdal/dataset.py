@@ -128,11 +128,11 @@ class GdalDataset(Dataset):
 class HsicDataset(Dataset):
     """A .hsic file read through the engine (tiles decoded on demand and cached)."""
 
-    def __init__(self, path: str, device: str = "auto"):
+    def __init__(self, path: str, device: str = "auto", weights=None):
         from engine.pipeline import SceneDecoder
 
         self.path = os.fspath(path)
-        self._decoder = SceneDecoder(self.path, device=device)
+        self._decoder = SceneDecoder(self.path, device=device, weights=weights)
         h = self.header = self._decoder.header
         self.RasterXSize, self.RasterYSize, self.RasterCount, self.dtype = h.cols, h.rows, h.bands, h.dtype
 
@@ -166,9 +166,13 @@ class HsicDataset(Dataset):
         return list(self.header.band_offset)
 
 
-def Open(path, device: str = "auto") -> Dataset:
-    """Open a .hsic file or any GDAL raster (read-only), like ``osgeo.gdal.Open``."""
+def Open(path, device: str = "auto", weights=None) -> Dataset:
+    """Open a .hsic file or any GDAL raster (read-only), like ``osgeo.gdal.Open``.
+
+    ``weights``: the user's weights file a .hsic was written with (found by itself when it lies at
+    the recorded path or beside the .hsic).
+    """
     path = os.fspath(path)
     if path.lower().endswith(".hsic"):
-        return HsicDataset(path, device=device)
+        return HsicDataset(path, device=device, weights=weights)
     return GdalDataset(path)

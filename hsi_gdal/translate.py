@@ -36,7 +36,8 @@ def _check_dst(dst: str, src: str) -> None:
 
 
 def Translate(destName, srcDSOrSrcDSName, codec: str | None = None, quality: int | None = None,
-              device: str = "auto", progress: Progress | None = None, tile_size: int = DEFAULT_TILE) -> Dataset:
+              device: str = "auto", progress: Progress | None = None, tile_size: int = DEFAULT_TILE,
+              weights: str | None = None) -> Dataset:
     """Convert like ``gdal.Translate``, choosing the direction from the destination's extension.
 
     * ``*.hsic``: compress any GDAL raster (or .hsic) with ``codec`` at ``quality`` and write the
@@ -44,6 +45,8 @@ def Translate(destName, srcDSOrSrcDSName, codec: str | None = None, quality: int
     * ``*.tif`` / ``*.tiff``: decode (or copy) to a DEFLATE GeoTIFF with all metadata.
 
     ``progress(fraction)`` is called per tile; returning False cancels (CancelledError, no output left).
+    ``weights``: a user's weights file (``hsic train``) to compress with, or to decode with when it is
+    neither at the path recorded in the file nor beside it.
     Returns the output opened with :func:`Open`.
     """
     dst = os.fspath(destName)
@@ -53,12 +56,12 @@ def Translate(destName, srcDSOrSrcDSName, codec: str | None = None, quality: int
     if ext == ".hsic":
         source = _open_source(src, device)
         header = compress_scene(source.info, source.read_window, dst, codec or DEFAULT_CODEC, quality,
-                                device=device, tile_size=tile_size, progress=progress)
+                                device=device, tile_size=tile_size, progress=progress, weights=weights)
         write_sidecar(dst, header)
     elif ext in (".tif", ".tiff"):
         if codec is not None or quality is not None:
             raise InputError("codec and quality apply to .hsic outputs only")
-        _write_geotiff(dst, Open(src, device=device), progress)
+        _write_geotiff(dst, Open(src, device=device, weights=weights), progress)
     else:
         raise InputError(f"{dst}: unknown output type {ext or '(none)'}; use .hsic to compress or .tif to decode")
     return Open(dst, device=device)

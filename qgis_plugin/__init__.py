@@ -1,4 +1,4 @@
-"""QGIS plugin entry point: registers the HSIC Processing provider (hsic:compress, hsic:decompress).
+"""QGIS plugin entry point: registers the HSIC Processing provider (compress, decompress, evaluate, open, train).
 
 QGIS calls ``classFactory`` when it loads the plugin; qgis_process calls only ``initProcessing``, so the
 provider is registered there and not in ``initGui`` alone. Nothing heavy is imported here.
@@ -22,6 +22,18 @@ class HsicPlugin:
 
     def initGui(self) -> None:
         self.initProcessing()
+        from qgis_plugin import deps
+
+        missing = deps.missing()
+        if missing:
+            # The plugin stays loaded (its algorithms explain the same); one message says what to install.
+            from qgis.core import Qgis, QgsMessageLog
+
+            text = deps.message(missing)
+            QgsMessageLog.logMessage(text, "HSIC", Qgis.Warning)
+            if self.iface is not None:
+                self.iface.messageBar().pushMessage("HSIC", text, Qgis.Warning, 0)
+            return
         # In the desktop, let GDAL run the decoder behind .hsic.vrt sidecars, so they open as rasters
         # from the start (hsi_gdal imports no torch; decoding loads it when a sidecar is first read).
         from hsi_gdal.env import allow_decoder

@@ -18,6 +18,8 @@ from qgis.core import (
     QgsProcessingParameterRasterLayer,
 )
 
+from qgis_plugin.common import beside, is_unset
+
 
 def _translate(dst: str, src: str, feedback: QgsProcessingFeedback | None, **options) -> None:
     """Run hsi_gdal.Translate with per-tile progress and cancellation; HSIC errors become Processing ones."""
@@ -49,6 +51,7 @@ class CompressAlgorithm(QgsProcessingAlgorithm):
     QUALITY = "QUALITY"
     OUTPUT = "OUTPUT"
     SIDECAR = "SIDECAR"
+    WEIGHTS = "WEIGHTS"
 
     def name(self) -> str:
         return "compress"
@@ -60,7 +63,9 @@ class CompressAlgorithm(QgsProcessingAlgorithm):
         return (
             "Compresses a (hyperspectral) raster with a learned codec into a .hsic file, and writes a "
             "georeferenced sidecar <output>.vrt beside it that QGIS and GDAL open as a raster. "
-            "Leave Quality empty to use the codec's default."
+            "Leave Quality empty to use the codec's default, and Compressed file empty to write "
+            "<input>.hsic next to the input. Weights: your own weights file from hsic:train for this "
+            "codec and quality (keep it beside the .hsic: decoding needs it)."
         )
 
     def createInstance(self):  # noqa: N802
@@ -93,10 +98,17 @@ class CompressAlgorithm(QgsProcessingAlgorithm):
         )
         self.addParameter(
             QgsProcessingParameterFileDestination(
-                self.OUTPUT, "Compressed file", fileFilter="HSIC files (*.hsic)"
+                self.OUTPUT, "Compressed file (empty: <input>.hsic next to the input)",
+                fileFilter="HSIC files (*.hsic)", optional=True, createByDefault=False,
             )
         )
         self.addOutput(QgsProcessingOutputFile(self.SIDECAR, "Georeferenced sidecar (.vrt)"))
+        self.addParameter(
+            QgsProcessingParameterFile(
+                self.WEIGHTS, "Weights file from hsic:train (empty: the installed weights)",
+                behavior=QgsProcessingParameterFile.File, extension="pt", optional=True,
+            )
+        )
 
     def _quality(self, parameters, context) -> int | None:
         if parameters.get(self.QUALITY) is None:
@@ -107,6 +119,10 @@ class CompressAlgorithm(QgsProcessingAlgorithm):
         ok, message = super().checkParameterValues(parameters, context)
         if not ok:
             return ok, message
+        from qgis_plugin import deps
+
+        if deps.missing():
+            return False, deps.message(deps.missing())
         from engine.errors import HSICError
         from engine.registry import get_info
 
@@ -118,6 +134,9 @@ class CompressAlgorithm(QgsProcessingAlgorithm):
         return True, ""
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
+        from qgis_plugin.deps import require
+
+        require()
         layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
         if layer is None:
             raise QgsProcessingException(self.invalidRasterError(parameters, self.INPUT))
@@ -128,15 +147,19 @@ class CompressAlgorithm(QgsProcessingAlgorithm):
         codec = self.parameterAsEnumString(parameters, self.CODEC, context)
         quality = self._quality(parameters, context)
         dst = self.parameterAsFileOutput(parameters, self.OUTPUT, context)
+        if is_unset(parameters.get(self.OUTPUT)):
+            dst = beside(layer.source(), ".hsic")
         _require_suffix(dst, (".hsic",), self.OUTPUT)
+        weights = self.parameterAsFile(parameters, self.WEIGHTS, context) or None
 
-        _translate(dst, layer.source(), feedback, codec=codec, quality=quality)
+        _translate(dst, layer.source(), feedback, codec=codec, quality=quality, weights=weights)
         return {self.OUTPUT: dst, self.SIDECAR: dst + ".vrt"}
 
 
 class DecompressAlgorithm(QgsProcessingAlgorithm):
     INPUT = "INPUT"
     OUTPUT = "OUTPUT"
+    WEIGHTS = "WEIGHTS"
 
     def name(self) -> str:
         return "decompress"
@@ -145,7 +168,11 @@ class DecompressAlgorithm(QgsProcessingAlgorithm):
         return "Decompress .hsic to GeoTIFF"
 
     def shortHelpString(self) -> str:  # noqa: N802
-        return "Decodes a .hsic file into a GeoTIFF with the original georeferencing and band metadata."
+        return (
+            "Decodes a .hsic file into a GeoTIFF with the original georeferencing and band metadata. "
+            "Leave the output empty to write <input>_decoded.tif next to the input. A file written with "
+            "your own weights finds them at their recorded path or beside the .hsic; else name them here."
+        )
 
     def createInstance(self):  # noqa: N802
         return type(self)()
@@ -156,12 +183,26 @@ class DecompressAlgorithm(QgsProcessingAlgorithm):
                 self.INPUT, "Compressed file", behavior=QgsProcessingParameterFile.File, extension="hsic"
             )
         )
-        self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, "Decompressed raster"))
+        self.addParameter(QgsProcessingParameterRasterDestination(
+            self.OUTPUT, "Decompressed raster (empty: <input>_decoded.tif next to the input)",
+            optional=True, createByDefault=False))
+        self.addParameter(
+            QgsProcessingParameterFile(
+                self.WEIGHTS, "Weights file it was written with (empty: found by itself)",
+                behavior=QgsProcessingParameterFile.File, extension="pt", optional=True,
+            )
+        )
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
+        from qgis_plugin.deps import require
+
+        require()
         src = self.parameterAsFile(parameters, self.INPUT, context)
         dst = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
+        if is_unset(parameters.get(self.OUTPUT)):
+            dst = beside(src, "_decoded.tif")
         _require_suffix(dst, (".tif", ".tiff"), self.OUTPUT)
+        weights = self.parameterAsFile(parameters, self.WEIGHTS, context) or None
 
-        _translate(dst, src, feedback)
+        _translate(dst, src, feedback, weights=weights)
         return {self.OUTPUT: dst}

@@ -3,8 +3,11 @@
 from qgis.core import QgsProcessingProvider
 
 from qgis_plugin.algorithms import CompressAlgorithm, DecompressAlgorithm
+from qgis_plugin.evaluate_algorithm import EvaluateAlgorithm
+from qgis_plugin.open_algorithm import OpenAlgorithm
+from qgis_plugin.train_algorithm import TrainAlgorithm
 
-ALGORITHMS = (CompressAlgorithm, DecompressAlgorithm)
+ALGORITHMS = (CompressAlgorithm, DecompressAlgorithm, EvaluateAlgorithm, OpenAlgorithm, TrainAlgorithm)
 
 
 class HsicProvider(QgsProcessingProvider):
@@ -22,5 +25,5 @@ class HsicProvider(QgsProcessingProvider):
             self.addAlgorithm(cls())
 
     def supportedOutputRasterLayerExtensions(self) -> list[str]:  # noqa: N802
-        # hsi_gdal decodes to GeoTIFF only: offer no other raster format in the output dialog.
+        # hsi_gdal writes GeoTIFF only (decoded rasters, SAM maps): offer no other raster format.
         return ["tif"]

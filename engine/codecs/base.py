@@ -35,12 +35,16 @@ class TileCodec(ABC):
     # cropped back); a per-pixel codec codes edge tiles as they are, since padding would cost bits.
     pad_edge_tiles: ClassVar[bool] = True
 
-    def __init__(self, quality: int, device: str = "auto"):
+    def __init__(self, quality: int, device: str = "auto", weights: str | Path | None = None):
         self.quality = self.info.check_quality(quality)
         self.device = device
+        # A user's weights file (e.g. from `hsic train`) in place of the installed one for this quality.
+        self.user_weights = Path(weights) if weights is not None else None
 
     @property
     def weights_path(self) -> Path | None:
+        if self.user_weights is not None:
+            return self.user_weights
         name = self.info.weights.get(self.quality, "")
         return WEIGHTS_DIR / name if name else None
 

@@ -44,16 +44,6 @@ def load_weights(build_model, path):
     return model.eval()
 
 
-def read_arch(path) -> dict:
-    """The architecture recorded in a weights file."""
-    import torch
-
-    try:
-        return dict(torch.load(path, map_location="cpu", weights_only=True)["arch"])
-    except (OSError, KeyError, TypeError, RuntimeError, pickle.UnpicklingError) as e:
-        raise CodecError(f"cannot read weights {path}: {e}") from e
-
-
 def guarded_string(data: bytes, symbols: int) -> bytes:
     """``data`` followed by zeros, for compressai's rANS decoder, which reads without bounds checks.
 
@@ -73,11 +63,13 @@ class LearnedCodecMixin:
     # the indexes the coder uses are the same on every machine.
     cpu_modules: tuple[str, ...] = ("entropy_bottleneck", "gaussian_conditional", "h_a", "h_s")
 
-    def __init__(self, quality: int, device: str = "auto"):
-        super().__init__(quality, device)
+    def __init__(self, quality: int, device: str = "auto", weights=None):
+        super().__init__(quality, device, weights)
         from engine.device import resolve_device
 
         path = self.weights_path
+        if self.user_weights is not None and not path.is_file():
+            raise CodecError(f"weights file {path} does not exist")
         if path is None or not path.is_file():
             raise CodecError(
                 f"weights for codec {self.info.id!r} quality {self.quality} are not installed ({path}); "

@@ -92,13 +92,14 @@ def test_resume_refuses_another_runs_checkpoint(tmp_path):
         train(TrainConfig("cae1d", 1, steps=9, batch=8, device="cpu", resume=True), scenes(), tmp_path)
 
 
-def test_fine_tuning_starts_from_given_weights_of_the_same_architecture(tmp_path):
+def test_fine_tuning_starts_from_given_weights_and_keeps_their_architecture(tmp_path):
     train(TrainConfig("cae1d", 1, steps=3, batch=8, device="cpu"), scenes(), tmp_path / "base")
     base = tmp_path / "base" / "cae1d-q1.pt"
     rec = train(TrainConfig("cae1d", 1, steps=2, batch=8, device="cpu", init=str(base)), scenes(), tmp_path / "ft")
-    assert rec["config"]["init"] == str(base)
-    with pytest.raises(InputError, match="architecture"):  # q2 has a larger latent than q1
-        train(TrainConfig("cae1d", 2, steps=2, batch=8, device="cpu", init=str(base)), scenes(), tmp_path / "x")
+    assert rec["config"]["init"] == str(base) and rec["init"]["path"] == str(base)
+    # The file's architecture is kept, even where the target quality's recipe differs (q2: larger latent).
+    rec = train(TrainConfig("cae1d", 2, steps=2, batch=8, device="cpu", init=str(base)), scenes(), tmp_path / "x")
+    assert rec["recipe"]["arch"] == Cae1d.recipes[1]["arch"] != Cae1d.recipes[2]["arch"]
 
 
 @pytest.mark.parametrize("codec_id", ["sscnet", "cae3d", "bmshj2018-factorized", "bmshj2018-hyperprior"])

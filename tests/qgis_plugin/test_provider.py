@@ -48,11 +48,12 @@ def run(alg_id, parameters, feedback=None):
     return processing.run(alg_id, parameters, feedback=feedback or QgsProcessingFeedback())
 
 
-def test_provider_registers_with_exactly_two_algorithms(registry):
+def test_provider_registers_its_five_algorithms(registry):
     provider = registry.providerById("hsic")
     assert provider is not None
     assert provider.name() == "HSIC hyperspectral compression"
-    assert sorted(a.id() for a in provider.algorithms()) == ["hsic:compress", "hsic:decompress"]
+    assert sorted(a.id() for a in provider.algorithms()) == [
+        "hsic:compress", "hsic:decompress", "hsic:evaluate", "hsic:open", "hsic:train"]
 
 
 def test_unload_removes_the_provider(qgis_processing):
@@ -76,7 +77,7 @@ def test_init_gui_lets_gdal_open_sidecars(qgis_processing):
 def test_compress_parameters(registry):
     alg = registry.algorithmById("hsic:compress")
     params = {p.name(): p for p in alg.parameterDefinitions()}
-    assert list(params) == ["INPUT", "CODEC", "QUALITY", "OUTPUT"]
+    assert list(params) == ["INPUT", "CODEC", "QUALITY", "OUTPUT", "WEIGHTS"]
     assert params["INPUT"].type() == "raster"
 
     codec = params["CODEC"]
@@ -91,6 +92,7 @@ def test_compress_parameters(registry):
     assert quality.defaultValue() is None
 
     assert params["OUTPUT"].type() == "fileDestination"
+    assert params["WEIGHTS"].flags() & QgsProcessingParameterDefinition.FlagOptional
     assert params["OUTPUT"].fileFilter() == "HSIC files (*.hsic)"
     assert {o.name() for o in alg.outputDefinitions()} == {"OUTPUT", "SIDECAR"}
 
@@ -98,7 +100,7 @@ def test_compress_parameters(registry):
 def test_decompress_parameters(registry):
     alg = registry.algorithmById("hsic:decompress")
     params = {p.name(): p for p in alg.parameterDefinitions()}
-    assert list(params) == ["INPUT", "OUTPUT"]
+    assert list(params) == ["INPUT", "OUTPUT", "WEIGHTS"]
     assert params["INPUT"].type() == "file"
     assert params["INPUT"].extension() == "hsic"
     assert params["OUTPUT"].type() == "rasterDestination"
@@ -167,3 +169,10 @@ def test_cancel_leaves_no_output_then_roundtrip_decompresses(registry, tmp_path)
     assert ds.GetGeoTransform() == (370000.0, 30.0, 0.0, 5810000.0, 0.0, -30.0)
     assert osr.SpatialReference(wkt=ds.GetProjection()).GetAuthorityCode(None) == "32633"
     ds = None
+
+
+def test_outputs_default_next_to_the_input(registry, tmp_path):
+    scene = make_scene(tmp_path / "s.tif", 20, 10, 4)
+    assert run("hsic:compress", {"INPUT": str(scene)})["OUTPUT"] == str(tmp_path / "s.hsic")
+    out = run("hsic:decompress", {"INPUT": str(tmp_path / "s.hsic")})["OUTPUT"]
+    assert out == str(tmp_path / "s_decoded.tif") and gdal.Open(out).RasterCount == 4

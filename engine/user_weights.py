@@ -1,0 +1,68 @@
+"""A user's own weights file (from ``hsic train`` or ``hsic:train``) used in place of the installed one.
+
+The encoder records the file in the header (``codec_options``: its name and the absolute path it had)
+next to the digest every file carries (``weights_sha256``). The decoder finds it again: the file the
+caller names, else the recorded path, else a file of the recorded name beside the ``.hsic`` (so a
+``.hsic`` moved together with its weights still decodes). Whatever is found must have the recorded
+digest; nothing found is a :class:`CodecError` that says where it looked.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from engine.codecs.base import WEIGHTS_DIR, file_sha256
+from engine.container import Header
+from engine.errors import CodecError
+
+NAME_KEY, PATH_KEY = "weights_file", "weights_path"
+
+
+def codec_options(weights: str | os.PathLike | None) -> dict[str, str] | None:
+    """What the header records about a user's weights file (None for the installed weights)."""
+    if weights is None:
+        return None
+    path = Path(weights).resolve()
+    return {NAME_KEY: path.name, PATH_KEY: str(path)}
+
+
+def _installed(header: Header) -> Path | None:
+    from engine.registry import get_info
+
+    name = get_info(header.codec).weights.get(header.quality, "")
+    return WEIGHTS_DIR / name if name else None
+
+
+def find_weights(hsic_path: str | os.PathLike, header: Header,
+                 weights: str | os.PathLike | None = None) -> Path | None:
+    """The weights file to decode ``hsic_path`` with, or None for the installed weights.
+
+    ``weights``: a file the caller names; it must have the header's digest.
+    """
+    want = header.weights_sha256
+    if weights is not None:
+        path = Path(weights)
+        if not path.is_file():
+            raise CodecError(f"weights file {path} does not exist")
+        if file_sha256(path) != want:
+            raise CodecError(f"weights file {path} is not the one {hsic_path} was written with "
+                             f"(digest {file_sha256(path)[:12]}, file needs {want[:12]})")
+        return path
+    name = header.codec_options.get(NAME_KEY)
+    if not isinstance(name, str) or not name:
+        return None  # written with the installed weights: SceneDecoder checks their digest
+    installed = _installed(header)
+    if installed is not None and installed.is_file() and file_sha256(installed) == want:
+        return None  # the user's weights have since been installed as the default ones
+    recorded = header.codec_options.get(PATH_KEY)
+    tried = [Path(recorded)] if isinstance(recorded, str) and recorded else []
+    # Only the base name is trusted from the header for the search beside the file.
+    tried.append(Path(os.path.abspath(hsic_path)).parent / Path(name).name)
+    for path in tried:
+        if path.is_file() and file_sha256(path) == want:
+            return path
+    raise CodecError(
+        f"{hsic_path} was coded with the weights file {name!r} (digest {want[:12]}), which was not found "
+        f"(looked at {', '.join(map(str, tried))}); put it beside the .hsic file or name it with --weights"
+    )

@@ -1,0 +1,64 @@
+"""A user's weights file: compress records it, decoding finds it (recorded path, beside the file) or refuses."""
+
+import shutil
+
+import numpy as np
+import pytest
+
+from engine.codecs.base import WEIGHTS_DIR, file_sha256
+from engine.errors import CancelledError, CodecError
+from engine.pipeline import SceneDecoder, SceneInfo, compress_scene
+from engine.training import TrainConfig, train
+
+CUBE = (1000 + 500 * np.random.default_rng(0).random((9, 20, 24))).astype("int16")
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    out = tmp_path_factory.mktemp("w")
+    rec = train(TrainConfig("cae1d", 1, steps=3, batch=8, device="cpu"), [("x_a.tif", CUBE, None)], out,
+                init=WEIGHTS_DIR / "cae1d-q1.pt")
+    assert rec["init"]["sha256"] == file_sha256(WEIGHTS_DIR / "cae1d-q1.pt")
+    return out / "cae1d-q1.pt"
+
+
+def compress(dst, weights):
+    return compress_scene(SceneInfo(20, 24, 9, "int16"), lambda y, x, h, w: CUBE[:, y:y + h, x:x + w],
+                          str(dst), "cae1d", 1, device="cpu", weights=weights)
+
+
+def test_header_records_the_weights_and_decoding_finds_them(weights, tmp_path):
+    h = compress(tmp_path / "a.hsic", weights)
+    assert h.weights_sha256 == file_sha256(weights) != file_sha256(WEIGHTS_DIR / "cae1d-q1.pt")
+    assert h.codec_options == {"weights_file": "cae1d-q1.pt", "weights_path": str(weights)}
+    dec = SceneDecoder(str(tmp_path / "a.hsic"), device="cpu")
+    assert dec.codec.weights_path == weights
+    assert np.abs(dec.read().astype(float) - CUBE).mean() < 200
+
+
+def test_moved_with_its_weights_decodes_moved_without_them_is_refused(weights, tmp_path):
+    compress(tmp_path / "a.hsic", shutil.copy(weights, tmp_path / "mine.pt"))
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    shutil.move(tmp_path / "a.hsic", moved / "a.hsic")
+    shutil.move(tmp_path / "mine.pt", tmp_path / "gone.pt")
+    with pytest.raises(CodecError, match=r"weights file 'mine.pt'.*not found.*beside the .hsic"):
+        SceneDecoder(str(moved / "a.hsic"), device="cpu")
+    assert SceneDecoder(str(moved / "a.hsic"), device="cpu", weights=tmp_path / "gone.pt").read().shape == CUBE.shape
+    with pytest.raises(CodecError, match="is not the one"):
+        SceneDecoder(str(moved / "a.hsic"), device="cpu", weights=WEIGHTS_DIR / "cae1d-q1.pt")
+    shutil.move(tmp_path / "gone.pt", moved / "mine.pt")
+    assert SceneDecoder(str(moved / "a.hsic"), device="cpu").codec.weights_path == moved / "mine.pt"
+
+
+def test_missing_weights_file_for_compress_is_a_codec_error(tmp_path):
+    with pytest.raises(CodecError, match="does not exist"):
+        compress(tmp_path / "a.hsic", tmp_path / "nope.pt")
+    assert not list(tmp_path.iterdir())
+
+
+def test_training_cancel_writes_nothing(tmp_path):
+    with pytest.raises(CancelledError):
+        train(TrainConfig("cae1d", 1, steps=10, batch=8, device="cpu"), [("x_a.tif", CUBE, None)], tmp_path,
+              progress=lambda step, total, m: step < 2)
+    assert not list(tmp_path.iterdir())
