@@ -7,13 +7,14 @@ import xml.etree.ElementTree as ET
 
 from engine.container import Header
 from hsi_gdal._gdal import GDAL_TYPE_NAMES, GDAL_TYPES
+from hsi_gdal.spectral import IMAGERY, imagery_items
 
 PIXEL_FUNCTION = "hsi_gdal.pixelfn.decode"
 
 
-def _metadata(parent: ET.Element, items: dict) -> None:
+def _metadata(parent: ET.Element, items: dict, domain: str = "") -> None:
     if items:
-        md = ET.SubElement(parent, "Metadata")
+        md = ET.SubElement(parent, "Metadata", domain=domain) if domain else ET.SubElement(parent, "Metadata")
         for k, v in items.items():
             ET.SubElement(md, "MDI", key=str(k)).text = str(v)
 
@@ -45,6 +46,7 @@ def sidecar_xml(hsic_path: str, header: Header) -> str:
         if header.band_scale[i] is not None:
             ET.SubElement(band, "Scale").text = _fmt(header.band_scale[i])
         _metadata(band, header.band_metadata[i])
+        _metadata(band, imagery_items(header.band_metadata[i]), IMAGERY)
         ET.SubElement(band, "PixelFunctionType").text = PIXEL_FUNCTION
         ET.SubElement(band, "PixelFunctionLanguage").text = "Python"
         ET.SubElement(band, "PixelFunctionArguments", path=path, band=str(i + 1))

@@ -145,7 +145,8 @@ class DecompressAlgorithm(QgsProcessingAlgorithm):
         return "Decompress .hsic to GeoTIFF"
 
     def shortHelpString(self) -> str:  # noqa: N802
-        return "Decodes a .hsic file into a GeoTIFF with the original georeferencing and band metadata."
+        return ("Decodes a .hsic file into a GeoTIFF (.tif), or ENVI BSQ (.img, .bsq, .dat: wavelength, fwhm "
+                "and bbl in the .hdr), with the original georeferencing and band metadata.")
 
     def createInstance(self):  # noqa: N802
         return type(self)()
@@ -161,7 +162,7 @@ class DecompressAlgorithm(QgsProcessingAlgorithm):
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
         src = self.parameterAsFile(parameters, self.INPUT, context)
         dst = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
-        _require_suffix(dst, (".tif", ".tiff"), self.OUTPUT)
+        _require_suffix(dst, (".tif", ".tiff", ".img", ".bsq", ".dat"), self.OUTPUT)  # GeoTIFF or ENVI
 
         _translate(dst, src, feedback)
         return {self.OUTPUT: dst}

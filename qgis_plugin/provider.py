@@ -22,5 +22,5 @@ class HsicProvider(QgsProcessingProvider):
             self.addAlgorithm(cls())
 
     def supportedOutputRasterLayerExtensions(self) -> list[str]:  # noqa: N802
-        # hsi_gdal decodes to GeoTIFF only: offer no other raster format in the output dialog.
-        return ["tif"]
+        # hsi_gdal decodes to GeoTIFF or ENVI only: offer no other raster format in the output dialog.
+        return ["tif", "img", "bsq", "dat"]
