@@ -26,11 +26,14 @@ import numpy as np
 
 from engine.container import Header, open_hsic, write_hsic
 from engine.errors import CancelledError, CodecError, FormatError, InputError
+from engine.overviews import build_section as build_overview_section
+from engine.overviews import default_factors
 from engine.normalise import fill_invalid, normalisation, valid_mask, valid_range
 from engine.registry import get_codec
 from engine.tiling import TileGrid, extract_tile
 
 DEFAULT_TILE = 128
+OVERVIEW_PROGRESS_SHARE = 0.1
 SUPPORTED_DTYPES = ("uint8", "int8", "uint16", "int16", "uint32", "int32", "float32", "float64")
 
 ReadWindow = Callable[[int, int, int, int], np.ndarray]
@@ -159,8 +162,13 @@ def decode_payload(payload: bytes, header: Header, codec, h: int, w: int) -> np.
 
 
 def compress_scene(info: SceneInfo, read_window: ReadWindow, dst: str, codec: str, quality: int | None = None,
-                   device: str = "auto", tile_size: int = DEFAULT_TILE, progress: Progress | None = None) -> Header:
-    """Compress a scene into ``dst`` (.hsic, written atomically). Returns the header written."""
+                   device: str = "auto", tile_size: int = DEFAULT_TILE, progress: Progress | None = None,
+                   overviews: tuple[int, ...] | None = None) -> Header:
+    """Compress a scene into ``dst`` (.hsic, written atomically). Returns the header written.
+
+    ``overviews``: factors of the reduced-resolution levels stored with the scene (engine/overviews.py);
+    None chooses them from the scene size, () stores none.
+    """
     coder = get_codec(codec, quality, device)
     grid = TileGrid(info.rows, info.cols, min(tile_size, info.rows), min(tile_size, info.cols))
     offset, scale = normalisation(*scene_range(info, read_window, grid), info.bands)
@@ -173,12 +181,17 @@ def compress_scene(info: SceneInfo, read_window: ReadWindow, dst: str, codec: st
         metadata=info.metadata,
     )
 
+    factors = default_factors(info.rows, info.cols) if overviews is None else tuple(overviews)
+    share = OVERVIEW_PROGRESS_SHARE if factors else 0.0  # of the progress bar, for the overview pass
+    trailer = build_overview_section(header, read_window, coder, factors,
+                                     lambda f: check_progress(progress, share * f))
+
     def payloads():
         for i, (y0, x0, h, w) in enumerate(grid.windows()):
             yield encode_payload(read_window(y0, x0, h, w), header, coder)
-            check_progress(progress, (i + 1) / grid.n_tiles)
+            check_progress(progress, share + (1 - share) * (i + 1) / grid.n_tiles)
 
-    write_hsic(dst, header, payloads())
+    write_hsic(dst, header, payloads(), trailer=trailer)
     return header
 
 
