@@ -67,9 +67,14 @@ def open_dataset_names() -> list[str]:
 
 
 def resolve(file: str, vrt: str, path: str | None, key: str | None) -> str:
-    """Path of the .hsic file named ``file`` that sits beside an open sidecar named ``vrt``."""
-    candidates = [os.path.join(os.path.dirname(n), file) for n in open_dataset_names()
-                  if os.path.basename(n) == vrt]
+    """Path of the .hsic file named ``file`` that sits beside an open sidecar named ``vrt``.
+
+    Only a file whose header key matches is taken, so a same-named .hsic elsewhere is never mistaken.
+    """
+    names = open_dataset_names()
+    # Sidecars of the recorded name first; then the folder of any open dataset (a renamed sidecar).
+    names.sort(key=lambda n: os.path.basename(n) != vrt)
+    candidates = [os.path.join(os.path.dirname(n), file) for n in names]
     if path:
         candidates.append(path)
     seen = set()

@@ -119,16 +119,16 @@ def test_moved_pair_still_opens(make_raster, tmp_path):
     moved = tmp_path / "elsewhere" / "deeper"
     moved.mkdir(parents=True)
     shutil.move(dst, moved / "c.hsic")
-    shutil.move(dst + ".vrt", moved / "c.hsic.vrt")
+    shutil.move(dst + ".vrt", moved / "renamed.vrt")
     shutil.rmtree(a)                              # the absolute path in the sidecar leads nowhere now
-    g = gdal.Open(str(moved / "c.hsic.vrt"))
+    g = gdal.Open(str(moved / "renamed.vrt"))   # moved, and the sidecar renamed too
     np.testing.assert_array_equal(g.ReadAsArray(), expected)
     del g
     # Relative to the working directory, as a user types it.
     cwd = os.getcwd()
     os.chdir(tmp_path / "elsewhere")
     try:
-        g = gdal.Open(os.path.join("deeper", "c.hsic.vrt"))
+        g = gdal.Open(os.path.join("deeper", "renamed.vrt"))
         np.testing.assert_array_equal(g.GetRasterBand(3).ReadAsArray(), expected[2])
         del g
     finally:
