@@ -26,9 +26,9 @@ import numpy as np
 
 from engine.container import Header, open_hsic, write_hsic
 from engine.errors import CancelledError, CodecError, FormatError, InputError
+from engine.normalise import fill_invalid, normalisation, valid_mask, valid_range
 from engine.overviews import build_section as build_overview_section
 from engine.overviews import default_factors
-from engine.normalise import fill_invalid, normalisation, valid_mask, valid_range
 from engine.registry import get_codec
 from engine.tiling import TileGrid, extract_tile
 

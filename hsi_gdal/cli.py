@@ -189,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("decompress", parents=[common, device], help="decode a .hsic to GeoTIFF or ENVI")
     d.add_argument("input")
-    d.add_argument("output", help="OUT.tif (GeoTIFF) or OUT.img / OUT.bsq / OUT.dat (ENVI BSQ with OUT.hdr)")
+    d.add_argument("output", help="OUT.tif (GeoTIFF), or OUT.img / .bsq / .dat (ENVI BSQ with OUT.hdr)")
     d.set_defaults(func=cmd_decompress)
 
     i = sub.add_parser("info", parents=[common, as_json], help="describe a .hsic file or a raster")

@@ -66,7 +66,8 @@ def Translate(destName, srcDSOrSrcDSName, codec: str | None = None, quality: int
             raise InputError("codec and quality apply to .hsic outputs only")
         write_envi(dst, Open(src, device=device), progress)
     else:
-        raise InputError(f"{dst}: unknown output type {ext or '(none)'}; use .hsic to compress, .tif (GeoTIFF) or .img/.bsq/.dat (ENVI) to decode")
+        raise InputError(f"{dst}: unknown output type {ext or '(none)'}; use .hsic to compress, "
+                         ".tif (GeoTIFF) or .img/.bsq/.dat (ENVI) to decode")
     return Open(dst, device=device)
 
 

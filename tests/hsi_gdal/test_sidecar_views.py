@@ -159,3 +159,19 @@ def test_rasterio_opens_moved_sidecar_with_overviews(big, tmp_path):
 
         np.testing.assert_array_equal(r.read(2, window=Window(2900, 2950, 100, 50)),
                                       data[1, 2950:3000, 2900:3000])
+
+
+def test_sidecar_of_an_earlier_version_still_reads(make_raster, tmp_path):
+    """Sidecars written before relative lookup carry only the absolute path: still honoured."""
+    import re
+
+    dst = str(tmp_path / "c.hsic")
+    expected = hsi_gdal.Translate(dst, make_raster(bands=8, rows=20, cols=10)).ReadAsArray()
+    text = open(dst + ".vrt").read()
+    old = re.sub(r' (file|vrt|key)="[^"]*"', "", text)
+    assert "file=" not in old and 'path="' in old
+    with open(tmp_path / "old.vrt", "w") as f:
+        f.write(old)
+    g = gdal.Open(str(tmp_path / "old.vrt"))
+    np.testing.assert_array_equal(g.ReadAsArray(), expected)
+    del g
