@@ -78,11 +78,12 @@ def block_mean(raw: np.ndarray, factor: int, nodata: float | None) -> tuple[np.n
 
 
 def level_window(header: Header, read_window: ReadWindow, factor: int, y0: int, x0: int, h: int, w: int,
-                 check: Callable[[], None]) -> np.ndarray:
+                 check: Callable[[float], None]) -> np.ndarray:
     """Window (y0, x0, h, w) of the level of ``factor``, in source type, from full-resolution reads.
 
     Reads the source in strips of about 128 full-resolution pixels (a multiple of ``factor``) so memory
-    stays bounded whatever the factor; ``check`` runs between reads (progress and cancel).
+    stays bounded whatever the factor; ``check(fraction of this window done)`` runs after each read
+    (progress and cancel).
     """
     from engine.pipeline import _to_dtype  # the cast the decoder uses: a valid sample never becomes nodata
 
@@ -91,14 +92,14 @@ def level_window(header: Header, read_window: ReadWindow, factor: int, y0: int, 
     valid = np.ones((header.bands, h, w), dtype=bool)
     fy0, fy1 = y0 * factor, min((y0 + h) * factor, header.rows)
     fx0, fx1 = x0 * factor, min((x0 + w) * factor, header.cols)
-    for ry in range(fy0, fy1, step):
-        for rx in range(fx0, fx1, step):
-            rh, rw = min(step, fy1 - ry), min(step, fx1 - rx)
-            mean, ok = block_mean(read_window(ry, rx, rh, rw), factor, header.nodata)
-            oy, ox = (ry - fy0) // factor, (rx - fx0) // factor
-            out[:, oy:oy + mean.shape[1], ox:ox + mean.shape[2]] = mean
-            valid[:, oy:oy + mean.shape[1], ox:ox + mean.shape[2]] = ok
-            check()
+    reads = [(ry, rx) for ry in range(fy0, fy1, step) for rx in range(fx0, fx1, step)]
+    for k, (ry, rx) in enumerate(reads):
+        rh, rw = min(step, fy1 - ry), min(step, fx1 - rx)
+        mean, ok = block_mean(read_window(ry, rx, rh, rw), factor, header.nodata)
+        oy, ox = (ry - fy0) // factor, (rx - fx0) // factor
+        out[:, oy:oy + mean.shape[1], ox:ox + mean.shape[2]] = mean
+        valid[:, oy:oy + mean.shape[1], ox:ox + mean.shape[2]] = ok
+        check((k + 1) / len(reads))
     nodata = header.nodata
     if nodata is None and not valid.all():  # only NaN sources have invalid samples without a nodata
         nodata = float("nan")
@@ -119,7 +120,7 @@ def build_section(header: Header, read_window: ReadWindow, coder, factors: tuple
         grid = TileGrid(lh.rows, lh.cols, header.tile_rows, header.tile_cols)
         for y0, x0, h, w in grid.windows():
             raw = level_window(header, read_window, f, y0, x0, h, w,
-                               lambda: progress(done / total) if progress else None)
+                               lambda frac: progress((done + frac) / total) if progress else None)
             payloads.append(encode_payload(raw, lh, coder))
             done += 1
         levels.append({"factor": f, "rows": lh.rows, "cols": lh.cols})

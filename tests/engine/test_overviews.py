@@ -109,5 +109,5 @@ def test_cancel_during_overview_pass_leaves_nothing(codec, tmp_path):
 
     with pytest.raises(CancelledError):
         compress_scene(info, read, str(dst), codec, progress=progress)
-    assert len(calls) == 1 and calls[0] < 0.1
+    assert len(calls) == 1 and 0 < calls[0] < 0.1   # progress moves within the overview pass
     assert not dst.exists() and not os.path.exists(str(dst) + ".partial")
