@@ -33,6 +33,7 @@ __all__ = [
 MAGIC = b"\x89HSI\r\n\x1a\n"
 FORMAT_MAJOR = 1
 FORMAT_MINOR = 0
+TRAILER_MINOR = 1  # minor version of files with a trailer after the last payload (format 1.1)
 SUPPORTED_DTYPES = ("uint8", "int8", "uint16", "int16", "uint32", "int32", "float32", "float64")
 
 MAX_HEADER_BYTES = 16 << 20
@@ -330,8 +331,12 @@ def _remove_quietly(path: str) -> None:
         pass
 
 
-def write_hsic(path: PathLike, header: Header, tiles: Iterable[bytes]) -> int:
+def write_hsic(path: PathLike, header: Header, tiles: Iterable[bytes], trailer: bytes = b"") -> int:
     """Write a .hsic file atomically from ``header`` and its tile payloads in row-major tile order.
+
+    ``trailer`` (format 1.1, optional) is stored after the last payload; the container only keeps its
+    bytes (the overview section of ``engine/overviews.py``, see docs/format.md). With a trailer the
+    file says minor version 1, without one it is a plain 1.0 file.
 
     Payloads are streamed to ``<path>.partial`` (one at a time in memory), which is renamed onto
     ``path`` only once complete and fsynced; on any exception, including one raised by ``tiles``
@@ -352,7 +357,8 @@ def write_hsic(path: PathLike, header: Header, tiles: Iterable[bytes]) -> int:
     if n > _U32_MAX:
         raise InputError(f"{n} tiles is more than a .hsic file can index; use larger tiles")
 
-    prefix = _PREFIX.pack(MAGIC, FORMAT_MAJOR, FORMAT_MINOR, codec_number(header.codec), 0,
+    minor = TRAILER_MINOR if trailer else FORMAT_MINOR
+    prefix = _PREFIX.pack(MAGIC, FORMAT_MAJOR, minor, codec_number(header.codec), 0,
                           len(head), n)
     index_pos = len(prefix) + len(head) + _CRC.size
     pos = index_pos + n * _INDEX_ENTRY.size + _CRC.size  # payloads start after index and its CRC
@@ -384,6 +390,8 @@ def write_hsic(path: PathLike, header: Header, tiles: Iterable[bytes]) -> int:
             raise InputError(f"{count} tiles were given but the header needs {n}")
 
         with _os_errors(target, "write"):
+            f.write(trailer)
+            pos += len(trailer)
             f.seek(index_pos)
             f.write(index)
             f.write(_CRC.pack(zlib.crc32(index)))
@@ -545,6 +553,8 @@ class HsicReader:
         self.n_tiles: int = n
         self.format_version: tuple[int, int] = (major, minor)
         self.tile_lengths: tuple[int, ...] = tuple(lengths)
+        # Format 1.1: bytes after the last payload are an optional trailer (its owner validates it).
+        self.trailer_range: tuple[int, int] = (end, self.file_size) if minor >= TRAILER_MINOR else (end, end)
         self._offsets = tuple(offsets)
         self._crcs = tuple(crcs)
 
@@ -560,6 +570,19 @@ class HsicReader:
             raise FormatError(f"{self.path}: tile {i} is truncated (file shrank after opening)")
         if zlib.crc32(data) != self._crcs[i]:
             raise FormatError(f"{self.path}: tile {i} CRC mismatch (corrupt file)")
+        return data
+
+    def read_trailer(self, offset: int, size: int) -> bytes:
+        """``size`` bytes at ``offset`` from the start of the trailer (format 1.1); FormatError if outside."""
+        start, end = self.trailer_range
+        if offset < 0 or size < 0 or start + offset + size > end:
+            raise FormatError(f"{self.path}: trailer bytes [{offset}, {offset + size}) lie outside its "
+                              f"{end - start} bytes (corrupt file)")
+        if self._fd < 0:
+            raise InputError(f"{self.path} is closed")
+        data = self._read(start + offset, size)
+        if len(data) != size:
+            raise FormatError(f"{self.path}: trailer is truncated (file shrank after opening)")
         return data
 
     def close(self) -> None:

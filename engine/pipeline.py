@@ -28,6 +28,8 @@ import numpy as np
 from engine.container import Header, open_hsic, write_hsic
 from engine.errors import CancelledError, CodecError, FormatError, HSICError, InputError
 from engine.normalise import fill_invalid, normalisation, valid_mask, valid_range
+from engine.overviews import build_section as build_overview_section
+from engine.overviews import default_factors
 from engine.registry import get_codec
 from engine.tiling import TileGrid, extract_tile
 
@@ -44,6 +46,7 @@ def check_tile_size(bands: int, tile_rows: int, tile_cols: int) -> str | None:
         return (f"tiles of {tile_rows} x {tile_cols} pixels x {bands} bands exceed the limit of "
                 f"{MAX_TILE_PIXELS} pixels and {MAX_TILE_SAMPLES} samples per tile")
     return None
+OVERVIEW_PROGRESS_SHARE = 0.1
 SUPPORTED_DTYPES = ("uint8", "int8", "uint16", "int16", "uint32", "int32", "float32", "float64")
 
 ReadWindow = Callable[[int, int, int, int], np.ndarray]
@@ -200,11 +203,13 @@ def decode_payload(payload: bytes, header: Header, codec, h: int, w: int) -> np.
 
 def compress_scene(info: SceneInfo, read_window: ReadWindow, dst: str, codec: str, quality: int | None = None,
                    device: str = "auto", tile_size: int = DEFAULT_TILE, progress: Progress | None = None,
-                   weights: str | None = None) -> Header:
+                   weights: str | None = None, overviews: tuple[int, ...] | None = None) -> Header:
     """Compress a scene into ``dst`` (.hsic, written atomically). Returns the header written.
 
     ``weights``: a user's weights file for the codec and quality (recorded in the header, see
-    :mod:`engine.user_weights`), instead of the installed one.
+    :mod:`engine.user_weights`), instead of the installed one. ``overviews``: factors of the
+    reduced-resolution levels stored with the scene (engine/overviews.py); None chooses them from the
+    scene size, () stores none.
     """
     from engine.user_weights import codec_options
 
@@ -223,12 +228,17 @@ def compress_scene(info: SceneInfo, read_window: ReadWindow, dst: str, codec: st
         metadata=info.metadata, codec_options=codec_options(weights),
     )
 
+    factors = default_factors(info.rows, info.cols) if overviews is None else tuple(overviews)
+    share = OVERVIEW_PROGRESS_SHARE if factors else 0.0  # of the progress bar, for the overview pass
+    trailer = build_overview_section(header, read_window, coder, factors,
+                                     lambda f: check_progress(progress, share * f))
+
     def payloads():
         for i, (y0, x0, h, w) in enumerate(grid.windows()):
             yield encode_payload(read_window(y0, x0, h, w), header, coder)
-            check_progress(progress, (i + 1) / grid.n_tiles)
+            check_progress(progress, share + (1 - share) * (i + 1) / grid.n_tiles)
 
-    write_hsic(dst, header, payloads())
+    write_hsic(dst, header, payloads(), trailer=trailer)
     return header
 
 

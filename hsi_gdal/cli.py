@@ -218,9 +218,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--weights", default=None, help="your own weights file (from `hsic train`) for this codec and quality")
     c.set_defaults(func=cmd_compress)
 
-    d = sub.add_parser("decompress", parents=[common, device], help="decode a .hsic to GeoTIFF")
+    d = sub.add_parser("decompress", parents=[common, device], help="decode a .hsic to GeoTIFF or ENVI")
     d.add_argument("input")
-    d.add_argument("output", help="OUT.tif")
+    d.add_argument("output", help="OUT.tif (GeoTIFF), or OUT.img / .bsq / .dat (ENVI BSQ with OUT.hdr)")
     d.add_argument("--weights", default=None,
                    help="the weights file the .hsic was written with, if not at its recorded path nor beside it")
     d.set_defaults(func=cmd_decompress)

@@ -8,6 +8,7 @@ import numpy as np
 
 from engine.errors import InputError
 from hsi_gdal._gdal import GDAL_TYPE_NAMES, GDAL_TYPES, open_raster
+from hsi_gdal.spectral import IMAGERY, band_metadata, imagery_items
 
 
 class Band:
@@ -113,6 +114,8 @@ class GdalDataset(Dataset):
         return [b.GetDescription() for b in self._bands]
 
     def _band_metadata(self, domain):
+        if domain == "":  # completed from IMAGERY / ENVI forms, as compressing keeps it
+            return band_metadata(self._gds)
         return [b.GetMetadata(domain) or {} for b in self._bands]
 
     def _nodata(self):
@@ -154,6 +157,8 @@ class HsicDataset(Dataset):
         return list(self.header.band_descriptions)
 
     def _band_metadata(self, domain):
+        if domain == IMAGERY:  # derived, so that GDAL >= 3.10 / EnMAP-Box readers find it
+            return [imagery_items(md) for md in self.header.band_metadata]
         return list(self.header.band_metadata) if domain == "" else [{}] * self.RasterCount
 
     def _nodata(self):

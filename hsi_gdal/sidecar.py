@@ -7,13 +7,15 @@ import xml.etree.ElementTree as ET
 
 from engine.container import Header
 from hsi_gdal._gdal import GDAL_TYPE_NAMES, GDAL_TYPES
+from hsi_gdal.locate import header_key
+from hsi_gdal.spectral import IMAGERY, imagery_items
 
 PIXEL_FUNCTION = "hsi_gdal.pixelfn.decode"
 
 
-def _metadata(parent: ET.Element, items: dict) -> None:
+def _metadata(parent: ET.Element, items: dict, domain: str = "") -> None:
     if items:
-        md = ET.SubElement(parent, "Metadata")
+        md = ET.SubElement(parent, "Metadata", domain=domain) if domain else ET.SubElement(parent, "Metadata")
         for k, v in items.items():
             ET.SubElement(md, "MDI", key=str(k)).text = str(v)
 
@@ -22,9 +24,43 @@ def _fmt(v: float) -> str:
     return repr(float(v))
 
 
-def sidecar_xml(hsic_path: str, header: Header) -> str:
-    """The VRT text for a .hsic file (its path is stored absolute: the pixel function gets no VRT path)."""
+def _pixel_function(band: ET.Element, args: dict) -> None:
+    ET.SubElement(band, "PixelFunctionType").text = PIXEL_FUNCTION
+    ET.SubElement(band, "PixelFunctionLanguage").text = "Python"
+    ET.SubElement(band, "PixelFunctionArguments", **args)
+
+
+def _derived_band(parent: ET.Element, header: Header, index: int, type_name: str) -> ET.Element:
+    band = ET.SubElement(parent, "VRTRasterBand", dataType=type_name, band=str(index),
+                         subClass="VRTDerivedRasterBand", blockXSize=str(header.tile_cols),
+                         blockYSize=str(header.tile_rows))
+    if header.nodata is not None:
+        ET.SubElement(band, "NoDataValue").text = _fmt(header.nodata)
+    return band
+
+
+def _overview(band: ET.Element, header: Header, factor: int, size: tuple[int, int], args: dict,
+              type_name: str) -> None:
+    """An <Overview> whose source is an inline one-band VRT (GDAL opens VRT XML given as a file name)
+    reading the stored level ``factor``: no extra file to keep beside the sidecar."""
+    rows, cols = size
+    ds = ET.Element("VRTDataset", rasterXSize=str(cols), rasterYSize=str(rows))
+    _pixel_function(_derived_band(ds, header, 1, type_name), {**args, "level": str(factor)})
+    ov = ET.SubElement(band, "Overview")
+    ET.SubElement(ov, "SourceFilename", relativeToVRT="0").text = ET.tostring(ds, encoding="unicode")
+    ET.SubElement(ov, "SourceBand").text = "1"
+
+
+def sidecar_xml(hsic_path: str, header: Header, key: str | None = None,
+                levels: dict[int, tuple[int, int]] | None = None) -> str:
+    """The VRT text for a .hsic file.
+
+    The pixel function finds the .hsic file beside the sidecar, even after both were moved
+    (``file``, ``vrt`` and the header ``key``, see hsi_gdal/locate.py), else at its absolute ``path``.
+    ``levels`` maps stored overview factors to their (rows, cols); each becomes an <Overview>.
+    """
     path = os.path.abspath(hsic_path)
+    file = os.path.basename(path)
     root = ET.Element("VRTDataset", rasterXSize=str(header.cols), rasterYSize=str(header.rows))
     if header.crs_wkt:
         ET.SubElement(root, "SRS", dataAxisToSRSAxisMapping="1,2").text = header.crs_wkt
@@ -33,30 +69,35 @@ def sidecar_xml(hsic_path: str, header: Header) -> str:
     _metadata(root, header.metadata)
     type_name = GDAL_TYPE_NAMES[GDAL_TYPES[header.dtype]]
     for i in range(header.bands):
-        band = ET.SubElement(root, "VRTRasterBand", dataType=type_name, band=str(i + 1),
-                             subClass="VRTDerivedRasterBand", blockXSize=str(header.tile_cols),
-                             blockYSize=str(header.tile_rows))
+        band = _derived_band(root, header, i + 1, type_name)
         if header.band_descriptions[i]:
             ET.SubElement(band, "Description").text = header.band_descriptions[i]
-        if header.nodata is not None:
-            ET.SubElement(band, "NoDataValue").text = _fmt(header.nodata)
         if header.band_offset[i] is not None:
             ET.SubElement(band, "Offset").text = _fmt(header.band_offset[i])
         if header.band_scale[i] is not None:
             ET.SubElement(band, "Scale").text = _fmt(header.band_scale[i])
         _metadata(band, header.band_metadata[i])
-        ET.SubElement(band, "PixelFunctionType").text = PIXEL_FUNCTION
-        ET.SubElement(band, "PixelFunctionLanguage").text = "Python"
-        ET.SubElement(band, "PixelFunctionArguments", path=path, band=str(i + 1))
+        _metadata(band, imagery_items(header.band_metadata[i]), IMAGERY)
+        args = {"path": path, "file": file, "vrt": file + ".vrt", "band": str(i + 1)}
+        if key:
+            args["key"] = key
+        _pixel_function(band, args)
+        for factor, size in sorted((levels or {}).items()):
+            _overview(band, header, factor, size, args, type_name)
     ET.indent(root)
     return ET.tostring(root, encoding="unicode") + "\n"
 
 
 def write_sidecar(hsic_path: str, header: Header) -> str:
-    """Write ``<hsic_path>.vrt`` atomically; returns its path."""
+    """Write ``<hsic_path>.vrt`` atomically for the .hsic file just written; returns its path."""
+    from engine.container import open_hsic
+    from engine.overviews import read_levels
+
+    with open_hsic(hsic_path) as reader:
+        levels = {f: (lv.header.rows, lv.header.cols) for f, lv in read_levels(reader).items()}
     vrt = os.fspath(hsic_path) + ".vrt"
     tmp = vrt + ".partial"
     with open(tmp, "w", encoding="utf-8") as f:
-        f.write(sidecar_xml(hsic_path, header))
+        f.write(sidecar_xml(hsic_path, header, header_key(hsic_path), levels))
     os.replace(tmp, vrt)
     return vrt

@@ -8,6 +8,7 @@ from osgeo import gdal
 from engine.errors import InputError
 from engine.pipeline import SUPPORTED_DTYPES, SceneInfo
 from hsi_gdal._gdal import open_raster
+from hsi_gdal.spectral import band_metadata
 
 
 def scene_info(ds) -> SceneInfo:
@@ -26,7 +27,7 @@ def scene_info(ds) -> SceneInfo:
         crs_wkt=ds.GetProjection() or "",
         geotransform=tuple(gt) if gt is not None else None,
         band_descriptions=tuple(b.GetDescription() for b in bands),
-        band_metadata=tuple(dict(b.GetMetadata() or {}) for b in bands),
+        band_metadata=tuple(band_metadata(ds)),  # IMAGERY-only and ENVI sources too
         band_scale=tuple(b.GetScale() for b in bands),
         band_offset=tuple(b.GetOffset() for b in bands),
         metadata=dict(ds.GetMetadata() or {}),

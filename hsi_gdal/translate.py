@@ -15,6 +15,7 @@ from hsi_gdal._gdal import GDAL_TYPES
 from hsi_gdal.dataset import Dataset, Open
 from hsi_gdal.sidecar import write_sidecar
 from hsi_gdal.source import HsicSource, RasterSource
+from hsi_gdal.writers import ENVI_EXTENSIONS, copy_band_metadata, write_envi
 
 Progress = Callable[[float], "bool | None"]
 
@@ -43,6 +44,7 @@ def Translate(destName, srcDSOrSrcDSName, codec: str | None = None, quality: int
     * ``*.hsic``: compress any GDAL raster (or .hsic) with ``codec`` at ``quality`` and write the
       sidecar ``*.hsic.vrt`` that GDAL and QGIS open as a georeferenced raster.
     * ``*.tif`` / ``*.tiff``: decode (or copy) to a DEFLATE GeoTIFF with all metadata.
+    * ``*.img`` / ``*.bsq`` / ``*.dat``: decode (or copy) to ENVI BSQ, wavelength/fwhm/bbl in the .hdr.
 
     ``progress(fraction)`` is called per tile; returning False cancels (CancelledError, no output left).
     ``weights``: a user's weights file (``hsic train``) to compress with, or to decode with when it is
@@ -62,8 +64,13 @@ def Translate(destName, srcDSOrSrcDSName, codec: str | None = None, quality: int
         if codec is not None or quality is not None:
             raise InputError("codec and quality apply to .hsic outputs only")
         _write_geotiff(dst, Open(src, device=device, weights=weights), progress)
+    elif ext in ENVI_EXTENSIONS:
+        if codec is not None or quality is not None:
+            raise InputError("codec and quality apply to .hsic outputs only")
+        write_envi(dst, Open(src, device=device, weights=weights), progress)
     else:
-        raise InputError(f"{dst}: unknown output type {ext or '(none)'}; use .hsic to compress or .tif to decode")
+        raise InputError(f"{dst}: unknown output type {ext or '(none)'}; use .hsic to compress, "
+                         ".tif (GeoTIFF) or .img/.bsq/.dat (ENVI) to decode")
     return Open(dst, device=device)
 
 
@@ -88,14 +95,7 @@ def _write_geotiff(dst: str, ds: Dataset, progress: Progress | None) -> None:
         bands += [out.GetRasterBand(i + 1) for i in range(ds.RasterCount)]
         for i, b in enumerate(bands):
             src_band = ds.GetRasterBand(i + 1)
-            b.SetDescription(src_band.GetDescription())
-            b.SetMetadata(src_band.GetMetadata())
-            if src_band.GetNoDataValue() is not None:
-                b.SetNoDataValue(src_band.GetNoDataValue())
-            if src_band.GetScale() is not None:
-                b.SetScale(src_band.GetScale())
-            if src_band.GetOffset() is not None:
-                b.SetOffset(src_band.GetOffset())
+            copy_band_metadata(b, src_band)
         step = 128  # rows per strip: bounded memory whatever the scene size
         for n, y0 in enumerate(range(0, ds.RasterYSize, step)):
             h = min(step, ds.RasterYSize - y0)

@@ -169,9 +169,10 @@ class DecompressAlgorithm(QgsProcessingAlgorithm):
 
     def shortHelpString(self) -> str:  # noqa: N802
         return (
-            "Decodes a .hsic file into a GeoTIFF with the original georeferencing and band metadata. "
-            "Leave the output empty to write <input>_decoded.tif next to the input. A file written with "
-            "your own weights finds them at their recorded path or beside the .hsic; else name them here."
+            "Decodes a .hsic file into a GeoTIFF (.tif), or ENVI BSQ (.img, .bsq, .dat: wavelength, fwhm and bbl "
+            "in the .hdr), with the original georeferencing and band metadata. Leave the output empty to write "
+            "<input>_decoded.tif next to the input. A file written with your own weights finds them at their "
+            "recorded path or beside the .hsic; else name them here."
         )
 
     def createInstance(self):  # noqa: N802
@@ -201,7 +202,7 @@ class DecompressAlgorithm(QgsProcessingAlgorithm):
         dst = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         if is_unset(parameters.get(self.OUTPUT)):
             dst = beside(src, "_decoded.tif")
-        _require_suffix(dst, (".tif", ".tiff"), self.OUTPUT)
+        _require_suffix(dst, (".tif", ".tiff", ".img", ".bsq", ".dat"), self.OUTPUT)  # GeoTIFF or ENVI
         weights = self.parameterAsFile(parameters, self.WEIGHTS, context) or None
 
         _translate(dst, src, feedback, weights=weights)

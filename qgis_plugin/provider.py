@@ -25,5 +25,5 @@ class HsicProvider(QgsProcessingProvider):
             self.addAlgorithm(cls())
 
     def supportedOutputRasterLayerExtensions(self) -> list[str]:  # noqa: N802
-        # hsi_gdal writes GeoTIFF only (decoded rasters, SAM maps): offer no other raster format.
-        return ["tif"]
+        # hsi_gdal writes GeoTIFF or ENVI only (decoded rasters, SAM maps): offer no other raster format.
+        return ["tif", "img", "bsq", "dat"]

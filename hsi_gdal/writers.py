@@ -1,0 +1,88 @@
+"""Decoded outputs besides GeoTIFF (ENVI), and the band metadata every decoded output carries."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from typing import Callable
+
+import numpy as np
+from osgeo import gdal
+
+from engine.errors import HSICError, HSICIOError
+from engine.pipeline import check_progress
+from hsi_gdal._gdal import GDAL_TYPES
+from hsi_gdal.spectral import ENVI, IMAGERY, envi_header_items, imagery_items
+
+ENVI_EXTENSIONS = (".img", ".bsq", ".dat")
+Progress = Callable[[float], "bool | None"]
+
+
+def copy_band_metadata(out_band, src_band) -> None:
+    """Description, metadata (default and IMAGERY domains), nodata, scale and offset of one band."""
+    out_band.SetDescription(src_band.GetDescription())
+    md = src_band.GetMetadata()
+    out_band.SetMetadata(md)
+    imagery = imagery_items(md)
+    if imagery:
+        out_band.SetMetadata(imagery, IMAGERY)
+    if src_band.GetNoDataValue() is not None:
+        out_band.SetNoDataValue(src_band.GetNoDataValue())
+    if src_band.GetScale() is not None:
+        out_band.SetScale(src_band.GetScale())
+    if src_band.GetOffset() is not None:
+        out_band.SetOffset(src_band.GetOffset())
+
+
+def write_envi(dst: str, ds, progress: Progress | None) -> None:
+    """ENVI BSQ raster at ``dst`` (.img/.bsq/.dat, header ``<stem>.hdr``), written atomically.
+
+    The .hdr gets ``wavelength``, ``fwhm``, ``wavelength units`` and ``bbl`` (GDAL writes the ENVI
+    metadata domain into it), band names, nodata (``data ignore value``), gain and offset; everything
+    else (IMAGERY domain, per-band items) goes to GDAL's ``.aux.xml`` beside it. All files are written
+    in a hidden folder next to ``dst`` and moved into place only when complete, the data file last, so
+    an error or a cancel leaves nothing at ``dst``.
+    """
+    folder = os.path.dirname(os.path.abspath(dst))
+    tmpdir = tempfile.mkdtemp(prefix="." + os.path.basename(dst) + ".", suffix=".partial", dir=folder)
+    tmp = os.path.join(tmpdir, os.path.basename(dst))
+    out, bands = None, []
+    try:
+        out = gdal.GetDriverByName("ENVI").Create(tmp, ds.RasterXSize, ds.RasterYSize, ds.RasterCount,
+                                                  GDAL_TYPES[ds.dtype], ["INTERLEAVE=BSQ"])
+        out.SetDescription(os.path.basename(dst))  # the .hdr's "description", not the temporary path
+        out.SetGeoTransform(ds.GetGeoTransform())
+        if ds.GetProjection():
+            out.SetProjection(ds.GetProjection())
+        out.SetMetadata(ds.GetMetadata())
+        bands += [out.GetRasterBand(i + 1) for i in range(ds.RasterCount)]
+        mds = []
+        for i, b in enumerate(bands):
+            src_band = ds.GetRasterBand(i + 1)
+            copy_band_metadata(b, src_band)
+            mds.append(src_band.GetMetadata())
+        header_items = envi_header_items(mds)
+        if header_items:
+            out.SetMetadata(header_items, ENVI)
+        step = 128  # rows per strip: bounded memory whatever the scene size
+        for y0 in range(0, ds.RasterYSize, step):
+            h = min(step, ds.RasterYSize - y0)
+            win = ds.ReadAsArray(0, y0, ds.RasterXSize, h)
+            for b, plane in zip(bands, win):
+                b.WriteArray(np.asarray(plane), 0, y0)
+            check_progress(progress, min(1.0, (y0 + h) / ds.RasterYSize))
+        bands.clear()
+        out.FlushCache()
+        out = None  # closing writes the .hdr and .aux.xml
+        data_name = os.path.basename(dst)
+        for name in sorted(os.listdir(tmpdir), key=lambda n: n == data_name):  # data file last
+            os.replace(os.path.join(tmpdir, name), os.path.join(folder, name))
+    except BaseException as e:
+        bands.clear()  # band handles before the dataset, so the files are closed before removal
+        out = None
+        if isinstance(e, RuntimeError) and not isinstance(e, HSICError):
+            raise HSICIOError(f"{dst}: cannot write ENVI ({str(e).strip()})") from e
+        raise
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
