@@ -57,7 +57,8 @@ def cmd_compress(args) -> None:
 
     with _bar(args, "compress") as progress:
         ds = hsi_gdal.Translate(args.output, args.input, codec=args.codec, quality=args.quality,
-                                device=args.device, progress=progress)
+                                device=args.device, progress=progress, bpppc=args.bpppc,
+                                min_psnr=args.min_psnr, max_sam=args.max_sam)
     h = ds.header
     size = os.path.getsize(args.output)
     rec = {"input": args.input, "output": args.output, "sidecar": args.output + ".vrt", "codec": h.codec,
@@ -185,6 +186,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("output", help="OUT.hsic (the sidecar OUT.hsic.vrt is written beside it)")
     c.add_argument("--codec", default=None, help="codec id (see `hsic codecs`; default cae1d)")
     c.add_argument("--quality", type=int, default=None, help="quality level of the codec (default: its default)")
+    c.add_argument("--bpppc", type=float, default=None,
+                   help="rate control: the best quality whose file is at most this many bits/pixel/band")
+    c.add_argument("--min-psnr", type=float, default=None,
+                   help="rate control: the cheapest quality with at least this PSNR (dB) on every tile")
+    c.add_argument("--max-sam", type=float, default=None,
+                   help="rate control: the cheapest quality with at most this mean SAM (deg) on every tile")
     c.set_defaults(func=cmd_compress)
 
     d = sub.add_parser("decompress", parents=[common, device], help="decode a .hsic to GeoTIFF")
