@@ -158,6 +158,12 @@ def cmd_train(args) -> None:
               f"at {f['bpppc']:.3f} bpppc (noisy-latent estimate; measure with `hsic eval`)")
 
 
+def cmd_bench(args) -> None:
+    from hsi_gdal.bench import main_args
+
+    main_args(args)
+
+
 def cmd_env(args) -> None:
     import sysconfig
 
@@ -221,6 +227,16 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lr", type=float, default=1e-3)
     t.add_argument("--seed", type=int, default=0)
     t.set_defaults(func=cmd_train)
+
+    root = Path(__file__).resolve().parent.parent
+    b = sub.add_parser("bench", parents=[common], help="rate-distortion and speed of codecs and baselines")
+    b.add_argument("--codecs", nargs="+", default=None,
+                   help="codec ids and baselines (jpeg2000, pca-jpeg2000, deflate); default: all")
+    b.add_argument("--data", default=str(root.parent / "shared" / "data" / "hsi" / "test"),
+                   help="folder of scenes (*.tif); default ../shared/data/hsi/test")
+    b.add_argument("--out", default=str(root / "docs" / "benchmarks"), help="where the report goes")
+    b.add_argument("--quick", action="store_true", help="2 scenes, 64 x 64 crops, 3 rates per baseline")
+    b.set_defaults(func=cmd_bench)
 
     v = sub.add_parser("env", help="print the environment that lets GDAL tools open sidecars")
     v.set_defaults(func=cmd_env)

@@ -25,20 +25,37 @@ def evaluate(reference, candidate, device: str = "auto") -> dict:
         raise InputError(f"shapes differ: reference {shape_ref} vs candidate {shape_cand} (bands, rows, cols)")
     ref = ref_ds.ReadAsArray()
     cand = cand_ds.ReadAsArray()
-    valid = valid_mask(ref, ref_ds.GetRasterBand(1).GetNoDataValue())
-    ref64, cand64 = ref.astype(np.float64), cand.astype(np.float64)
     n_bytes = os.path.getsize(os.fspath(candidate))
-    bands, rows, cols = shape_ref
     return {
         "reference": os.fspath(reference),
         "candidate": os.fspath(candidate),
         "shape": list(shape_ref),
+        **quality_metrics(ref, cand, ref_ds.GetRasterBand(1).GetNoDataValue()),
+        **rate_metrics(n_bytes, shape_ref, ref_ds.dtype),
+    }
+
+
+def quality_metrics(ref: np.ndarray, cand: np.ndarray, nodata: float | None) -> dict:
+    """PSNR (two kinds), SSIM, mean SAM and max error of ``cand`` against ``ref`` (bands, rows, cols).
+
+    Samples that are ``nodata`` (or NaN) in the reference are left out of every metric.
+    """
+    valid = valid_mask(ref, nodata)
+    ref64, cand64 = ref.astype(np.float64), cand.astype(np.float64)
+    return {
         "psnr_db": metrics.psnr(ref64, cand64, valid=valid),
         "psnr_band_peak_db": metrics.psnr_band_peak(ref64, cand64, valid=valid),
         "ssim": metrics.ssim(ref64, cand64, valid=valid),
         "sam_deg": metrics.sam_deg(ref64, cand64, valid=valid),
         "max_abs_error": metrics.max_abs_error(ref64, cand64, valid=valid),
+    }
+
+
+def rate_metrics(n_bytes: int, shape, dtype) -> dict:
+    """Bytes, true bpppc and compression ratio (against ``dtype``) of ``n_bytes`` for a (bands, rows, cols) cube."""
+    bands, rows, cols = shape
+    return {
         "bytes": n_bytes,
         "bpppc": metrics.bpppc(n_bytes, rows, cols, bands),
-        "compression_ratio": metrics.compression_ratio(n_bytes, rows, cols, bands, ref_ds.dtype),
+        "compression_ratio": metrics.compression_ratio(n_bytes, rows, cols, bands, dtype),
     }
