@@ -295,6 +295,11 @@ def report(result: dict) -> str:
              f"Command: `{result['command']}`  ", f"Run {result['created']} on {m['cpus']} CPU cores"
              f"{', GPU ' + m['gpu'] if m['gpu'] else ', no GPU'}; GDAL {m['gdal']}, torch {m['torch']}; "
              f"{result['elapsed_s']:.0f} s.", "",
+             f"Scenes measured: {len(result['scenes_done'])} of {len(result['scenes_planned'])} "
+             f"({', '.join(result['scenes_done'])})"
+             + ("" if len(result["scenes_done"]) == len(result["scenes_planned"]) else
+                f"; not measured (the run was stopped): {', '.join(result['scenes_planned'][len(result['scenes_done']):])}")
+             + ".", "",
              "Rates are true bpppc: bytes of every file a method writes x 8 / (rows x cols x bands). PSNR peak:"
              " the data range of the valid reference samples; nodata samples are left out of every metric. "
              "Throughput: MB/s of source bytes (the raw cube in its own type); encode of a learned codec is "
@@ -360,7 +365,8 @@ def _machine() -> dict:
 def run_bench(data: Path, out: Path, codecs: list[str] | None = None, quick: bool = False,
               command: str = "hsic bench", log: Callable[[str], None] = print) -> dict:
     """Run the benchmark and write ``bench[_quick].{json,md}`` and the plots into ``out``; returns the result."""
-    scenes = sorted(Path(data).glob("*.tif"))
+    # The headline scenes first, so that a run stopped early has measured what matters most.
+    scenes = sorted(Path(data).glob("*.tif"), key=lambda p: (p.stem not in QUICK_SCENES, p.name))
     if quick:
         scenes = [s for s in scenes if s.stem in QUICK_SCENES] or scenes[:2]
     if not scenes:
@@ -376,6 +382,10 @@ def run_bench(data: Path, out: Path, codecs: list[str] | None = None, quick: boo
     rates = QUICK_RATES if quick else {"jpeg2000": baselines.JP2_RATES, "pca-jpeg2000": baselines.PCA_RATES}
     records: list[dict] = []
     t_start = time.perf_counter()
+    name = "bench_quick" if quick else "bench"
+    meta = {"name": name, "command": command, "quick": quick, "data": str(data),
+            "scenes_planned": [s.stem for s in scenes], "machine": _machine()}
+    result: dict = {}
     with tempfile.TemporaryDirectory(prefix="hsic-bench-") as tmp:
         for n, scene in enumerate(scenes, 1):
             src = _crop(scene, tmp, QUICK_CROP) if quick else scene
@@ -406,17 +416,28 @@ def run_bench(data: Path, out: Path, codecs: list[str] | None = None, quick: boo
                 records.append(rec)
                 log(f"[{n}/{len(scenes)}] {scene.stem} {method} {setting if setting is not None else ''} "
                     f"{device}: {rec['bpppc']:.4f} bpppc, {_fmt(rec['psnr_db'])} dB, SAM {_fmt(rec['sam_deg'])}")
-    bds = bd_rates(records)
-    name = "bench_quick" if quick else "bench"
-    result = {"name": name, "command": command, "quick": quick, "data": str(data),
-              "created": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "machine": _machine(),
-              "elapsed_s": time.perf_counter() - t_start, "records": records, "bd_rates": bds,
-              "targets": targets(records, bds)}
-    (out / f"{name}.json").write_text(json.dumps(_finite(result), indent=1, default=_json_default))
-    (out / f"{name}.md").write_text(report(result))
-    plot(records, "psnr_db", "PSNR dB", out / f"{name}_psnr.png")
-    plot(records, "sam_deg", "mean SAM deg", out / f"{name}_sam.png")
+            # Written after every scene: a run stopped early still leaves a consistent report of the
+            # scenes it finished (the report names the planned and the finished scenes).
+            bds = bd_rates(records)
+            result = {**meta, "scenes_done": [s.stem for s in scenes[:n]],
+                      "created": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+                      "elapsed_s": time.perf_counter() - t_start, "records": records, "bd_rates": bds,
+                      "targets": targets(records, bds)}
+            write_outputs(out, result)
     return result
+
+
+def write_outputs(out: Path, result: dict) -> None:
+    """``<name>.json``, ``<name>.md`` and the two plots, each written under a temporary name and renamed."""
+    name = result["name"]
+    files = {f"{name}.json": lambda p: p.write_text(json.dumps(_finite(result), indent=1, default=_json_default)),
+             f"{name}.md": lambda p: p.write_text(report(result)),
+             f"{name}_psnr.png": lambda p: plot(result["records"], "psnr_db", "PSNR dB", p),
+             f"{name}_sam.png": lambda p: plot(result["records"], "sam_deg", "mean SAM deg", p)}
+    for fname, write in files.items():
+        tmp = out / f".{fname}.partial{Path(fname).suffix}"
+        write(tmp)
+        os.replace(tmp, out / fname)
 
 
 def _finite(o):

@@ -1,4 +1,4 @@
-"""The ``hsic`` command line: compress, decompress, info, eval, codecs, train, env.
+"""The ``hsic`` command line: compress, decompress, info, eval, codecs, train, bench, env.
 
 Every user mistake ends in one line on stderr and a non-zero exit status, never a traceback.
 """
