@@ -1,4 +1,4 @@
-"""The ``hsic`` command line: compress, decompress, info, eval, codecs, train, batch, env.
+"""The ``hsic`` command line: compress, decompress, info, eval, codecs, train, bench, batch, env.
 
 Every user mistake ends in one line on stderr and a non-zero exit status, never a traceback.
 """
@@ -57,7 +57,8 @@ def cmd_compress(args) -> None:
 
     with _bar(args, "compress") as progress:
         ds = hsi_gdal.Translate(args.output, args.input, codec=args.codec, quality=args.quality,
-                                device=args.device, progress=progress, weights=args.weights)
+                                device=args.device, progress=progress, weights=args.weights, bpppc=args.bpppc,
+                                min_psnr=args.min_psnr, max_sam=args.max_sam)
     h = ds.header
     size = os.path.getsize(args.output)
     rec = {"input": args.input, "output": args.output, "sidecar": args.output + ".vrt", "codec": h.codec,
@@ -158,6 +159,12 @@ def cmd_train(args) -> None:
               f"at {f['bpppc']:.3f} bpppc (noisy-latent estimate; measure with `hsic eval`)")
 
 
+def cmd_bench(args) -> None:
+    from hsi_gdal.bench import main_args
+
+    main_args(args)
+
+
 def cmd_env(args) -> None:
     import sysconfig
 
@@ -216,6 +223,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--codec", default=None, help="codec id (see `hsic codecs`; default cae1d)")
     c.add_argument("--quality", type=int, default=None, help="quality level of the codec (default: its default)")
     c.add_argument("--weights", default=None, help="your own weights file (from `hsic train`) for this codec and quality")
+    c.add_argument("--bpppc", type=float, default=None,
+                   help="rate control: the best quality whose file is at most this many bits/pixel/band")
+    c.add_argument("--min-psnr", type=float, default=None,
+                   help="rate control: the cheapest quality with at least this PSNR (dB) on every tile")
+    c.add_argument("--max-sam", type=float, default=None,
+                   help="rate control: the cheapest quality with at most this mean SAM (deg) on every tile")
     c.set_defaults(func=cmd_compress)
 
     d = sub.add_parser("decompress", parents=[common, device], help="decode a .hsic to GeoTIFF or ENVI")
@@ -256,14 +269,24 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0)
     t.set_defaults(func=cmd_train)
 
-    b = sub.add_parser("batch", parents=[common, device], help="compress a folder tree on Dask (resumable)")
-    b.add_argument("input_dir")
-    b.add_argument("output_dir", help="mirrors INPUT_DIR with .hsic files, plus manifest.csv/.json")
-    b.add_argument("--scheduler", default=None, help="Dask scheduler address (default: a local cluster)")
-    b.add_argument("--workers", type=int, default=2, help="local cluster workers (default 2)")
-    b.add_argument("--codec", default=None, help="codec id (see `hsic codecs`; default cae1d)")
-    b.add_argument("--quality", type=int, default=None, help="quality level of the codec")
-    b.set_defaults(func=cmd_batch)
+    ba = sub.add_parser("batch", parents=[common, device], help="compress a folder tree on Dask (resumable)")
+    ba.add_argument("input_dir")
+    ba.add_argument("output_dir", help="mirrors INPUT_DIR with .hsic files, plus manifest.csv/.json")
+    ba.add_argument("--scheduler", default=None, help="Dask scheduler address (default: a local cluster)")
+    ba.add_argument("--workers", type=int, default=2, help="local cluster workers (default 2)")
+    ba.add_argument("--codec", default=None, help="codec id (see `hsic codecs`; default cae1d)")
+    ba.add_argument("--quality", type=int, default=None, help="quality level of the codec")
+    ba.set_defaults(func=cmd_batch)
+
+    root = Path(__file__).resolve().parent.parent
+    b = sub.add_parser("bench", parents=[common], help="rate-distortion and speed of codecs and baselines")
+    b.add_argument("--codecs", nargs="+", default=None,
+                   help="codec ids and baselines (jpeg2000, pca-jpeg2000, deflate); default: all")
+    b.add_argument("--data", default=str(root.parent / "shared" / "data" / "hsi" / "test"),
+                   help="folder of scenes (*.tif); default ../shared/data/hsi/test")
+    b.add_argument("--out", default=str(root / "docs" / "benchmarks"), help="where the report goes")
+    b.add_argument("--quick", action="store_true", help="2 scenes, 64 x 64 crops, 3 rates per baseline")
+    b.set_defaults(func=cmd_bench)
 
     v = sub.add_parser("env", help="print the environment that lets GDAL tools open sidecars")
     v.set_defaults(func=cmd_env)

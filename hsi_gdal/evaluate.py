@@ -39,24 +39,44 @@ def evaluate(reference, candidate, device: str = "auto", progress=None, maps: bo
         raise InputError(f"shapes differ: reference {shape_ref} vs candidate {shape_cand} (bands, rows, cols)")
     ref = _read(ref_ds, progress, 0.0, 0.45)
     cand = _read(cand_ds, progress, 0.45, 0.9)
-    valid = valid_mask(ref, ref_ds.GetRasterBand(1).GetNoDataValue())
-    ref64, cand64 = ref.astype(np.float64), cand.astype(np.float64)
+    nodata = ref_ds.GetRasterBand(1).GetNoDataValue()
     n_bytes = os.path.getsize(os.fspath(candidate))
-    bands, rows, cols = shape_ref
     result = {
         "reference": os.fspath(reference),
         "candidate": os.fspath(candidate),
         "shape": list(shape_ref),
+        **quality_metrics(ref, cand, nodata),
+        **rate_metrics(n_bytes, shape_ref, ref_ds.dtype),
+    }
+    if maps:
+        valid = valid_mask(ref, nodata)
+        ref64, cand64 = ref.astype(np.float64), cand.astype(np.float64)
+        result["psnr_per_band_db"] = metrics.psnr_per_band(ref64, cand64, valid=valid).tolist()
+        result["sam_map"] = metrics.sam_map(ref64, cand64, valid=valid)
+    return result
+
+
+def quality_metrics(ref: np.ndarray, cand: np.ndarray, nodata: float | None) -> dict:
+    """PSNR (two kinds), SSIM, mean SAM and max error of ``cand`` against ``ref`` (bands, rows, cols).
+
+    Samples that are ``nodata`` (or NaN) in the reference are left out of every metric.
+    """
+    valid = valid_mask(ref, nodata)
+    ref64, cand64 = ref.astype(np.float64), cand.astype(np.float64)
+    return {
         "psnr_db": metrics.psnr(ref64, cand64, valid=valid),
         "psnr_band_peak_db": metrics.psnr_band_peak(ref64, cand64, valid=valid),
         "ssim": metrics.ssim(ref64, cand64, valid=valid),
         "sam_deg": metrics.sam_deg(ref64, cand64, valid=valid),
         "max_abs_error": metrics.max_abs_error(ref64, cand64, valid=valid),
+    }
+
+
+def rate_metrics(n_bytes: int, shape, dtype) -> dict:
+    """Bytes, true bpppc and compression ratio (against ``dtype``) of ``n_bytes`` for a (bands, rows, cols) cube."""
+    bands, rows, cols = shape
+    return {
         "bytes": n_bytes,
         "bpppc": metrics.bpppc(n_bytes, rows, cols, bands),
-        "compression_ratio": metrics.compression_ratio(n_bytes, rows, cols, bands, ref_ds.dtype),
+        "compression_ratio": metrics.compression_ratio(n_bytes, rows, cols, bands, dtype),
     }
-    if maps:
-        result["psnr_per_band_db"] = metrics.psnr_per_band(ref64, cand64, valid=valid).tolist()
-        result["sam_map"] = metrics.sam_map(ref64, cand64, valid=valid)
-    return result

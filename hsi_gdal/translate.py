@@ -10,6 +10,7 @@ from osgeo import gdal
 
 from engine.errors import HSICError, HSICIOError, InputError
 from engine.pipeline import DEFAULT_TILE, check_progress, compress_scene
+from engine.rate_control import Target, compress_to_target
 from engine.registry import DEFAULT_CODEC
 from hsi_gdal._gdal import GDAL_TYPES
 from hsi_gdal.dataset import Dataset, Open
@@ -38,7 +39,8 @@ def _check_dst(dst: str, src: str) -> None:
 
 def Translate(destName, srcDSOrSrcDSName, codec: str | None = None, quality: int | None = None,
               device: str = "auto", progress: Progress | None = None, tile_size: int = DEFAULT_TILE,
-              weights: str | None = None) -> Dataset:
+              weights: str | None = None, bpppc: float | None = None, min_psnr: float | None = None,
+              max_sam: float | None = None) -> Dataset:
     """Convert like ``gdal.Translate``, choosing the direction from the destination's extension.
 
     * ``*.hsic``: compress any GDAL raster (or .hsic) with ``codec`` at ``quality`` and write the
@@ -49,6 +51,8 @@ def Translate(destName, srcDSOrSrcDSName, codec: str | None = None, quality: int
     ``progress(fraction)`` is called per tile; returning False cancels (CancelledError, no output left).
     ``weights``: a user's weights file (``hsic train``) to compress with, or to decode with when it is
     neither at the path recorded in the file nor beside it.
+    Rate control (instead of ``quality``): ``bpppc`` (the file lands at or under it), ``min_psnr`` (dB) and
+    ``max_sam`` (degrees) on every tile pick the codec's quality; see :mod:`engine.rate_control`.
     Returns the output opened with :func:`Open`.
     """
     dst = os.fspath(destName)
@@ -56,18 +60,26 @@ def Translate(destName, srcDSOrSrcDSName, codec: str | None = None, quality: int
     _check_dst(dst, src)
     ext = os.path.splitext(dst)[1].lower()
     if ext == ".hsic":
+        targets = {"bpppc": bpppc, "min_psnr": min_psnr, "max_sam": max_sam}
+        target = Target(**targets) if any(v is not None for v in targets.values()) else None
+        if target is not None and quality is not None:
+            raise InputError("give either a quality or a target (bpppc, min_psnr, max_sam), not both")
         source = _open_source(src, device)
-        header = compress_scene(source.info, source.read_window, dst, codec or DEFAULT_CODEC, quality,
-                                device=device, tile_size=tile_size, progress=progress, weights=weights)
+        if target is not None:
+            if weights is not None:
+                raise InputError("a rate or quality target chooses among the installed qualities; "
+                                 "it cannot be combined with your own weights file")
+            header, _ = compress_to_target(source.info, source.read_window, dst, codec or DEFAULT_CODEC, target,
+                                           device=device, tile_size=tile_size, progress=progress)
+        else:
+            header = compress_scene(source.info, source.read_window, dst, codec or DEFAULT_CODEC, quality,
+                                    device=device, tile_size=tile_size, progress=progress, weights=weights)
         write_sidecar(dst, header)
-    elif ext in (".tif", ".tiff"):
-        if codec is not None or quality is not None:
-            raise InputError("codec and quality apply to .hsic outputs only")
-        _write_geotiff(dst, Open(src, device=device, weights=weights), progress)
-    elif ext in ENVI_EXTENSIONS:
-        if codec is not None or quality is not None:
-            raise InputError("codec and quality apply to .hsic outputs only")
-        write_envi(dst, Open(src, device=device, weights=weights), progress)
+    elif ext in (".tif", ".tiff") or ext in ENVI_EXTENSIONS:
+        if codec is not None or quality is not None or any(v is not None for v in (bpppc, min_psnr, max_sam)):
+            raise InputError("codec, quality and targets apply to .hsic outputs only")
+        writer = _write_geotiff if ext in (".tif", ".tiff") else write_envi
+        writer(dst, Open(src, device=device, weights=weights), progress)
     else:
         raise InputError(f"{dst}: unknown output type {ext or '(none)'}; use .hsic to compress, "
                          ".tif (GeoTIFF) or .img/.bsq/.dat (ENVI) to decode")

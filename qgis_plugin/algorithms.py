@@ -52,6 +52,10 @@ class CompressAlgorithm(QgsProcessingAlgorithm):
     OUTPUT = "OUTPUT"
     SIDECAR = "SIDECAR"
     WEIGHTS = "WEIGHTS"
+    # Rate control (engine/rate_control.py): each optional; any of them replaces QUALITY.
+    TARGETS = {"BPPPC": ("bpppc", "Target rate: at most this many bits per pixel per band"),
+               "MIN_PSNR": ("min_psnr", "Target quality: at least this PSNR (dB) on every tile"),
+               "MAX_SAM": ("max_sam", "Target quality: at most this mean SAM (degrees) on every tile")}
 
     def name(self) -> str:
         return "compress"
@@ -64,8 +68,11 @@ class CompressAlgorithm(QgsProcessingAlgorithm):
             "Compresses a (hyperspectral) raster with a learned codec into a .hsic file, and writes a "
             "georeferenced sidecar <output>.vrt beside it that QGIS and GDAL open as a raster. "
             "Leave Quality empty to use the codec's default, and Compressed file empty to write "
-            "<input>.hsic next to the input. Weights: your own weights file from hsic:train for this "
-            "codec and quality (keep it beside the .hsic: decoding needs it)."
+            "<input>.hsic next to the input. Or leave Quality empty and set a target instead: "
+            "a rate (bits per pixel per band) the file must not exceed, or a minimum PSNR / maximum SAM "
+            "every tile must meet; the codec's quality is then chosen by really encoding and measuring. "
+            "Weights: your own weights file from hsic:train for this codec and quality (keep it beside the "
+            ".hsic: decoding needs it)."
         )
 
     def createInstance(self):  # noqa: N802
@@ -96,6 +103,9 @@ class CompressAlgorithm(QgsProcessingAlgorithm):
                 optional=True,
             )
         )
+        for key, (_, label) in self.TARGETS.items():
+            self.addParameter(QgsProcessingParameterNumber(
+                key, label, type=QgsProcessingParameterNumber.Double, minValue=0.0, optional=True))
         self.addParameter(
             QgsProcessingParameterFileDestination(
                 self.OUTPUT, "Compressed file (empty: <input>.hsic next to the input)",
@@ -115,6 +125,10 @@ class CompressAlgorithm(QgsProcessingAlgorithm):
             return None
         return self.parameterAsInt(parameters, self.QUALITY, context)
 
+    def _targets(self, parameters, context) -> dict:
+        return {name: self.parameterAsDouble(parameters, key, context)
+                for key, (name, _) in self.TARGETS.items() if parameters.get(key) is not None}
+
     def checkParameterValues(self, parameters, context):  # noqa: N802
         ok, message = super().checkParameterValues(parameters, context)
         if not ok:
@@ -124,13 +138,19 @@ class CompressAlgorithm(QgsProcessingAlgorithm):
         if deps.missing():
             return False, deps.message(deps.missing())
         from engine.errors import HSICError
+        from engine.rate_control import Target
         from engine.registry import get_info
 
         codec = self.parameterAsEnumString(parameters, self.CODEC, context)
+        targets = self._targets(parameters, context)
         try:
             get_info(codec).check_quality(self._quality(parameters, context))
+            if targets:
+                Target(**targets)
         except HSICError as e:
             return False, str(e)
+        if targets and self._quality(parameters, context) is not None:
+            return False, f"give either {self.QUALITY} or a target ({', '.join(self.TARGETS)}), not both"
         return True, ""
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
@@ -152,7 +172,8 @@ class CompressAlgorithm(QgsProcessingAlgorithm):
         _require_suffix(dst, (".hsic",), self.OUTPUT)
         weights = self.parameterAsFile(parameters, self.WEIGHTS, context) or None
 
-        _translate(dst, layer.source(), feedback, codec=codec, quality=quality, weights=weights)
+        _translate(dst, layer.source(), feedback, codec=codec, quality=quality, weights=weights,
+                   **self._targets(parameters, context))
         return {self.OUTPUT: dst, self.SIDECAR: dst + ".vrt"}
 
 

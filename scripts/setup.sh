@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 VENV=.venv
 STAMP="$VENV/.hsic-setup-stamp"
-APT_PACKAGES="qgis python3-qgis qgis-providers gdal-bin python3-gdal python3-rasterio python3-venv python3-pip xvfb"
+APT_PACKAGES="qgis python3-qgis qgis-providers gdal-bin python3-gdal python3-rasterio python3-venv python3-pip python3-matplotlib xvfb"
 want=$(cat constraints.txt pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1)
 
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] && [ -x "$VENV/bin/hsic" ]; then

@@ -35,6 +35,17 @@ def test_compress_info_eval_decompress_json(capsys, tmp_path):
     assert code == 0 and (tmp_path / "d.tif").exists()
 
 
+def test_compress_to_a_rate_target(capsys, make_raster, tmp_path):
+    src, dst = make_raster(bands=12, rows=40, cols=30), str(tmp_path / "c.hsic")
+    code, out, _ = run(capsys, "compress", src, dst, "--bpppc", "100", "--json", "--device", "cpu")
+    rec = json.loads(out)
+    assert code == 0 and rec["quality"] == 3  # every quality fits: the best one is chosen
+    code, out, _ = run(capsys, "compress", src, dst, "--bpppc", str(rec["bpppc"] * 0.999), "--json")
+    low = json.loads(out)
+    assert code == 0 and low["quality"] < 3 and low["bpppc"] <= rec["bpppc"] * 0.999
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.hsic", "c.hsic.vrt", "cube.tif"]
+
+
 def test_codecs_json(capsys):
     code, out, _ = run(capsys, "codecs", "--json")
     ids = {c["id"]: c for c in json.loads(out)["codecs"]}
@@ -46,6 +57,10 @@ def test_codecs_json(capsys):
     (["compress", "{src}", "{tmp}/o.hsic", "--codec", "nope"], "unknown codec"),
     (["compress", "{src}", "{tmp}/o.hsic", "--quality", "9"], "no quality 9"),
     (["compress", "{text}", "{tmp}/o.hsic"], "not a raster"),
+    (["compress", "{src}", "{tmp}/o.hsic", "--bpppc", "0.001", "-q"], "no quality meets the target"),
+    (["compress", "{src}", "{tmp}/o.hsic", "--min-psnr", "300", "-q"], "no quality meets the target"),
+    (["compress", "{src}", "{tmp}/o.hsic", "--quality", "2", "--max-sam", "3"], "not both"),
+    (["compress", "{src}", "{tmp}/o.hsic", "--bpppc", "-1"], "bpppc must be a positive number"),
     (["decompress", "{text}", "{tmp}/o.tif"], "not a raster"),
     (["decompress", "{fake}", "{tmp}/o.tif"], "not a .hsic file"),
     (["info", "{fake}"], "not a .hsic file"),

@@ -77,7 +77,10 @@ def test_init_gui_lets_gdal_open_sidecars(qgis_processing):
 def test_compress_parameters(registry):
     alg = registry.algorithmById("hsic:compress")
     params = {p.name(): p for p in alg.parameterDefinitions()}
-    assert list(params) == ["INPUT", "CODEC", "QUALITY", "OUTPUT", "WEIGHTS"]
+    assert list(params) == ["INPUT", "CODEC", "QUALITY", "BPPPC", "MIN_PSNR", "MAX_SAM", "OUTPUT", "WEIGHTS"]
+    for key in ("BPPPC", "MIN_PSNR", "MAX_SAM"):  # rate control: optional numbers, off by default
+        assert params[key].dataType() == QgsProcessingParameterNumber.Double
+        assert params[key].flags() & QgsProcessingParameterDefinition.FlagOptional
     assert params["INPUT"].type() == "raster"
 
     codec = params["CODEC"]
@@ -120,6 +123,8 @@ def test_bad_quality_is_rejected_with_a_readable_message(registry, tmp_path):
     assert "quality 99" in message and qualities in message
 
     assert alg.checkParameterValues(base, context) == (True, "")
+    ok, message = alg.checkParameterValues({**base, "QUALITY": 2, "BPPPC": 1.0}, context)
+    assert not ok and "not both" in message
     assert alg.checkParameterValues({**base, "QUALITY": list_codecs()[0].default_quality}, context)[0]
 
 
@@ -136,6 +141,17 @@ def test_compress_writes_hsic_and_sidecar(registry, tmp_path):
     assert result == {"OUTPUT": str(out), "SIDECAR": str(out) + ".vrt"}
     assert out.stat().st_size > 0
     assert (tmp_path / "c.hsic.vrt").exists()
+
+
+def test_compress_to_a_rate_target(registry, tmp_path):
+    scene = make_scene(tmp_path / "s.tif", 40, 30, 16)
+    out = tmp_path / "c.hsic"
+    run("hsic:compress", {"INPUT": str(scene), "CODEC": "cae1d", "BPPPC": 100.0, "OUTPUT": str(out)})
+    assert out.stat().st_size * 8 / (40 * 30 * 16) <= 100.0
+    with pytest.raises(QgsProcessingException, match="no quality meets the target"):
+        run("hsic:compress", {"INPUT": str(scene), "CODEC": "cae1d", "MIN_PSNR": 300.0,
+                              "OUTPUT": str(tmp_path / "d.hsic")})
+    assert not (tmp_path / "d.hsic").exists()
 
 
 class CancelAtFirstProgress(QgsProcessingFeedback):

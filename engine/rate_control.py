@@ -1,0 +1,211 @@
+"""Rate control at compress time: pick the codec quality that meets a rate or quality target.
+
+Targets (any combination):
+
+* ``bpppc``: the file (header included) lands at or under this many bits per pixel per component;
+  with no quality target, the best quality that fits is chosen.
+* ``min_psnr``: every tile's PSNR (peak: the scene's valid data range, as ``hsic eval``) is at least this;
+* ``max_sam``: every tile's mean spectral angle (degrees) is at most this.
+
+With a quality target, the cheapest quality meeting it is chosen (and it must also fit ``bpppc`` when
+that is given too). Each candidate quality is really encoded (and, for quality targets, decoded
+and measured) - rates and errors are measured, never predicted. The search assumes what every codec
+promises: a higher quality never costs fewer bits. It does not assume that quality improves
+monotonically (SAM does not always), so quality targets are checked one quality at a time, cheapest
+first, while a pure rate target uses bisection.
+
+One quality serves the whole file: the container header records one codec, quality and weights
+digest for all tiles (docs/format.md), so per-tile quality would need a format change and a decoder
+that holds several models at once; it is not offered.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from engine import metrics
+from engine.container import Header
+from engine.errors import InputError
+from engine.normalise import valid_mask
+from engine.pipeline import (DEFAULT_TILE, Progress, ReadWindow, SceneDecoder, SceneInfo, check_progress,
+                             compress_scene, scene_range)
+from engine.registry import get_info
+from engine.tiling import TileGrid
+
+
+class TargetNotMetError(InputError):
+    """No quality of the codec meets the requested rate or quality target."""
+
+
+@dataclass(frozen=True)
+class Target:
+    bpppc: float | None = None
+    min_psnr: float | None = None
+    max_sam: float | None = None
+
+    def __post_init__(self):
+        for name in ("bpppc", "min_psnr", "max_sam"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))
+                                  or not math.isfinite(v) or v <= 0):
+                raise InputError(f"{name} must be a positive number, got {v!r}")
+        if self.empty:
+            raise InputError("a target needs at least one of bpppc, min_psnr, max_sam")
+
+    @property
+    def empty(self) -> bool:
+        return self.bpppc is None and self.min_psnr is None and self.max_sam is None
+
+    @property
+    def needs_quality(self) -> bool:
+        """True when tiles must be decoded and measured (a PSNR or SAM target)."""
+        return self.min_psnr is not None or self.max_sam is not None
+
+    def describe(self) -> str:
+        parts = []
+        if self.bpppc is not None:
+            parts.append(f"<= {self.bpppc:g} bpppc")
+        if self.min_psnr is not None:
+            parts.append(f"PSNR >= {self.min_psnr:g} dB on every tile")
+        if self.max_sam is not None:
+            parts.append(f"SAM <= {self.max_sam:g} deg on every tile")
+        return ", ".join(parts)
+
+
+@dataclass(frozen=True)
+class Trial:
+    """What one quality really gave: the file's rate and the worst tile's PSNR and SAM (None if not measured)."""
+
+    quality: int
+    bpppc: float
+    min_tile_psnr: float | None = None
+    max_tile_sam: float | None = None
+
+    def fits_rate(self, t: Target) -> bool:
+        return t.bpppc is None or self.bpppc <= t.bpppc
+
+    def meets_quality(self, t: Target) -> bool:
+        return ((t.min_psnr is None or self.min_tile_psnr >= t.min_psnr)
+                and (t.max_sam is None or self.max_tile_sam <= t.max_sam))
+
+    def describe(self) -> str:
+        s = f"q{self.quality}: {self.bpppc:.4f} bpppc"
+        if self.min_tile_psnr is not None:
+            s += f", worst tile {self.min_tile_psnr:.2f} dB"
+        if self.max_tile_sam is not None:
+            s += f", {self.max_tile_sam:.2f} deg"
+        return s
+
+
+def choose_quality(qualities, trial: Callable[[int], Trial], target: Target) -> tuple[int, list[Trial]]:
+    """The quality meeting ``target`` (see module doc) and the trials made; TargetNotMetError if none does.
+
+    ``trial(q)`` encodes (and measures) quality ``q``; it is called as few times as the search allows.
+    """
+    qs = sorted(qualities)
+    done: dict[int, Trial] = {}
+
+    def run(q: int) -> Trial:
+        if q not in done:
+            done[q] = trial(q)
+        return done[q]
+
+    tried = lambda: [done[q] for q in sorted(done)]  # noqa: E731
+    if target.needs_quality:
+        for q in qs:  # cheapest first: the first quality that meets the target is the cheapest one
+            t = run(q)
+            if not t.fits_rate(target):
+                break  # a higher quality costs at least as much
+            if t.meets_quality(target):
+                return q, tried()
+    else:
+        lo, hi, best = 0, len(qs) - 1, None  # bisection for the highest quality that fits the rate
+        while lo <= hi:
+            mid = (lo + hi) // 2
+            if run(qs[mid]).fits_rate(target):
+                best, lo = qs[mid], mid + 1
+            else:
+                hi = mid - 1
+        if best is not None:
+            return best, tried()
+    raise TargetNotMetError(f"no quality meets the target ({target.describe()}); tried "
+                            + "; ".join(t.describe() for t in tried()))
+
+
+def measure_tiles(path: str, read_window: ReadWindow, data_range: float, device: str = "auto",
+                  progress: Progress | None = None) -> tuple[float, float]:
+    """(lowest tile PSNR, highest tile mean SAM) of a .hsic file against its source, tile by tile.
+
+    Tiles with no valid sample are skipped; a tile decoded perfectly has PSNR inf, SAM 0.
+    """
+    dec = SceneDecoder(path, device=device, cache_bytes=0)
+    worst_psnr, worst_sam = math.inf, 0.0
+    try:
+        nodata = dec.header.nodata
+        for i, (y0, x0, h, w) in enumerate(dec.grid.windows()):
+            ref = np.asarray(read_window(y0, x0, h, w), dtype=np.float64)
+            rec = dec.tile(i).astype(np.float64)
+            valid = valid_mask(ref, nodata)
+            if valid.any():
+                worst_psnr = min(worst_psnr, metrics.psnr(ref, rec, data_range=data_range, valid=valid))
+                sam = metrics.sam_deg(ref, rec, valid)
+                if not math.isnan(sam):
+                    worst_sam = max(worst_sam, sam)
+            check_progress(progress, (i + 1) / dec.grid.n_tiles)
+    finally:
+        dec.close()
+    return worst_psnr, worst_sam
+
+
+def compress_to_target(info: SceneInfo, read_window: ReadWindow, dst: str, codec: str, target: Target,
+                       device: str = "auto", tile_size: int = DEFAULT_TILE,
+                       progress: Progress | None = None) -> tuple[Header, list[Trial]]:
+    """Compress into ``dst`` at the quality chosen for ``target``; returns the header and the trials.
+
+    Every trial is a complete file written beside ``dst``; the chosen one is renamed to ``dst`` and the
+    others removed, so ``dst`` never holds a file that does not meet the target (nor a partial one).
+    """
+    cinfo = get_info(codec)
+    qs = sorted(cinfo.qualities)
+    data_range = 1.0
+    if target.needs_quality:
+        grid = TileGrid(info.rows, info.cols, min(tile_size, info.rows), min(tile_size, info.cols))
+        lo, hi = scene_range(info, read_window, grid)
+        data_range = hi - lo if np.isfinite(hi - lo) and hi > lo else 1.0
+    paths: dict[int, str] = {}
+    headers: dict[int, Header] = {}
+    steps = len(qs) * (2 if target.needs_quality else 1)  # upper bound of the work, for progress only
+    step = 0
+
+    def scaled(fraction: float):
+        return None if progress is None else progress(min(1.0, (step + fraction) / steps))
+
+    def trial(q: int) -> Trial:
+        nonlocal step
+        path = f"{dst}.q{q}.trial"
+        paths[q] = path
+        headers[q] = compress_scene(info, read_window, path, codec, q, device=device, tile_size=tile_size,
+                                    progress=scaled)
+        step += 1
+        rate = metrics.bpppc(os.path.getsize(path), info.rows, info.cols, info.bands)
+        if not target.needs_quality:
+            return Trial(q, rate)
+        if target.bpppc is not None and rate > target.bpppc:
+            return Trial(q, rate)  # too big anyway: no need to decode and measure it
+        psnr, sam = measure_tiles(path, read_window, data_range, device, scaled)
+        step += 1
+        return Trial(q, rate, psnr, sam)
+
+    try:
+        q, trials = choose_quality(qs, trial, target)
+        os.replace(paths.pop(q), dst)
+        return headers[q], trials
+    finally:
+        for p in paths.values():
+            if os.path.exists(p):
+                os.remove(p)

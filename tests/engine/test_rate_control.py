@@ -1,0 +1,112 @@
+"""Rate control: the search over qualities (with fake trials) and real encodes against targets."""
+
+import math
+import os
+
+import numpy as np
+import pytest
+
+from engine import metrics
+from engine.errors import InputError
+from engine.pipeline import SceneDecoder, SceneInfo, compress_scene
+from engine.rate_control import (Target, TargetNotMetError, Trial, choose_quality, compress_to_target,
+                                 measure_tiles)
+
+
+class Fake:
+    """Trials from a table {quality: (bpppc, worst tile PSNR, worst tile SAM)}, recording calls."""
+
+    def __init__(self, table):
+        self.table, self.calls = table, []
+
+    def __call__(self, q):
+        self.calls.append(q)
+        return Trial(q, *self.table[q])
+
+
+TABLE = {1: (0.3, 30.0, 6.0), 2: (0.8, 33.0, 4.0), 3: (1.4, 34.0, 4.5), 4: (2.0, 36.0, 3.0)}
+
+
+def test_rate_target_bisects_to_the_best_quality_that_fits():
+    fake = Fake(TABLE)
+    assert choose_quality([1, 2, 3, 4], fake, Target(bpppc=1.5))[0] == 3
+    assert len(fake.calls) < 4  # bisection: q2 fits, q3 fits, q4 does not (3 trials)
+    assert choose_quality([4, 3, 2, 1], Fake(TABLE), Target(bpppc=0.3))[0] == 1  # equal to the target fits
+    assert choose_quality([1, 2, 3, 4], Fake(TABLE), Target(bpppc=9))[0] == 4
+
+
+def test_quality_targets_pick_the_cheapest_quality_meeting_every_tile():
+    assert choose_quality([1, 2, 3, 4], Fake(TABLE), Target(min_psnr=33.0))[0] == 2
+    # SAM is not monotone in quality here (q3 is worse than q2): the cheapest that meets it is still found.
+    fake = Fake(TABLE)
+    assert choose_quality([1, 2, 3, 4], fake, Target(max_sam=4.2))[0] == 2
+    assert fake.calls == [1, 2]  # stops at the first (cheapest) quality that meets the target
+    assert choose_quality([1, 2, 3, 4], Fake(TABLE), Target(min_psnr=34, max_sam=4.2))[0] == 4
+    assert choose_quality([1, 2, 3, 4], Fake(TABLE), Target(bpppc=1.5, min_psnr=34))[0] == 3
+
+
+@pytest.mark.parametrize("target, words", [
+    (Target(bpppc=0.1), "<= 0.1 bpppc"),                    # below the cheapest quality
+    (Target(min_psnr=50), "PSNR >= 50 dB"),                 # better than the best quality
+    (Target(max_sam=0.5), "SAM <= 0.5 deg"),
+    (Target(bpppc=1.0, min_psnr=34), "<= 1 bpppc"),         # q3 meets the PSNR but costs 1.4 bpppc
+])
+def test_impossible_targets_raise_naming_target_and_trials(target, words):
+    with pytest.raises(TargetNotMetError, match="no quality meets the target") as e:
+        choose_quality([1, 2, 3, 4], Fake(TABLE), target)
+    assert words in str(e.value) and "q1: 0.3000 bpppc" in str(e.value)
+    assert isinstance(e.value, InputError)  # a user error: one line in the CLI
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"bpppc": 0}, {"bpppc": -1}, {"min_psnr": math.nan}, {"max_sam": "4"},
+                                    {"bpppc": True}])
+def test_bad_targets(kwargs):
+    with pytest.raises(InputError):
+        Target(**kwargs)
+
+
+def _scene(bands=16, rows=40, cols=36, seed=0):
+    rng = np.random.default_rng(seed)
+    wl = np.linspace(0, 1, bands)[:, None, None]
+    cube = (3000 * (rng.uniform(0.2, 0.5, (1, rows, cols)) + rng.uniform(-0.2, 0.2, (1, rows, cols))
+                    * np.sin(3 * wl)) + rng.normal(0, 15, (bands, rows, cols))).astype(np.int16)
+    info = SceneInfo(rows=rows, cols=cols, bands=bands, dtype="int16", nodata=-32768)
+    return cube, info, lambda y0, x0, h, w: cube[:, y0:y0 + h, x0:x0 + w].copy()
+
+
+def test_real_encodes_meet_the_rate_and_psnr_targets_and_leave_only_the_chosen_file(tmp_path):
+    cube, info, read = _scene()
+    lo, hi = float(cube.min()), float(cube.max())
+    rate, worst = {}, {}
+    for q in (1, 2, 3):  # what each quality really costs and gives on this scene (tiles of 16 px: 9 tiles)
+        path = str(tmp_path / f"q{q}.hsic")
+        compress_scene(info, read, path, "cae1d", q, device="cpu", tile_size=16)
+        rate[q] = metrics.bpppc(os.path.getsize(path), info.rows, info.cols, info.bands)
+        worst[q] = measure_tiles(path, read, hi - lo, device="cpu")[0]
+    assert rate[1] < rate[2] < rate[3]
+    out = tmp_path / "out"
+    out.mkdir()
+    dst = str(out / "c.hsic")
+
+    header, tried = compress_to_target(info, read, dst, "cae1d", Target(bpppc=(rate[2] + rate[3]) / 2),
+                                       device="cpu", tile_size=16)
+    assert header.quality == 2 and os.listdir(out) == ["c.hsic"]  # trial files removed
+    assert metrics.bpppc(os.path.getsize(dst), info.rows, info.cols, info.bands) == pytest.approx(rate[2])
+
+    target = min(worst[2], worst[3])  # met by q2 and q3 on every tile; the cheapest of those is chosen
+    expect = min(q for q in (1, 2, 3) if worst[q] >= target)
+    header, _ = compress_to_target(info, read, dst, "cae1d", Target(min_psnr=target), device="cpu", tile_size=16)
+    assert header.quality == expect
+    assert measure_tiles(dst, read, hi - lo, device="cpu")[0] >= target
+    dec = SceneDecoder(dst, device="cpu")
+    assert dec.read().shape == cube.shape
+    dec.close()
+
+
+@pytest.mark.parametrize("target", [Target(bpppc=0.01), Target(min_psnr=200.0), Target(max_sam=1e-6)])
+def test_impossible_real_target_leaves_nothing(tmp_path, target):
+    _, info, read = _scene(rows=20, cols=20)
+    dst = str(tmp_path / "c.hsic")
+    with pytest.raises(TargetNotMetError, match="no quality meets the target"):
+        compress_to_target(info, read, dst, "cae1d", target, device="cpu", tile_size=16)
+    assert os.listdir(tmp_path) == []
