@@ -115,7 +115,7 @@ def test_envi_cancel_and_errors_leave_nothing(make_raster, tmp_path):
     before = set(os.listdir(tmp_path))
     with pytest.raises(CancelledError):
         hsi_gdal.Translate(str(tmp_path / "d.img"), hsic, progress=lambda f: False)
-    with pytest.raises(InputError, match="codec and quality"):
+    with pytest.raises(InputError, match="codec, quality"):
         hsi_gdal.Translate(str(tmp_path / "d.img"), hsic, codec="cae1d")
     assert set(os.listdir(tmp_path)) == before   # no data file, header, aux.xml or temp folder
 

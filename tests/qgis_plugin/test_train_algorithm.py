@@ -22,7 +22,7 @@ def test_fine_tune_then_compress_with_the_weights_and_decode_them_back(hsic_regi
     weights = str(tmp_path / "s_cae1d-q1.pt")  # the default: next to the first training raster
     assert out == {"OUTPUT": weights, "RECORD": str(tmp_path / "s_cae1d-q1.json")}
     record = json.loads((tmp_path / "s_cae1d-q1.json").read_text())
-    assert record["config"]["steps"] == 5 and record["data"][0]["name"] == "s.tif"
+    assert record["config"]["steps"] == 5 and record["data"]["names"] == ["s.tif"]
     assert record["init"]["path"].endswith("cae1d-q1.pt")  # fine-tuned from the installed weights
     assert feedback.reports[-1] == 100 and any("step 5/5" in l for l in feedback.lines)
 
