@@ -5,18 +5,17 @@ from __future__ import annotations
 import os
 from typing import Callable
 
-import numpy as np
 from osgeo import gdal
 
 from engine.errors import HSICError, HSICIOError, InputError
-from engine.pipeline import DEFAULT_TILE, check_progress, compress_scene
+from engine.pipeline import DEFAULT_TILE, compress_scene
 from engine.rate_control import Target, compress_to_target
 from engine.registry import DEFAULT_CODEC
 from hsi_gdal._gdal import GDAL_TYPES
 from hsi_gdal.dataset import Dataset, Open
 from hsi_gdal.sidecar import write_sidecar
 from hsi_gdal.source import HsicSource, RasterSource
-from hsi_gdal.writers import ENVI_EXTENSIONS, copy_band_metadata, write_envi
+from hsi_gdal.writers import ENVI_EXTENSIONS, copy_band_metadata, write_envi, write_strips
 
 Progress = Callable[[float], "bool | None"]
 
@@ -108,13 +107,7 @@ def _write_geotiff(dst: str, ds: Dataset, progress: Progress | None) -> None:
         for i, b in enumerate(bands):
             src_band = ds.GetRasterBand(i + 1)
             copy_band_metadata(b, src_band)
-        step = 128  # rows per strip: bounded memory whatever the scene size
-        for n, y0 in enumerate(range(0, ds.RasterYSize, step)):
-            h = min(step, ds.RasterYSize - y0)
-            win = ds.ReadAsArray(0, y0, ds.RasterXSize, h)
-            for b, plane in zip(bands, win):
-                b.WriteArray(np.asarray(plane), 0, y0)
-            check_progress(progress, min(1.0, (y0 + h) / ds.RasterYSize))
+        write_strips(ds, bands, progress)
         bands.clear()
         out.FlushCache()
         out = None

@@ -19,6 +19,17 @@ ENVI_EXTENSIONS = (".img", ".bsq", ".dat")
 Progress = Callable[[float], "bool | None"]
 
 
+def write_strips(ds, bands, progress: Progress | None) -> None:
+    """Copy ``ds`` into the output ``bands`` in strips of rows: bounded memory whatever the scene size."""
+    step = 128
+    for y0 in range(0, ds.RasterYSize, step):
+        h = min(step, ds.RasterYSize - y0)
+        win = ds.ReadAsArray(0, y0, ds.RasterXSize, h)
+        for b, plane in zip(bands, win):
+            b.WriteArray(np.asarray(plane), 0, y0)
+        check_progress(progress, min(1.0, (y0 + h) / ds.RasterYSize))
+
+
 def copy_band_metadata(out_band, src_band) -> None:
     """Description, metadata (default and IMAGERY domains), nodata, scale and offset of one band."""
     out_band.SetDescription(src_band.GetDescription())
@@ -65,13 +76,7 @@ def write_envi(dst: str, ds, progress: Progress | None) -> None:
         header_items = envi_header_items(mds)
         if header_items:
             out.SetMetadata(header_items, ENVI)
-        step = 128  # rows per strip: bounded memory whatever the scene size
-        for y0 in range(0, ds.RasterYSize, step):
-            h = min(step, ds.RasterYSize - y0)
-            win = ds.ReadAsArray(0, y0, ds.RasterXSize, h)
-            for b, plane in zip(bands, win):
-                b.WriteArray(np.asarray(plane), 0, y0)
-            check_progress(progress, min(1.0, (y0 + h) / ds.RasterYSize))
+        write_strips(ds, bands, progress)
         bands.clear()
         out.FlushCache()
         out = None  # closing writes the .hdr and .aux.xml

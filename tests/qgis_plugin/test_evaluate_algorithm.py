@@ -24,7 +24,6 @@ def pair(hsic_registry, make_raster, tmp_path):
 
 def test_evaluate_sidecar_layer_reports_the_hsic_rate_and_writes_report_and_sam_map(pair, tmp_path):
     import hsi_gdal
-    from engine import metrics
 
     ref, hsic = pair
     feedback = LogFeedback()
