@@ -11,7 +11,7 @@ from osgeo import gdal
 from engine.errors import HSICError, HSICIOError, InputError
 from engine.pipeline import DEFAULT_TILE, check_progress, compress_scene
 from engine.registry import DEFAULT_CODEC
-from hsi_gdal._gdal import GDAL_TYPES
+from hsi_gdal._gdal import GDAL_TYPES, cache_limit
 from hsi_gdal.dataset import Dataset, Open
 from hsi_gdal.sidecar import write_sidecar
 from hsi_gdal.source import HsicSource, RasterSource
@@ -52,13 +52,15 @@ def Translate(destName, srcDSOrSrcDSName, codec: str | None = None, quality: int
     ext = os.path.splitext(dst)[1].lower()
     if ext == ".hsic":
         source = _open_source(src, device)
-        header = compress_scene(source.info, source.read_window, dst, codec or DEFAULT_CODEC, quality,
-                                device=device, tile_size=tile_size, progress=progress)
+        with cache_limit():
+            header = compress_scene(source.info, source.read_window, dst, codec or DEFAULT_CODEC, quality,
+                                    device=device, tile_size=tile_size, progress=progress)
         write_sidecar(dst, header)
     elif ext in (".tif", ".tiff"):
         if codec is not None or quality is not None:
             raise InputError("codec and quality apply to .hsic outputs only")
-        _write_geotiff(dst, Open(src, device=device), progress)
+        with cache_limit():
+            _write_geotiff(dst, Open(src, device=device), progress)
     else:
         raise InputError(f"{dst}: unknown output type {ext or '(none)'}; use .hsic to compress or .tif to decode")
     return Open(dst, device=device)
@@ -73,7 +75,7 @@ def _write_geotiff(dst: str, ds: Dataset, progress: Progress | None) -> None:
     """GeoTIFF written under a temporary name and renamed: never a half-written file at ``dst``."""
     tmp = dst + ".partial"
     drv = gdal.GetDriverByName("GTiff")
-    opts = ["COMPRESS=DEFLATE", "TILED=YES", "INTERLEAVE=BAND", "BIGTIFF=IF_SAFER",
+    opts = ["COMPRESS=DEFLATE", "TILED=YES", "BLOCKXSIZE=256", "BLOCKYSIZE=256", "INTERLEAVE=BAND", "BIGTIFF=IF_SAFER",
             f"PREDICTOR={3 if ds.dtype.startswith('float') else 2}"]
     bands: list = []
     try:
@@ -93,13 +95,16 @@ def _write_geotiff(dst: str, ds: Dataset, progress: Progress | None) -> None:
                 b.SetScale(src_band.GetScale())
             if src_band.GetOffset() is not None:
                 b.SetOffset(src_band.GetOffset())
-        step = 128  # rows per strip: bounded memory whatever the scene size
-        for n, y0 in enumerate(range(0, ds.RasterYSize, step)):
-            h = min(step, ds.RasterYSize - y0)
-            win = ds.ReadAsArray(0, y0, ds.RasterXSize, h)
+        # Windows of one GeoTIFF block (256 x 256, all bands), not strips of the full width: memory stays
+        # the same whatever the scene size, and each .hsic tile is decoded once.
+        step = 256
+        wins = [(y0, x0) for y0 in range(0, ds.RasterYSize, step) for x0 in range(0, ds.RasterXSize, step)]
+        for n, (y0, x0) in enumerate(wins):
+            h, w = min(step, ds.RasterYSize - y0), min(step, ds.RasterXSize - x0)
+            win = ds.ReadAsArray(x0, y0, w, h)
             for b, plane in zip(bands, win):
-                b.WriteArray(np.asarray(plane), 0, y0)
-            check_progress(progress, min(1.0, (y0 + h) / ds.RasterYSize))
+                b.WriteArray(np.asarray(plane), x0, y0)
+            check_progress(progress, (n + 1) / len(wins))
         bands.clear()
         out.FlushCache()
         out = None
