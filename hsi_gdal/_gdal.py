@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 
 from osgeo import gdal
 
@@ -30,3 +31,19 @@ def open_raster(path: str):
     if ds is None or ds.RasterCount == 0:
         raise InputError(f"{path}: not a raster GDAL can read")
     return ds
+
+
+# GDAL's block cache defaults to 5 % of RAM (over 1 GB here): while streaming a large scene it would fill
+# up and make peak memory grow with the scene. Translate caps it while it works (restored afterwards).
+STREAM_CACHE_BYTES = 128 << 20
+
+
+@contextmanager
+def cache_limit(nbytes: int = STREAM_CACHE_BYTES):
+    """Lower GDAL's block cache to at most ``nbytes`` for the duration of the block (process-wide)."""
+    before = gdal.GetCacheMax()
+    gdal.SetCacheMax(min(before, nbytes))
+    try:
+        yield
+    finally:
+        gdal.SetCacheMax(before)

@@ -11,11 +11,11 @@ from engine.errors import HSICError, HSICIOError, InputError
 from engine.pipeline import DEFAULT_TILE, compress_scene
 from engine.rate_control import Target, compress_to_target
 from engine.registry import DEFAULT_CODEC
-from hsi_gdal._gdal import GDAL_TYPES
+from hsi_gdal._gdal import GDAL_TYPES, cache_limit
 from hsi_gdal.dataset import Dataset, Open
 from hsi_gdal.sidecar import write_sidecar
 from hsi_gdal.source import HsicSource, RasterSource
-from hsi_gdal.writers import ENVI_EXTENSIONS, copy_band_metadata, write_envi, write_strips
+from hsi_gdal.writers import ENVI_EXTENSIONS, copy_band_metadata, write_envi, write_windows
 
 Progress = Callable[[float], "bool | None"]
 
@@ -68,17 +68,20 @@ def Translate(destName, srcDSOrSrcDSName, codec: str | None = None, quality: int
             if weights is not None:
                 raise InputError("a rate or quality target chooses among the installed qualities; "
                                  "it cannot be combined with your own weights file")
-            header, _ = compress_to_target(source.info, source.read_window, dst, codec or DEFAULT_CODEC, target,
-                                           device=device, tile_size=tile_size, progress=progress)
+            with cache_limit():
+                header, _ = compress_to_target(source.info, source.read_window, dst, codec or DEFAULT_CODEC,
+                                               target, device=device, tile_size=tile_size, progress=progress)
         else:
-            header = compress_scene(source.info, source.read_window, dst, codec or DEFAULT_CODEC, quality,
-                                    device=device, tile_size=tile_size, progress=progress, weights=weights)
+            with cache_limit():
+                header = compress_scene(source.info, source.read_window, dst, codec or DEFAULT_CODEC, quality,
+                                        device=device, tile_size=tile_size, progress=progress, weights=weights)
         write_sidecar(dst, header)
     elif ext in (".tif", ".tiff") or ext in ENVI_EXTENSIONS:
         if codec is not None or quality is not None or any(v is not None for v in (bpppc, min_psnr, max_sam)):
             raise InputError("codec, quality and targets apply to .hsic outputs only")
         writer = _write_geotiff if ext in (".tif", ".tiff") else write_envi
-        writer(dst, Open(src, device=device, weights=weights), progress)
+        with cache_limit():
+            writer(dst, Open(src, device=device, weights=weights), progress)
     else:
         raise InputError(f"{dst}: unknown output type {ext or '(none)'}; use .hsic to compress, "
                          ".tif (GeoTIFF) or .img/.bsq/.dat (ENVI) to decode")
@@ -94,7 +97,7 @@ def _write_geotiff(dst: str, ds: Dataset, progress: Progress | None) -> None:
     """GeoTIFF written under a temporary name and renamed: never a half-written file at ``dst``."""
     tmp = dst + ".partial"
     drv = gdal.GetDriverByName("GTiff")
-    opts = ["COMPRESS=DEFLATE", "TILED=YES", "INTERLEAVE=BAND", "BIGTIFF=IF_SAFER",
+    opts = ["COMPRESS=DEFLATE", "TILED=YES", "BLOCKXSIZE=256", "BLOCKYSIZE=256", "INTERLEAVE=BAND", "BIGTIFF=IF_SAFER",
             f"PREDICTOR={3 if ds.dtype.startswith('float') else 2}"]
     bands: list = []
     try:
@@ -107,7 +110,7 @@ def _write_geotiff(dst: str, ds: Dataset, progress: Progress | None) -> None:
         for i, b in enumerate(bands):
             src_band = ds.GetRasterBand(i + 1)
             copy_band_metadata(b, src_band)
-        write_strips(ds, bands, progress)
+        write_windows(ds, bands, progress)
         bands.clear()
         out.FlushCache()
         out = None

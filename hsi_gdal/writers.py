@@ -19,15 +19,20 @@ ENVI_EXTENSIONS = (".img", ".bsq", ".dat")
 Progress = Callable[[float], "bool | None"]
 
 
-def write_strips(ds, bands, progress: Progress | None) -> None:
-    """Copy ``ds`` into the output ``bands`` in strips of rows: bounded memory whatever the scene size."""
-    step = 128
-    for y0 in range(0, ds.RasterYSize, step):
-        h = min(step, ds.RasterYSize - y0)
-        win = ds.ReadAsArray(0, y0, ds.RasterXSize, h)
+def write_windows(ds, bands, progress: Progress | None) -> None:
+    """Copy ``ds`` into the output ``bands`` window by window.
+
+    Windows of one GeoTIFF block (256 x 256, all bands), not strips of the full width: memory stays the
+    same whatever the scene size, and each .hsic tile is decoded once.
+    """
+    step = 256
+    wins = [(y0, x0) for y0 in range(0, ds.RasterYSize, step) for x0 in range(0, ds.RasterXSize, step)]
+    for n, (y0, x0) in enumerate(wins):
+        h, w = min(step, ds.RasterYSize - y0), min(step, ds.RasterXSize - x0)
+        win = ds.ReadAsArray(x0, y0, w, h)
         for b, plane in zip(bands, win):
-            b.WriteArray(np.asarray(plane), 0, y0)
-        check_progress(progress, min(1.0, (y0 + h) / ds.RasterYSize))
+            b.WriteArray(np.asarray(plane), x0, y0)
+        check_progress(progress, (n + 1) / len(wins))
 
 
 def copy_band_metadata(out_band, src_band) -> None:
@@ -76,7 +81,7 @@ def write_envi(dst: str, ds, progress: Progress | None) -> None:
         header_items = envi_header_items(mds)
         if header_items:
             out.SetMetadata(header_items, ENVI)
-        write_strips(ds, bands, progress)
+        write_windows(ds, bands, progress)
         bands.clear()
         out.FlushCache()
         out = None  # closing writes the .hdr and .aux.xml
