@@ -1,3 +1,4 @@
+import gc
 import os
 
 # Before anything imports qgis: without a display, Qt aborts unless it renders offscreen.
@@ -11,6 +12,19 @@ import pytest  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data" / "hsi"
 SAMPLE = ROOT / "hsi_gdal" / "sample" / "enmap_potsdam_sample.tif"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _free_qgis_objects_before_qgis_exits(qgis_app):
+    """Python wrappers of QGIS objects (layers, providers) left in reference cycles must be freed while
+    QGIS is alive: pytest-qgis calls exitQgis() when its session fixture ends, and pytest collects
+    garbage once more at the very end, where freeing them segfaulted the whole run (exit 139)."""
+    yield
+    if qgis_app is not None:
+        from qgis.core import QgsProject
+
+        QgsProject.instance().removeAllMapLayers()
+    gc.collect()
 
 
 def shared_scenes(split: str) -> list[Path]:
