@@ -6,6 +6,18 @@ from one scene) and a batch of training samples from it, as the codec class defi
 drawn sensor by sensor (see :func:`sensor_groups`). Large datasets (HySpecNet-11k: 11k patches) are
 loaded lazily with a small cache of prepared scenes.
 
+A codec class may customise training through optional hooks (all classmethods):
+
+- ``prepare_arch(arch, scenes)``: complete the architecture from the training data before the model is
+  built (e.g. a band partition found from band correlations); ``scenes`` is a list of (name, x, valid)
+  prepared cubes. Not called when fine-tuning from ``init`` (the file's architecture is kept).
+- ``training_loss(model, out, xb, vb, recipe)`` -> (loss, metrics): the generator's loss; metrics must
+  hold "mse" and "bpppc" floats. Default: :func:`rate_distortion_loss`.
+- ``make_adversary(model, recipe, device)`` -> an object or None: a second network trained alongside
+  (a GAN discriminator). It has ``generator_loss(out, xb, vb)`` (a tensor added to the loss),
+  ``step(out, xb, vb)`` (updates itself on the detached output; returns a dict of floats) and
+  ``state_dict()`` / ``load_state_dict()`` for checkpoints. It is not saved with the weights.
+
 A checkpoint (model, optimisers, random states) is written every ``checkpoint_every`` steps; with
 ``resume`` a run interrupted at any point continues from its last checkpoint as if never stopped.
 """
@@ -82,6 +94,18 @@ def sensor_groups(names: list[str]) -> list[list[int]]:
     return list(groups.values())
 
 
+def rate_distortion_loss(out: dict, xb, vb, lmbda: float):
+    """lmbda * masked MSE + bits per value of every likelihood in ``out``; returns (loss, metrics)."""
+    import torch
+
+    w = vb.float()
+    mse = ((out["x_hat"] - xb) ** 2 * w).sum() / w.sum().clamp_min(1.0)
+    lks = out["likelihoods"]
+    bits = sum((-torch.log2(lk)).sum() for lk in ([lks] if torch.is_tensor(lks) else lks.values()))
+    bpv = bits / xb.numel()
+    return lmbda * mse + bpv, {"mse": mse.item(), "bpppc": bpv.item()}
+
+
 def _atomic_save(obj, path: Path) -> None:
     import torch
 
@@ -139,6 +163,10 @@ def train(config: TrainConfig, scenes: Sequence, out_dir: Path,
 
     init = init or config.init
     if init is None:
+        if hasattr(cls, "prepare_arch"):
+            recipe = {**recipe, "arch": cls.prepare_arch(dict(recipe["arch"]),
+                                                         [(s.name, *scene(k)) for k, s in enumerate(scenes)
+                                                          if k < cache_scenes])}
         model = cls.build_model(recipe["arch"]).to(device).train()
     else:
         archs: list[dict] = []  # the architecture stored in the file, which may differ from the recipe's
@@ -150,6 +178,12 @@ def train(config: TrainConfig, scenes: Sequence, out_dir: Path,
     aux_opt = torch.optim.Adam(aux_params, lr=1e-3)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, [int(steps * 0.75), int(steps * 0.9)], 0.2)
     lmbda = recipe["lmbda"]
+    adversary = cls.make_adversary(model, recipe, device) if hasattr(cls, "make_adversary") else None
+
+    def loss_of(out, xb, vb):
+        if hasattr(cls, "training_loss"):
+            return cls.training_loss(model, out, xb, vb, recipe)
+        return rate_distortion_loss(out, xb, vb, lmbda)
 
     first = 1
     ema: dict[str, float] = {}
@@ -162,6 +196,8 @@ def train(config: TrainConfig, scenes: Sequence, out_dir: Path,
         opt.load_state_dict(ck["opt"])
         aux_opt.load_state_dict(ck["aux_opt"])
         sched.load_state_dict(ck["sched"])
+        if adversary is not None:
+            adversary.load_state_dict(ck["adversary"])
         rng.bit_generator.state = ck["rng"]
         torch.set_rng_state(ck["torch_rng"])
         ema = dict(ck["ema"])
@@ -175,12 +211,9 @@ def train(config: TrainConfig, scenes: Sequence, out_dir: Path,
                   for a in cls.training_batch(x_np, valid_np, rng, batch, recipe))
 
         out = model(xb)
-        w = vb.float()
-        mse = ((out["x_hat"] - xb) ** 2 * w).sum() / w.sum().clamp_min(1.0)
-        bits = sum((-torch.log2(lk)).sum() for lk in ([out["likelihoods"]] if torch.is_tensor(out["likelihoods"])
-                                                       else out["likelihoods"].values()))
-        bpv = bits / xb.numel()
-        loss = lmbda * mse + bpv
+        loss, metrics = loss_of(out, xb, vb)
+        if adversary is not None:
+            loss = loss + adversary.generator_loss(out, xb, vb)
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(main_params, 1.0)
@@ -190,14 +223,17 @@ def train(config: TrainConfig, scenes: Sequence, out_dir: Path,
         aux_opt.zero_grad()
         aux.backward()
         aux_opt.step()
+        if adversary is not None:
+            metrics.update(adversary.step(out, xb, vb))
 
-        for name, v in (("loss", loss.item()), ("mse", mse.item()), ("bpppc", bpv.item())):
+        for name, v in (("loss", loss.item()), *metrics.items()):
             ema[name] = v if name not in ema else 0.98 * ema[name] + 0.02 * v
         if step % config.checkpoint_every == 0 and step < steps:
             _atomic_save({"codec": config.codec, "quality": quality, "steps": steps, "step": step,
                           "model": model.state_dict(), "opt": opt.state_dict(), "aux_opt": aux_opt.state_dict(),
                           "sched": sched.state_dict(), "rng": rng.bit_generator.state,
-                          "torch_rng": torch.get_rng_state(), "ema": ema}, ckpt_path)
+                          "torch_rng": torch.get_rng_state(), "ema": ema,
+                          "adversary": None if adversary is None else adversary.state_dict()}, ckpt_path)
         if progress is not None:
             if progress(step, steps, {**ema, "psnr": -10 * math.log10(max(ema["mse"], 1e-12))}) is False:
                 raise CancelledError("training cancelled")
