@@ -47,4 +47,8 @@ class HsicPlugin:
 
 
 def classFactory(iface):  # noqa: N802 (name fixed by QGIS)
+    # Before anything can import torch: in the desktop, triton would crash QGIS (see llvm_guard).
+    from qgis_plugin import llvm_guard
+
+    llvm_guard.install()
     return HsicPlugin(iface)

@@ -88,8 +88,17 @@ def step1():
             true_colour(layer)
         except Exception:
             result["errors"].append("true colour: " + traceback.format_exc())
+        iface.mapCanvas().setCanvasColor(QColor(255, 255, 255))
+        # Zoomed once the panels have settled (the canvas is resized after the layer is added).
+        QTimer.singleShot(500, lambda: zoom(layer))
+    except Exception:
+        result["errors"].append(traceback.format_exc())
+        finish()
+
+
+def zoom(layer):
+    try:
         canvas = iface.mapCanvas()
-        canvas.setCanvasColor(QColor(255, 255, 255))
         canvas.setExtent(layer.extent())
         canvas.refresh()
         mark("canvas refresh asked")
@@ -123,4 +132,6 @@ def step2():
     finish()
 
 
+# The whole virtual screen (Xvfb has no window manager to maximise it).
+iface.mainWindow().setGeometry(0, 0, 1280, 800)
 QTimer.singleShot(1000, step1)
