@@ -1,0 +1,330 @@
+"""Error-bounded coding: a quantised, entropy-coded residual on top of the learned reconstruction.
+
+With ``max_abs_error`` E the decoder's output differs from the source by at most E on every valid
+sample, in source units and type (E = 0: lossless, bit-exact for floats too). The encoder decodes its
+own learned tile exactly as the decoder will (``P``), and codes per valid sample:
+
+* integer types: ``r = x - P`` quantised near-losslessly, ``q = sign(r) * floor((|r| + e) / (2e + 1))``
+  with ``e = floor(E)``; the decoder outputs ``clip(P + q (2e + 1))``, within e of x;
+* floats, E > 0: ``q = rint((x - P) / 2E)``, output ``P + 2E q`` rounded to the float type;
+* floats, E = 0: ``q`` is the difference of the samples' bit patterns mapped to ordered integers,
+  so the output is the source, bit for bit.
+
+The encoder then checks the decoder's exact output (after clipping, rounding and the rule that a valid
+sample never takes the nodata value) and stores the few samples still outside the bound as exact
+exceptions: the bound never rests on an argument about rounding.
+
+``q`` is split per band into a high part, entropy coded with compressai's rANS coder under a two-sided
+geometric model (one of :data:`N_MODELS`, chosen per band, out-of-range values escaped by the coder's
+bypass mode), and ``shift`` raw low bits (wide residuals: float sources, low E). The models are built
+with integer arithmetic only, so encoder and decoder derive the same tables on any machine.
+
+Section layout (after the tile's learned payload)::
+
+    u32 CRC32 of the learned reconstruction P (source type, C order): the decoder's must match
+    per band: u8 model index, u8 shift
+    u32 n, rANS string of n bytes (high parts of all bands, band-major, valid samples only)
+    u32 n, n bytes of raw low bits (bands in order, per sample its ``shift`` low bits, LSB first)
+    u32 count, u32 n, zlib of count u32 sample-index gaps and count exact samples (source type)
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import struct
+import zlib
+
+import numpy as np
+
+from engine.errors import CodecError, FormatError, InputError
+
+PRECISION = 16  # compressai's rANS works with 16-bit CDFs
+HALF_WIDTH = 127  # symbols -127..127 per model, larger high parts escape (bypass coding)
+MAX_SHIFT = 63
+_HI_LIMIT = 1 << 29  # |high part| below this fits compressai's int32 symbols (bypass of 2|v|)
+
+
+def _decays() -> list[int]:
+    """Geometric decay factors theta * 2^16, from near 0 (all mass at 0) to mean |k| ~ 30."""
+    b, out = 65504, []
+    while b > 2000:
+        out.append(65536 - b)
+        b = b * 9 // 10
+    return out
+
+
+DECAYS = _decays()
+N_MODELS = len(DECAYS)
+
+
+def _model_cdf(decay: int) -> list[int]:
+    """CDF (compressai layout: symbols -K..K, then the escape) of a two-sided geometric law, integers only."""
+    k = HALF_WIDTH
+    w = [1 << 40]
+    for _ in range(k + 1):
+        w.append(w[-1] * decay >> 16)
+    escape = 2 * w[k + 1] * 65536 // (65536 - decay) + 1
+    weights = [w[abs(i)] for i in range(-k, k + 1)] + [escape]
+    n = len(weights)
+    total = sum(weights)
+    freq = [1 + wi * ((1 << PRECISION) - n) // total for wi in weights]
+    freq[k] += (1 << PRECISION) - sum(freq)  # rounding leftovers to the mode
+    cdf = [0]
+    for f in freq:
+        cdf.append(cdf[-1] + f)
+    return cdf
+
+
+CDFS = [_model_cdf(d) for d in DECAYS]
+# Code length in bits per symbol (index 0..2K) and escape, for choosing a model (encoder only).
+_BITS = np.array([[PRECISION - math.log2(c[i + 1] - c[i]) for i in range(len(c) - 1)] for c in CDFS])
+
+
+def check_max_abs_error(value) -> float | None:
+    """``value`` as a float (None: off); InputError unless a finite number >= 0."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0:
+        raise InputError(f"max_abs_error must be a finite number >= 0, got {value!r}")
+    return float(value)
+
+
+# ---------------------------------------------------------------------------------------------
+# Quantisation
+# ---------------------------------------------------------------------------------------------
+
+def _ordered(a: np.ndarray) -> np.ndarray:
+    """Float bit patterns as signed integers in the order of the floats (an involution on the patterns)."""
+    i = a.view(np.int32 if a.dtype.itemsize == 4 else np.int64).astype(np.int64)
+    mask = np.int64(0x7FFFFFFF if a.dtype.itemsize == 4 else 0x7FFFFFFFFFFFFFFF)
+    return i ^ ((i >> 63) & mask) if a.dtype.itemsize == 8 else i ^ ((i >> 31) & mask)
+
+
+def _from_ordered(o: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    if dtype.itemsize == 4:
+        o = o.astype(np.int32)  # wraps modulo 2^32, as the encoder's difference did
+        return (o ^ ((o >> 31) & np.int32(0x7FFFFFFF))).view(dtype)
+    return (o ^ ((o >> 63) & np.int64(0x7FFFFFFFFFFFFFFF))).view(dtype)
+
+
+def quantise(x: np.ndarray, pred: np.ndarray, e: float) -> np.ndarray:
+    """Quantised residuals (int64) of source samples ``x`` against ``pred``, both 1-D of the source type."""
+    dtype = x.dtype
+    if dtype.kind in "iu":
+        r = x.astype(np.int64) - pred.astype(np.int64)
+        step = 2 * int(e) + 1
+        return np.sign(r) * ((np.abs(r) + int(e)) // step)
+    if e == 0:
+        with np.errstate(over="ignore"):
+            return _ordered(x) - _ordered(pred)  # wraps modulo 2^64 for float64, undone by the decoder
+    with np.errstate(invalid="ignore", over="ignore"):
+        q = np.rint((x.astype(np.float64) - pred.astype(np.float64)) / (2 * e))
+    q[~np.isfinite(q) | (np.abs(q) >= 2.0 ** 62)] = 0  # such samples end up as exceptions
+    return q.astype(np.int64)
+
+
+def dequantise(pred: np.ndarray, q: np.ndarray, e: float) -> np.ndarray:
+    """The decoder's samples (source type) from ``pred`` and ``q``, before the nodata rule."""
+    dtype = pred.dtype
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        v = pred.astype(np.int64) + q * (2 * int(e) + 1)  # |q| < 2^32: no overflow for 32-bit types
+        return np.clip(v, info.min, info.max).astype(dtype)
+    if e == 0:
+        with np.errstate(over="ignore"):
+            return _from_ordered(_ordered(pred) + q, dtype)
+    with np.errstate(over="ignore", invalid="ignore"):
+        return (pred.astype(np.float64) + q.astype(np.float64) * (2 * e)).astype(dtype)
+
+
+def within_bound(x: np.ndarray, rec: np.ndarray, e: float) -> np.ndarray:
+    """True where ``rec`` is within ``e`` of ``x`` (bit-exact for floats when e = 0)."""
+    if x.dtype.kind in "iu":
+        return np.abs(x.astype(np.int64) - rec.astype(np.int64)) <= int(e)
+    if e == 0:
+        u = np.uint32 if x.dtype.itemsize == 4 else np.uint64
+        return x.view(u) == rec.view(u)
+    with np.errstate(invalid="ignore", over="ignore"):
+        return (x == rec) | (np.abs(x.astype(np.float64) - rec.astype(np.float64)) <= e)
+
+
+# ---------------------------------------------------------------------------------------------
+# Entropy coding of q
+# ---------------------------------------------------------------------------------------------
+
+def _choose(q: np.ndarray) -> tuple[int, int]:
+    """(model, shift) for one band's q: the smallest estimated size (rANS bits + raw low bits)."""
+    if q.size == 0:
+        return 0, 0
+    top = max(int(q.max()), -int(q.min()))  # Python ints: q may hold -2^63 (float64 bit differences)
+    need = max(0, top.bit_length() - 29)  # high parts must fit the coder's symbols
+    m = float(np.abs(q.astype(np.float64)).mean())
+    guess = max(need, int(math.log2(m)) - 2 if m >= 8 else 0)
+    best = None
+    for shift in sorted({max(need, guess + d) for d in (-1, 0, 1, 2)} | {need}):
+        if shift > MAX_SHIFT:
+            continue
+        hi = q >> shift
+        inside = np.abs(hi) <= HALF_WIDTH
+        counts = np.bincount(hi[inside] + HALF_WIDTH, minlength=2 * HALF_WIDTH + 1)
+        out = hi[~inside]
+        esc_bits = float(np.sum(2 * np.log2(np.abs(out) + 1) + 8)) if out.size else 0.0
+        cost = _BITS[:, :-1] @ counts + _BITS[:, -1] * out.size + esc_bits + shift * q.size
+        model = int(np.argmin(cost))
+        if best is None or cost[model] < best[0]:
+            best = (cost[model], model, shift)
+    return best[1], best[2]
+
+
+def _low_bits(lo: np.ndarray, shift: int) -> np.ndarray:
+    """The ``shift`` low bits of each value (uint64), LSB first, as a flat bool array."""
+    bits = np.unpackbits(lo.astype("<u8").view(np.uint8).reshape(-1, 8), axis=1, bitorder="little")
+    return bits[:, :shift].reshape(-1)
+
+
+def encode_q(q_bands: list[np.ndarray]) -> tuple[bytes, bytes]:
+    """(model/shift bytes + rANS string + low bits) for per-band q arrays; see the module doc."""
+    from compressai.ans import RansEncoder
+
+    params, symbols, indexes, low = [], [], [], []
+    for q in q_bands:
+        model, shift = _choose(q)
+        params += [model, shift]
+        hi = q >> shift
+        symbols.append(hi)
+        indexes.append(np.full(hi.size, model, dtype=np.int64))
+        if shift:
+            low.append(_low_bits((q - (hi << shift)).view(np.uint64), shift))
+    sym = np.concatenate(symbols) if symbols else np.zeros(0, np.int64)
+    idx = np.concatenate(indexes) if indexes else np.zeros(0, np.int64)
+    string = RansEncoder().encode_with_indexes(sym.tolist(), idx.tolist(), CDFS, [len(c) for c in CDFS],
+                                               [-HALF_WIDTH] * N_MODELS) if sym.size else b""
+    packed = np.packbits(np.concatenate(low)).tobytes() if low else b""
+    return bytes(params), string, packed
+
+
+def decode_q(params: bytes, string: bytes, packed: bytes, counts: list[int]) -> list[np.ndarray]:
+    """Inverse of :func:`encode_q` for bands of ``counts`` valid samples; FormatError if inconsistent."""
+    from compressai.ans import RansDecoder
+
+    from engine.codecs.learned import guarded_string
+
+    models, shifts = list(params[0::2]), list(params[1::2])
+    if any(m >= N_MODELS for m in models) or any(s > MAX_SHIFT for s in shifts):
+        raise FormatError("residual section names an unknown model or shift")
+    n = sum(counts)
+    low_bits = sum(c * s for c, s in zip(counts, shifts))
+    if len(packed) != -(-low_bits // 8):
+        raise FormatError(f"residual low bits are {len(packed)} bytes, expected {-(-low_bits // 8)}")
+    if n == 0:
+        if string:
+            raise FormatError("residual string for a tile without valid samples")
+        return [np.zeros(0, np.int64) for _ in counts]
+    idx = np.repeat(np.array(models, dtype=np.int64), counts).tolist()
+    hi = np.asarray(RansDecoder().decode_with_indexes(guarded_string(string, n), idx, CDFS,
+                                                      [len(c) for c in CDFS], [-HALF_WIDTH] * N_MODELS),
+                    dtype=np.int64)
+    bits = np.unpackbits(np.frombuffer(packed, dtype=np.uint8), count=low_bits) if low_bits else None
+    out, pos, bpos = [], 0, 0
+    for c, s in zip(counts, shifts):
+        h = hi[pos:pos + c]
+        pos += c
+        if s:
+            b = bits[bpos:bpos + c * s].reshape(c, s)
+            bpos += c * s
+            full = np.zeros((c, 64), dtype=np.uint8)
+            full[:, :s] = b
+            lo = np.packbits(full, axis=1, bitorder="little").view("<u8").reshape(c).view(np.int64)
+            with np.errstate(over="ignore"):
+                h = (h << s) + lo
+        out.append(h)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The section
+# ---------------------------------------------------------------------------------------------
+
+def _pack_exceptions(where: np.ndarray, values: np.ndarray) -> bytes:
+    gaps = np.diff(where, prepend=0).astype("<u4")
+    blob = zlib.compress(gaps.tobytes() + values.astype(values.dtype.newbyteorder("<")).tobytes(), 9)
+    return struct.pack("<II", where.size, len(blob)) + blob
+
+
+def _unpack_exceptions(data: bytes, pos: int, dtype: np.dtype, size: int) -> tuple[np.ndarray, np.ndarray, int]:
+    count, n = struct.unpack_from("<II", data, pos)
+    pos += 8
+    if count > size or pos + n > len(data):
+        raise FormatError("residual exceptions are larger than the tile")
+    want = count * (4 + dtype.itemsize)
+    d = zlib.decompressobj()
+    raw = d.decompress(data[pos:pos + n], want + 1)  # bounded: no deflate bomb
+    if len(raw) != want or not d.eof or d.unused_data or d.unconsumed_tail:
+        raise FormatError("residual exceptions have the wrong size")
+    where = np.cumsum(np.frombuffer(raw[:4 * count], dtype="<u4").astype(np.int64))
+    if count and (where[-1] >= size or (count > 1 and np.any(np.diff(where) <= 0))):
+        raise FormatError("residual exceptions point outside the tile")
+    values = np.frombuffer(raw[4 * count:], dtype=dtype.newbyteorder("<")).astype(dtype)
+    return where, values, pos + n
+
+
+def _crc(pred: np.ndarray) -> int:
+    return zlib.crc32(np.ascontiguousarray(pred).tobytes())
+
+
+def encode_section(raw: np.ndarray, pred: np.ndarray, valid: np.ndarray, e: float, finish) -> bytes:
+    """The residual section for tile ``raw`` (bands, h, w) given the decoder's learned tile ``pred``.
+
+    ``finish(rec)`` applies what the decoder applies after the residual (nodata rule, masks), in place.
+    """
+    x = np.ascontiguousarray(raw, dtype=pred.dtype)
+    q = quantise(x[valid], pred[valid], e)
+    counts = valid.reshape(valid.shape[0], -1).sum(axis=1)
+    bounds = np.concatenate([[0], np.cumsum(counts)])
+    params, string, packed = encode_q([q[bounds[b]:bounds[b + 1]] for b in range(valid.shape[0])])
+    rec = pred.copy()
+    rec[valid] = dequantise(pred[valid], q, e)
+    finish(rec)
+    bad = valid & ~within_bound(x, rec, e)
+    where = np.flatnonzero(bad)
+    return b"".join([struct.pack("<I", _crc(pred)), params, struct.pack("<I", len(string)), string,
+                     struct.pack("<I", len(packed)), packed, _pack_exceptions(where, x.reshape(-1)[where])])
+
+
+def decode_section(data: bytes, pred: np.ndarray, valid: np.ndarray, e: float, finish) -> np.ndarray:
+    """The error-bounded tile from the learned tile ``pred`` and a section written by :func:`encode_section`."""
+    bands = valid.shape[0]
+    try:
+        (crc,) = struct.unpack_from("<I", data, 0)
+        pos = 4
+        params = data[pos:pos + 2 * bands]
+        if len(params) != 2 * bands:
+            raise FormatError("residual section is truncated")
+        pos += 2 * bands
+        parts = []
+        for _ in range(2):
+            (n,) = struct.unpack_from("<I", data, pos)
+            if pos + 4 + n > len(data):
+                raise FormatError("residual section runs past the end of the tile")
+            parts.append(data[pos + 4:pos + 4 + n])
+            pos += 4 + n
+        where, values, pos = _unpack_exceptions(data, pos, pred.dtype, pred.size)
+    except struct.error as err:
+        raise FormatError(f"corrupt residual section: {err}") from None
+    if pos != len(data):
+        raise FormatError("trailing bytes after the residual section")
+    if _crc(pred) != crc:
+        # Other hardware or libraries rounded the network's arithmetic differently: the bound would not hold.
+        raise CodecError("this machine's learned reconstruction differs from the encoder's, so the file's error "
+                         "bound cannot be guaranteed here; decode it where it was written (same HSIC, torch, CPU)")
+    counts = valid.reshape(bands, -1).sum(axis=1).tolist()
+    try:
+        q = np.concatenate(decode_q(params, parts[0], parts[1], counts))
+    except (ValueError, RuntimeError, OverflowError) as err:
+        raise FormatError(f"corrupt residual section: {type(err).__name__}: {err}") from None
+    rec = pred.copy()
+    rec[valid] = dequantise(pred[valid], q, e)
+    finish(rec)
+    rec.reshape(-1)[where] = values
+    return rec
