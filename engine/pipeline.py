@@ -177,7 +177,7 @@ def _finish(out: np.ndarray, nodata: float | None, valid: np.ndarray | None, nan
                 out[clash] = nodata + 1 if nodata < np.iinfo(dtype).max else nodata - 1
             else:
                 out[clash] = np.nextafter(dtype.type(nodata), dtype.type(np.inf))
-    if valid is not None:
+    if valid is not None and not valid.all():
         out[~valid] = nodata if nodata is not None else np.nan
     if nan is not None:
         out[nan] = np.nan

@@ -310,7 +310,7 @@ def decode_section(data: bytes, pred: np.ndarray, valid: np.ndarray, e: float, f
             parts.append(data[pos + 4:pos + 4 + n])
             pos += 4 + n
         where, values, pos = _unpack_exceptions(data, pos, pred.dtype, pred.size)
-    except struct.error as err:
+    except (struct.error, zlib.error) as err:
         raise FormatError(f"corrupt residual section: {err}") from None
     if pos != len(data):
         raise FormatError("trailing bytes after the residual section")
