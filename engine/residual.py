@@ -2,29 +2,30 @@
 
 With ``max_abs_error`` E the decoder's output differs from the source by at most E on every valid
 sample, in source units and type (E = 0: lossless, bit-exact for floats too). The encoder decodes its
-own learned tile exactly as the decoder will (``P``), and codes per valid sample:
+own learned tile exactly as the decoder will (``P``) and codes, band after band, what is left:
 
-* integer types: ``r = x - P`` quantised near-losslessly, ``q = sign(r) * floor((|r| + e) / (2e + 1))``
-  with ``e = floor(E)``; the decoder outputs ``clip(P + q (2e + 1))``, within e of x;
-* floats, E > 0: ``q = rint((x - P) / 2E)``, output ``P + 2E q`` rounded to the float type;
-* floats, E = 0: ``q`` is the difference of the samples' bit patterns mapped to ordered integers,
-  so the output is the source, bit for bit.
+* the prediction of band b is ``P_b`` plus alpha_b/64 of band b-1's decoded residual (closed loop: the
+  decoder has it), since the learned codec's errors are correlated from band to band;
+* integer types: the rest ``r`` is quantised near-losslessly, ``q = sign(r) floor((|r| + e) / (2e + 1))``
+  with ``e = floor(E)``, the decoder outputs ``clip(prediction + q (2e + 1))``, within e of x;
+* floats, E > 0: ``q = rint(r / 2E)`` in float64, output rounded to the float type;
+* floats, E = 0: the same in the integers that order the floats' bit patterns, step 1: bit-exact.
 
 The encoder then checks the decoder's exact output (after clipping, rounding and the rule that a valid
-sample never takes the nodata value) and stores the few samples still outside the bound as exact
-exceptions: the bound never rests on an argument about rounding.
+sample never takes the nodata value) and stores the samples still outside the bound as exact exceptions:
+the bound never rests on an argument about rounding.
 
-``q`` is split per band into a high part, entropy coded with compressai's rANS coder under a two-sided
-geometric model (one of :data:`N_MODELS`, chosen per band, out-of-range values escaped by the coder's
-bypass mode), and ``shift`` raw low bits (wide residuals: float sources, low E). The models are built
-with integer arithmetic only, so encoder and decoder derive the same tables on any machine.
+``q`` minus a per-band centre is split into a high part, entropy coded with compressai's rANS coder
+under a two-sided geometric model (one of :data:`N_MODELS`, chosen per band; out-of-range values are
+escaped by the coder's bypass mode) and ``shift`` raw low bits (wide residuals: float sources). The
+models are built with integer arithmetic only, so encoder and decoder derive the same tables anywhere.
 
 Section layout (after the tile's learned payload)::
 
     u32 CRC32 of the learned reconstruction P (source type, C order): the decoder's must match
-    per band: u8 model index, u8 shift
-    u32 n, rANS string of n bytes (high parts of all bands, band-major, valid samples only)
-    u32 n, n bytes of raw low bits (bands in order, per sample its ``shift`` low bits, LSB first)
+    u32 n, zlib of per band: i8 alpha, u8 model, u8 shift, i64 centre
+    u32 n, rANS string (high parts of all bands, band-major, valid samples only)
+    u32 n, raw low bits (bands in order, per sample its ``shift`` low bits, LSB first)
     u32 count, u32 n, zlib of count u32 sample-index gaps and count exact samples (source type)
 """
 
@@ -91,7 +92,7 @@ def check_max_abs_error(value) -> float | None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Quantisation
+# Quantisation, with the previous band's residual as a prediction (closed loop)
 # ---------------------------------------------------------------------------------------------
 
 def _ordered(a: np.ndarray) -> np.ndarray:
@@ -108,34 +109,89 @@ def _from_ordered(o: np.ndarray, dtype: np.dtype) -> np.ndarray:
     return (o ^ ((o >> 63) & np.int64(0x7FFFFFFFFFFFFFFF))).view(dtype)
 
 
-def quantise(x: np.ndarray, pred: np.ndarray, e: float) -> np.ndarray:
-    """Quantised residuals (int64) of source samples ``x`` against ``pred``, both 1-D of the source type."""
-    dtype = x.dtype
-    if dtype.kind in "iu":
-        r = x.astype(np.int64) - pred.astype(np.int64)
-        step = 2 * int(e) + 1
-        return np.sign(r) * ((np.abs(r) + int(e)) // step)
-    if e == 0:
-        with np.errstate(over="ignore"):
-            return _ordered(x) - _ordered(pred)  # wraps modulo 2^64 for float64, undone by the decoder
-    with np.errstate(invalid="ignore", over="ignore"):
-        q = np.rint((x.astype(np.float64) - pred.astype(np.float64)) / (2 * e))
-    q[~np.isfinite(q) | (np.abs(q) >= 2.0 ** 62)] = 0  # such samples end up as exceptions
-    return q.astype(np.int64)
+class _Domain:
+    """Where residuals are taken: integers (integer sources; float bit patterns when e = 0) or float64."""
+
+    def __init__(self, dtype: np.dtype, e: float):
+        self.dtype, self.e = dtype, e
+        self.exact_int = dtype.kind in "iu" or e == 0
+        self.step = 2 * int(e) + 1 if dtype.kind in "iu" else 1 if e == 0 else 2 * e
+
+    def encode(self, a: np.ndarray) -> np.ndarray:
+        if self.dtype.kind in "iu":
+            return a.astype(np.int64)
+        return _ordered(a) if self.e == 0 else a.astype(np.float64)
+
+    def decode(self, v: np.ndarray) -> np.ndarray:
+        if self.dtype.kind in "iu":
+            info = np.iinfo(self.dtype)
+            return np.clip(v, info.min, info.max).astype(self.dtype)
+        with np.errstate(over="ignore", invalid="ignore"):
+            return _from_ordered(v, self.dtype) if self.e == 0 else v.astype(self.dtype)
+
+    def predict(self, base: np.ndarray, d_prev: np.ndarray, alpha: int) -> np.ndarray:
+        """``base`` plus alpha/64 of the previous band's decoded residual (integer or IEEE arithmetic only)."""
+        if self.exact_int:
+            return base + ((alpha * d_prev + 32) >> 6)  # wraps like the decoder for float64 bit patterns
+        return base + (alpha / 64.0) * d_prev
+
+    def quantise(self, r: np.ndarray) -> np.ndarray:
+        if self.dtype.kind in "iu":
+            e = int(self.e)
+            return np.sign(r) * ((np.abs(r) + e) // self.step)
+        if self.e == 0:
+            return r
+        with np.errstate(invalid="ignore", over="ignore"):
+            q = np.rint(r / self.step)
+        q[~np.isfinite(q) | (np.abs(q) >= 2.0 ** 62)] = 0  # such samples end up as exceptions
+        return q.astype(np.int64)
+
+    def value(self, pred: np.ndarray, q: np.ndarray) -> np.ndarray:
+        """The decoded value in the domain; clipped to the type's range for integer sources."""
+        if self.dtype.kind in "iu":
+            info = np.iinfo(self.dtype)
+            return np.clip(pred + q * self.step, info.min, info.max)  # |q| < 2^33: no overflow
+        if self.e == 0:
+            return pred + q  # modulo 2^64, exactly the encoder's pattern
+        return pred + q.astype(np.float64) * self.step
 
 
-def dequantise(pred: np.ndarray, q: np.ndarray, e: float) -> np.ndarray:
-    """The decoder's samples (source type) from ``pred`` and ``q``, before the nodata rule."""
-    dtype = pred.dtype
-    if dtype.kind in "iu":
-        info = np.iinfo(dtype)
-        v = pred.astype(np.int64) + q * (2 * int(e) + 1)  # |q| < 2^32: no overflow for 32-bit types
-        return np.clip(v, info.min, info.max).astype(dtype)
-    if e == 0:
-        with np.errstate(over="ignore"):
-            return _from_ordered(_ordered(pred) + q, dtype)
-    with np.errstate(over="ignore", invalid="ignore"):
-        return (pred.astype(np.float64) + q.astype(np.float64) * (2 * e)).astype(dtype)
+def _alpha(r0: np.ndarray, d_prev: np.ndarray) -> int:
+    """Least-squares weight (x 64, int8) of the previous band's residual in this band's (encoder only)."""
+    a, b = r0.astype(np.float64), d_prev.astype(np.float64)
+    den = float(b @ b)
+    if not np.isfinite(den) or den == 0:
+        return 0
+    w = float(a @ b) / den
+    return int(np.clip(np.rint(64 * w), -128, 127)) if np.isfinite(w) else 0
+
+
+def _run(dom: _Domain, base: np.ndarray, valid: np.ndarray, x: np.ndarray | None, q: np.ndarray | None,
+         alphas: list[int] | None) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """Band by band, the decoded values; the encoder passes ``x`` (and gets q, alphas), the decoder q and alphas.
+
+    ``base``, ``valid``, ``x``: (bands, pixels) in the domain; ``q``: (bands, pixels), 0 where invalid.
+    """
+    bands = base.shape[0]
+    v = np.empty_like(base)
+    d_prev = np.zeros_like(base[0])
+    if x is not None:
+        q, alphas = np.zeros(base.shape, np.int64), []
+    for b in range(bands):
+        if x is not None:
+            with np.errstate(invalid="ignore", over="ignore"):
+                alphas.append(_alpha((x[b] - base[b])[valid[b]], d_prev[valid[b]]))
+        pred = dom.predict(base[b], d_prev, alphas[b])
+        if x is not None:
+            with np.errstate(invalid="ignore", over="ignore"):
+                q[b] = np.where(valid[b], dom.quantise(x[b] - pred), 0)
+        with np.errstate(invalid="ignore", over="ignore"):
+            v[b] = dom.value(pred, q[b])
+            d = v[b] - base[b]
+        if not dom.exact_int:
+            d[~np.isfinite(d)] = 0  # an overflowed sample (an exception) must not spread to the next band
+        d_prev = np.where(valid[b], d, 0)
+    return v, q, alphas
 
 
 def within_bound(x: np.ndarray, rec: np.ndarray, e: float) -> np.ndarray:
@@ -183,14 +239,20 @@ def _low_bits(lo: np.ndarray, shift: int) -> np.ndarray:
     return bits[:, :shift].reshape(-1)
 
 
-def encode_q(q_bands: list[np.ndarray]) -> tuple[bytes, bytes]:
-    """(model/shift bytes + rANS string + low bits) for per-band q arrays; see the module doc."""
+_PARAM = struct.Struct("<bBBq")  # per band: alpha (x 64), model, shift, centre
+
+
+def encode_q(q_bands: list[np.ndarray], alphas: list[int]) -> tuple[bytes, bytes, bytes]:
+    """(band parameters, rANS string, low bits) for per-band q arrays (valid samples); see the module doc."""
     from compressai.ans import RansEncoder
 
     params, symbols, indexes, low = [], [], [], []
-    for q in q_bands:
+    for q, alpha in zip(q_bands, alphas):
+        centre = int(np.clip(np.median(q), -2.0 ** 62, 2.0 ** 62)) if q.size else 0
+        with np.errstate(over="ignore"):
+            q = q - centre  # modulo 2^64 like the decoder's sum
         model, shift = _choose(q)
-        params += [model, shift]
+        params.append(_PARAM.pack(alpha, model, shift, centre))
         hi = q >> shift
         symbols.append(hi)
         indexes.append(np.full(hi.size, model, dtype=np.int64))
@@ -201,16 +263,17 @@ def encode_q(q_bands: list[np.ndarray]) -> tuple[bytes, bytes]:
     string = RansEncoder().encode_with_indexes(sym.tolist(), idx.tolist(), CDFS, [len(c) for c in CDFS],
                                                [-HALF_WIDTH] * N_MODELS) if sym.size else b""
     packed = np.packbits(np.concatenate(low)).tobytes() if low else b""
-    return bytes(params), string, packed
+    return b"".join(params), string, packed
 
 
-def decode_q(params: bytes, string: bytes, packed: bytes, counts: list[int]) -> list[np.ndarray]:
+def decode_q(params: list[tuple[int, int, int, int]], string: bytes, packed: bytes,
+             counts: list[int]) -> list[np.ndarray]:
     """Inverse of :func:`encode_q` for bands of ``counts`` valid samples; FormatError if inconsistent."""
     from compressai.ans import RansDecoder
 
     from engine.codecs.learned import guarded_string
 
-    models, shifts = list(params[0::2]), list(params[1::2])
+    models, shifts, centres = [p[1] for p in params], [p[2] for p in params], [p[3] for p in params]
     if any(m >= N_MODELS for m in models) or any(s > MAX_SHIFT for s in shifts):
         raise FormatError("residual section names an unknown model or shift")
     n = sum(counts)
@@ -227,18 +290,18 @@ def decode_q(params: bytes, string: bytes, packed: bytes, counts: list[int]) -> 
                     dtype=np.int64)
     bits = np.unpackbits(np.frombuffer(packed, dtype=np.uint8), count=low_bits) if low_bits else None
     out, pos, bpos = [], 0, 0
-    for c, s in zip(counts, shifts):
+    for c, s, centre in zip(counts, shifts, centres):
         h = hi[pos:pos + c]
         pos += c
-        if s:
-            b = bits[bpos:bpos + c * s].reshape(c, s)
-            bpos += c * s
-            full = np.zeros((c, 64), dtype=np.uint8)
-            full[:, :s] = b
-            lo = np.packbits(full, axis=1, bitorder="little").view("<u8").reshape(c).view(np.int64)
-            with np.errstate(over="ignore"):
+        with np.errstate(over="ignore"):
+            if s:
+                b = bits[bpos:bpos + c * s].reshape(c, s)
+                bpos += c * s
+                full = np.zeros((c, 64), dtype=np.uint8)
+                full[:, :s] = b
+                lo = np.packbits(full, axis=1, bitorder="little").view("<u8").reshape(c).view(np.int64)
                 h = (h << s) + lo
-        out.append(h)
+            out.append(h + np.int64(centre))
     return out
 
 
@@ -252,16 +315,21 @@ def _pack_exceptions(where: np.ndarray, values: np.ndarray) -> bytes:
     return struct.pack("<II", where.size, len(blob)) + blob
 
 
+def _inflate(data: bytes, size: int, what: str) -> bytes:
+    """Exactly ``size`` bytes inflated from ``data`` (bounded: no deflate bomb)."""
+    d = zlib.decompressobj()
+    raw = d.decompress(data, size + 1)
+    if len(raw) != size or not d.eof or d.unused_data or d.unconsumed_tail:
+        raise FormatError(f"residual {what} have the wrong size")
+    return raw
+
+
 def _unpack_exceptions(data: bytes, pos: int, dtype: np.dtype, size: int) -> tuple[np.ndarray, np.ndarray, int]:
     count, n = struct.unpack_from("<II", data, pos)
     pos += 8
     if count > size or pos + n > len(data):
         raise FormatError("residual exceptions are larger than the tile")
-    want = count * (4 + dtype.itemsize)
-    d = zlib.decompressobj()
-    raw = d.decompress(data[pos:pos + n], want + 1)  # bounded: no deflate bomb
-    if len(raw) != want or not d.eof or d.unused_data or d.unconsumed_tail:
-        raise FormatError("residual exceptions have the wrong size")
+    raw = _inflate(data[pos:pos + n], count * (4 + dtype.itemsize), "exceptions")
     where = np.cumsum(np.frombuffer(raw[:4 * count], dtype="<u4").astype(np.int64))
     if count and (where[-1] >= size or (count > 1 and np.any(np.diff(where) <= 0))):
         raise FormatError("residual exceptions point outside the tile")
@@ -273,23 +341,27 @@ def _crc(pred: np.ndarray) -> int:
     return zlib.crc32(np.ascontiguousarray(pred).tobytes())
 
 
+def _flat(a: np.ndarray) -> np.ndarray:
+    return a.reshape(a.shape[0], -1)
+
+
 def encode_section(raw: np.ndarray, pred: np.ndarray, valid: np.ndarray, e: float, finish) -> bytes:
     """The residual section for tile ``raw`` (bands, h, w) given the decoder's learned tile ``pred``.
 
     ``finish(rec)`` applies what the decoder applies after the residual (nodata rule, masks), in place.
     """
     x = np.ascontiguousarray(raw, dtype=pred.dtype)
-    q = quantise(x[valid], pred[valid], e)
-    counts = valid.reshape(valid.shape[0], -1).sum(axis=1)
-    bounds = np.concatenate([[0], np.cumsum(counts)])
-    params, string, packed = encode_q([q[bounds[b]:bounds[b + 1]] for b in range(valid.shape[0])])
-    rec = pred.copy()
-    rec[valid] = dequantise(pred[valid], q, e)
+    dom = _Domain(pred.dtype, e)
+    v, q, alphas = _run(dom, dom.encode(_flat(pred)), _flat(valid), dom.encode(_flat(x)), None, None)
+    vb = _flat(valid)
+    params, string, packed = encode_q([q[b][vb[b]] for b in range(q.shape[0])], alphas)
+    rec = dom.decode(v).reshape(pred.shape)
     finish(rec)
-    bad = valid & ~within_bound(x, rec, e)
-    where = np.flatnonzero(bad)
-    return b"".join([struct.pack("<I", _crc(pred)), params, struct.pack("<I", len(string)), string,
-                     struct.pack("<I", len(packed)), packed, _pack_exceptions(where, x.reshape(-1)[where])])
+    where = np.flatnonzero(valid & ~within_bound(x, rec, e))
+    head = zlib.compress(params, 9)
+    return b"".join([struct.pack("<I", _crc(pred)), struct.pack("<I", len(head)), head,
+                     struct.pack("<I", len(string)), string, struct.pack("<I", len(packed)), packed,
+                     _pack_exceptions(where, x.reshape(-1)[where])])
 
 
 def decode_section(data: bytes, pred: np.ndarray, valid: np.ndarray, e: float, finish) -> np.ndarray:
@@ -298,17 +370,14 @@ def decode_section(data: bytes, pred: np.ndarray, valid: np.ndarray, e: float, f
     try:
         (crc,) = struct.unpack_from("<I", data, 0)
         pos = 4
-        params = data[pos:pos + 2 * bands]
-        if len(params) != 2 * bands:
-            raise FormatError("residual section is truncated")
-        pos += 2 * bands
         parts = []
-        for _ in range(2):
+        for _ in range(3):
             (n,) = struct.unpack_from("<I", data, pos)
             if pos + 4 + n > len(data):
                 raise FormatError("residual section runs past the end of the tile")
             parts.append(data[pos + 4:pos + 4 + n])
             pos += 4 + n
+        params = list(_PARAM.iter_unpack(_inflate(parts[0], _PARAM.size * bands, "band parameters")))
         where, values, pos = _unpack_exceptions(data, pos, pred.dtype, pred.size)
     except (struct.error, zlib.error) as err:
         raise FormatError(f"corrupt residual section: {err}") from None
@@ -318,13 +387,17 @@ def decode_section(data: bytes, pred: np.ndarray, valid: np.ndarray, e: float, f
         # Other hardware or libraries rounded the network's arithmetic differently: the bound would not hold.
         raise CodecError("this machine's learned reconstruction differs from the encoder's, so the file's error "
                          "bound cannot be guaranteed here; decode it where it was written (same HSIC, torch, CPU)")
-    counts = valid.reshape(bands, -1).sum(axis=1).tolist()
+    vb = _flat(valid)
     try:
-        q = np.concatenate(decode_q(params, parts[0], parts[1], counts))
+        qs = decode_q(params, parts[1], parts[2], vb.sum(axis=1).tolist())
     except (ValueError, RuntimeError, OverflowError) as err:
         raise FormatError(f"corrupt residual section: {type(err).__name__}: {err}") from None
-    rec = pred.copy()
-    rec[valid] = dequantise(pred[valid], q, e)
+    q = np.zeros(vb.shape, np.int64)
+    for b in range(bands):
+        q[b][vb[b]] = qs[b]
+    dom = _Domain(pred.dtype, e)
+    v, _, _ = _run(dom, dom.encode(_flat(pred)), vb, None, q, [p[0] for p in params])
+    rec = dom.decode(v).reshape(pred.shape)
     finish(rec)
     rec.reshape(-1)[where] = values
     return rec

@@ -193,24 +193,32 @@ def bounded_tile(coarse):
 
 def test_corrupt_residual_sections_are_format_errors(bounded_tile):
     payload, start, header, codec = bounded_tile
-    bands = header.bands
+    sizes, pos = [], start + 4
+    for _ in range(3):  # band parameters, rANS string, low bits
+        (n,) = struct.unpack_from("<I", payload, pos)
+        sizes.append((pos, n))
+        pos += 4 + n
+    (p0, n0), (p1, n1), (p2, n2) = sizes
+    params = zlib.decompress(payload[p0 + 4:p0 + 4 + n0])
+
+    def with_params(raw):
+        blob = zlib.compress(raw)
+        return payload[:p0] + struct.pack("<I", len(blob)) + blob + payload[p0 + 4 + n0:]
+
     damaged = [
         payload[:start + 3],  # cut inside the CRC
-        payload[:start + 4 + bands],  # cut inside the band parameters
+        payload[:p1 + 2],  # cut inside a length
         payload[:-1],  # exceptions cut short
         payload + b"\0",  # trailing byte
-        payload[:start + 4] + bytes([200, 0]) + payload[start + 6:],  # unknown model
-        payload[:start + 4] + bytes([0, 64]) + payload[start + 6:],  # shift out of range
+        with_params(params[:-1]),  # band parameters of the wrong size
+        with_params(params[:1] + bytes([200]) + params[2:]),  # unknown model
+        with_params(params[:2] + bytes([64]) + params[3:]),  # shift out of range
+        with_params(params[:2] + bytes([3]) + params[3:]),  # low bits of the wrong length
+        payload[:p1] + struct.pack("<I", 2**32 - 1) + payload[p1 + 4:],  # string past the end
+        payload[:p2] + struct.pack("<I", 7) + payload[p2 + 4:],  # wrong low-bit length
+        payload[:pos] + struct.pack("<I", 10**6) + payload[pos + 4:],  # too many exceptions
+        payload[:5] + struct.pack("<I", 2**31) + payload[9:],  # mask length past the end
     ]
-    pos = start + 4 + 2 * bands
-    (n,) = struct.unpack_from("<I", payload, pos)
-    damaged.append(payload[:pos] + struct.pack("<I", 2**32 - 1) + payload[pos + 4:])  # string past the end
-    pos2 = pos + 4 + n
-    damaged.append(payload[:pos2] + struct.pack("<I", 7) + payload[pos2 + 4:])  # wrong low-bit length
-    (m,) = struct.unpack_from("<I", payload, pos2)
-    pos3 = pos2 + 4 + m
-    damaged.append(payload[:pos3] + struct.pack("<I", 10**6) + payload[pos3 + 4:])  # too many exceptions
-    damaged.append(payload[:5] + struct.pack("<I", 2**31) + payload[9:])  # mask length past the end
     for bad in damaged:
         with pytest.raises(FormatError):
             decode_payload(bad, header, codec, 6, 7)
