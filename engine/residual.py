@@ -385,8 +385,9 @@ def decode_section(data: bytes, pred: np.ndarray, valid: np.ndarray, e: float, f
         raise FormatError("trailing bytes after the residual section")
     if _crc(pred) != crc:
         # Other hardware or libraries rounded the network's arithmetic differently: the bound would not hold.
-        raise CodecError("this machine's learned reconstruction differs from the encoder's, so the file's error "
-                         "bound cannot be guaranteed here; decode it where it was written (same HSIC, torch, CPU)")
+        raise CodecError("the learned reconstruction differs from the encoder's (a damaged tile, or this "
+                         "machine's arithmetic differs), so the file's error bound cannot be guaranteed here; "
+                         "decode it with the HSIC, torch and CPU type it was written with")
     vb = _flat(valid)
     try:
         qs = decode_q(params, parts[1], parts[2], vb.sum(axis=1).tolist())

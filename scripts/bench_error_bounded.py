@@ -55,7 +55,8 @@ def measure(src, info, dst: str, quality: int, e: float | None) -> dict:
     return rec
 
 
-def run_scene(path: Path, bounds: list[float], float_scale: float, qualities: list[int], folder: str) -> dict:
+def run_scene(path: Path, bounds: list[float], float_scale: float, qualities: list[int], bounded_qualities: list[int],
+              folder: str) -> dict:
     from hsi_gdal.baselines import deflate
     from hsi_gdal.source import RasterSource
 
@@ -73,6 +74,7 @@ def run_scene(path: Path, bounds: list[float], float_scale: float, qualities: li
     dst = os.path.join(folder, path.stem + ".hsic")
     for q in qualities:
         rec["plain"].append(measure(src, info, dst, q, None))
+    for q in bounded_qualities:
         for e in bounds:
             rec["bounded"].append(measure(src, info, dst, q, e * scale))
             print(f"{path.name} q{q} E={e * scale:g}: {rec['bounded'][-1]['bpppc']:.3f} bpppc", file=sys.stderr,
@@ -81,7 +83,7 @@ def run_scene(path: Path, bounds: list[float], float_scale: float, qualities: li
 
 
 def table(rec: dict, bounds: list[float]) -> str:
-    qs = [p["quality"] for p in rec["plain"]]
+    qs = sorted({b["quality"] for b in rec["bounded"]})
     lines = [f"**{rec['scene']}** ({rec['dtype']}, {' x '.join(map(str, rec['shape']))}): DEFLATE lossless "
              f"{rec['deflate_bpppc']:.3f} bpppc; plain cae1d " +
              ", ".join(f"q{p['quality']} {p['bpppc']:.3f} (max err {p['measured_max_abs_error']:.4g})"
@@ -102,7 +104,9 @@ def main(argv=None) -> int:
     p.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "hsi" / "test"))
     p.add_argument("--bounds", type=float, nargs="+", default=[0, 1, 4, 16, 64])
     p.add_argument("--float-scale", type=float, default=1e-4)
-    p.add_argument("--qualities", type=int, nargs="+", default=[1, 2, 3])
+    p.add_argument("--qualities", type=int, nargs="+", default=[1, 2, 3], help="plain cae1d qualities")
+    p.add_argument("--bounded-qualities", type=int, nargs="+", default=[2],
+                   help="qualities of the learned part under the residual (default: 2, cae1d's default)")
     p.add_argument("--scenes", nargs="*", default=None, help="file names (default: every *.tif)")
     p.add_argument("--out", default=None, help="JSON record")
     args = p.parse_args(argv)
@@ -118,7 +122,8 @@ def main(argv=None) -> int:
               "bounds": args.bounds, "float_scale": args.float_scale, "scenes": []}
     with tempfile.TemporaryDirectory() as folder:
         for s in scenes:
-            result["scenes"].append(run_scene(s, args.bounds, args.float_scale, args.qualities, folder))
+            result["scenes"].append(run_scene(s, args.bounds, args.float_scale, args.qualities,
+                                               args.bounded_qualities, folder))
             print(table(result["scenes"][-1], args.bounds) + "\n", flush=True)
             if args.out:
                 Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
