@@ -24,7 +24,8 @@ Section layout (after the tile's learned payload)::
 
     u32 CRC32 of the learned reconstruction P (source type, C order): the decoder's must match
     u32 n, zlib of per band: i8 alpha, u8 model, u8 shift, i64 centre
-    u32 n, rANS string (high parts of all bands, band-major, valid samples only)
+    u32 n, rANS strings of the high parts (valid samples, band-major): one per group of whole bands
+           of at least 2^20 samples (the last group may be smaller), each as u32 length + bytes
     u32 n, raw low bits (bands in order, per sample its ``shift`` low bits, LSB first)
     u32 count, u32 n, zlib of count u32 sample-index gaps and count exact samples (source type)
 """
@@ -242,6 +243,19 @@ def _low_bits(lo: np.ndarray, shift: int) -> np.ndarray:
 _PARAM = struct.Struct("<bBBq")  # per band: alpha (x 64), model, shift, centre
 
 
+def _groups(counts: list[int], size: int = 1 << 20) -> list[tuple[int, int]]:
+    """Ranges [a, b) of bands coded as one rANS string: whole bands, at least ``size`` samples (but the last)."""
+    out, a, total = [], 0, 0
+    for b, c in enumerate(counts):
+        total += c
+        if total >= size:
+            out.append((a, b + 1))
+            a, total = b + 1, 0
+    if total:
+        out.append((a, len(counts)))
+    return out
+
+
 def encode_q(q_bands: list[np.ndarray], alphas: list[int]) -> tuple[bytes, bytes, bytes]:
     """(band parameters, rANS string, low bits) for per-band q arrays (valid samples); see the module doc."""
     from compressai.ans import RansEncoder
@@ -258,10 +272,13 @@ def encode_q(q_bands: list[np.ndarray], alphas: list[int]) -> tuple[bytes, bytes
         indexes.append(np.full(hi.size, model, dtype=np.int64))
         if shift:
             low.append(_low_bits((q - (hi << shift)).view(np.uint64), shift))
-    sym = np.concatenate(symbols) if symbols else np.zeros(0, np.int64)
-    idx = np.concatenate(indexes) if indexes else np.zeros(0, np.int64)
-    string = RansEncoder().encode_with_indexes(sym.tolist(), idx.tolist(), CDFS, [len(c) for c in CDFS],
-                                               [-HALF_WIDTH] * N_MODELS) if sym.size else b""
+    strings = []
+    for a, b in _groups([s.size for s in symbols]):  # bounded lists: Python ints cost ~36 bytes each
+        sym, idx = np.concatenate(symbols[a:b]), np.concatenate(indexes[a:b])
+        s = RansEncoder().encode_with_indexes(sym.tolist(), idx.tolist(), CDFS, [len(c) for c in CDFS],
+                                              [-HALF_WIDTH] * N_MODELS)
+        strings += [struct.pack("<I", len(s)), s]
+    string = b"".join(strings)
     packed = np.packbits(np.concatenate(low)).tobytes() if low else b""
     return b"".join(params), string, packed
 
@@ -276,18 +293,23 @@ def decode_q(params: list[tuple[int, int, int, int]], string: bytes, packed: byt
     models, shifts, centres = [p[1] for p in params], [p[2] for p in params], [p[3] for p in params]
     if any(m >= N_MODELS for m in models) or any(s > MAX_SHIFT for s in shifts):
         raise FormatError("residual section names an unknown model or shift")
-    n = sum(counts)
     low_bits = sum(c * s for c, s in zip(counts, shifts))
     if len(packed) != -(-low_bits // 8):
         raise FormatError(f"residual low bits are {len(packed)} bytes, expected {-(-low_bits // 8)}")
-    if n == 0:
-        if string:
-            raise FormatError("residual string for a tile without valid samples")
-        return [np.zeros(0, np.int64) for _ in counts]
-    idx = np.repeat(np.array(models, dtype=np.int64), counts).tolist()
-    hi = np.asarray(RansDecoder().decode_with_indexes(guarded_string(string, n), idx, CDFS,
-                                                      [len(c) for c in CDFS], [-HALF_WIDTH] * N_MODELS),
-                    dtype=np.int64)
+    his, pos = [], 0
+    for a, b in _groups(counts):
+        (size,) = struct.unpack_from("<I", string, pos)
+        if pos + 4 + size > len(string):
+            raise FormatError("residual string runs past the end of its part")
+        m = sum(counts[a:b])
+        idx = np.repeat(np.array(models[a:b], dtype=np.int64), counts[a:b]).tolist()
+        his.append(np.asarray(RansDecoder().decode_with_indexes(
+            guarded_string(string[pos + 4:pos + 4 + size], m), idx, CDFS, [len(c) for c in CDFS],
+            [-HALF_WIDTH] * N_MODELS), dtype=np.int64))
+        pos += 4 + size
+    if pos != len(string):
+        raise FormatError("trailing bytes after the residual strings")
+    hi = np.concatenate(his) if his else np.zeros(0, np.int64)
     bits = np.unpackbits(np.frombuffer(packed, dtype=np.uint8), count=low_bits) if low_bits else None
     out, pos, bpos = [], 0, 0
     for c, s, centre in zip(counts, shifts, centres):
@@ -391,7 +413,7 @@ def decode_section(data: bytes, pred: np.ndarray, valid: np.ndarray, e: float, f
     vb = _flat(valid)
     try:
         qs = decode_q(params, parts[1], parts[2], vb.sum(axis=1).tolist())
-    except (ValueError, RuntimeError, OverflowError) as err:
+    except (ValueError, RuntimeError, OverflowError, struct.error) as err:
         raise FormatError(f"corrupt residual section: {type(err).__name__}: {err}") from None
     q = np.zeros(vb.shape, np.int64)
     for b in range(bands):
