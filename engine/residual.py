@@ -4,8 +4,10 @@ With ``max_abs_error`` E the decoder's output differs from the source by at most
 sample, in source units and type (E = 0: lossless, bit-exact for floats too). The encoder decodes its
 own learned tile exactly as the decoder will (``P``) and codes, band after band, what is left:
 
-* the prediction of band b is ``P_b`` plus alpha_b/64 of band b-1's decoded residual (closed loop: the
-  decoder has it), since the learned codec's errors are correlated from band to band;
+* band b is predicted from the learned ``P_b`` and ``P_{b-1}`` and the previous band's decoded values
+  (closed loop: the decoder has them) with three least-squares weights per band, since hyperspectral
+  bands are strongly correlated and the learned reconstruction alone is a poor predictor (see
+  docs/benchmarks/error_bounded.md);
 * integer types: the rest ``r`` is quantised near-losslessly, ``q = sign(r) floor((|r| + e) / (2e + 1))``
   with ``e = floor(E)``, the decoder outputs ``clip(prediction + q (2e + 1))``, within e of x;
 * floats, E > 0: ``q = rint(r / 2E)`` in float64, output rounded to the float type;
@@ -23,7 +25,7 @@ models are built with integer arithmetic only, so encoder and decoder derive the
 Section layout (after the tile's learned payload)::
 
     u32 CRC32 of the learned reconstruction P (source type, C order): the decoder's must match
-    u32 n, zlib of per band: i8 alpha, u8 model, u8 shift, i64 centre
+    u32 n, zlib of per band: 3 x i16 prediction weights (x 2^-10), u8 model, u8 shift, i64 centre
     u32 n, rANS strings of the high parts (valid samples, band-major): one per group of whole bands
            of at least 2^20 samples (the last group may be smaller), each as u32 length + bytes
     u32 n, raw low bits (bands in order, per sample its ``shift`` low bits, LSB first)
@@ -130,12 +132,6 @@ class _Domain:
         with np.errstate(over="ignore", invalid="ignore"):
             return _from_ordered(v, self.dtype) if self.e == 0 else v.astype(self.dtype)
 
-    def predict(self, base: np.ndarray, d_prev: np.ndarray, alpha: int) -> np.ndarray:
-        """``base`` plus alpha/64 of the previous band's decoded residual (integer or IEEE arithmetic only)."""
-        if self.exact_int:
-            return base + ((alpha * d_prev + 32) >> 6)  # wraps like the decoder for float64 bit patterns
-        return base + (alpha / 64.0) * d_prev
-
     def quantise(self, r: np.ndarray) -> np.ndarray:
         if self.dtype.kind in "iu":
             e = int(self.e)
@@ -157,42 +153,59 @@ class _Domain:
         return pred + q.astype(np.float64) * self.step
 
 
-def _alpha(r0: np.ndarray, d_prev: np.ndarray) -> int:
-    """Least-squares weight (x 64, int8) of the previous band's residual in this band's (encoder only)."""
-    a, b = r0.astype(np.float64), d_prev.astype(np.float64)
-    den = float(b @ b)
-    if not np.isfinite(den) or den == 0:
-        return 0
-    w = float(a @ b) / den
-    return int(np.clip(np.rint(64 * w), -128, 127)) if np.isfinite(w) else 0
+WEIGHT_BITS = 10  # prediction weights are int16 in units of 2^-10
+
+
+def _weights(y: np.ndarray, regressors: list[np.ndarray]) -> tuple[int, int, int]:
+    """Least-squares weights (x 2^10, int16) of the regressors for ``y`` (encoder only; stored per band)."""
+    a = np.stack([r.astype(np.float64) for r in regressors], axis=1)
+    y = y.astype(np.float64)
+    default = (0, 1 << WEIGHT_BITS, 0)  # the learned reconstruction alone
+    if y.size < 3 or not (np.isfinite(a).all() and np.isfinite(y).all()):
+        return default
+    try:
+        w = np.linalg.lstsq(a, y, rcond=None)[0]
+    except np.linalg.LinAlgError:
+        return default
+    if not np.isfinite(w).all():
+        return default
+    return tuple(int(v) for v in np.clip(np.rint(w * (1 << WEIGHT_BITS)), -32768, 32767))
 
 
 def _run(dom: _Domain, base: np.ndarray, valid: np.ndarray, x: np.ndarray | None, q: np.ndarray | None,
-         alphas: list[int] | None) -> tuple[np.ndarray, np.ndarray, list[int]]:
-    """Band by band, the decoded values; the encoder passes ``x`` (and gets q, alphas), the decoder q and alphas.
+         weights: list[tuple[int, int, int]] | None) -> tuple[np.ndarray, np.ndarray, list]:
+    """Band by band, the decoded values; the encoder passes ``x`` (and gets q, weights), the decoder q and weights.
 
+    Band b is predicted from the previous band's decoded values ``v_{b-1}`` and the learned reconstruction
+    of bands b and b-1: ``(w1 v_{b-1} + w2 P_b + w3 P_{b-1}) / 2^10``, in integer arithmetic where the
+    domain is integer (any machine computes the same), else in IEEE float64 operations in this order.
     ``base``, ``valid``, ``x``: (bands, pixels) in the domain; ``q``: (bands, pixels), 0 where invalid.
     """
     bands = base.shape[0]
     v = np.empty_like(base)
-    d_prev = np.zeros_like(base[0])
+    if not dom.exact_int:  # NaN (invalid) or infinite learned samples must not poison predictions
+        with np.errstate(invalid="ignore"):
+            base = np.where(np.isfinite(base), base, 0.0)
+    zero = np.zeros_like(base[0])
+    v_prev, p_prev = zero, zero
     if x is not None:
-        q, alphas = np.zeros(base.shape, np.int64), []
+        q, weights = np.zeros(base.shape, np.int64), []
     for b in range(bands):
         if x is not None:
-            with np.errstate(invalid="ignore", over="ignore"):
-                alphas.append(_alpha((x[b] - base[b])[valid[b]], d_prev[valid[b]]))
-        pred = dom.predict(base[b], d_prev, alphas[b])
-        if x is not None:
-            with np.errstate(invalid="ignore", over="ignore"):
-                q[b] = np.where(valid[b], dom.quantise(x[b] - pred), 0)
+            m = valid[b]
+            weights.append(_weights(x[b][m], [v_prev[m], base[b][m], p_prev[m]]))
+        w1, w2, w3 = weights[b]
         with np.errstate(invalid="ignore", over="ignore"):
+            if dom.exact_int:  # wraps modulo 2^64 like the decoder for float64 bit patterns
+                pred = (w1 * v_prev + w2 * base[b] + w3 * p_prev + (1 << (WEIGHT_BITS - 1))) >> WEIGHT_BITS
+            else:
+                pred = (w1 * v_prev + w2 * base[b] + w3 * p_prev) / float(1 << WEIGHT_BITS)
+            if x is not None:
+                q[b] = np.where(valid[b], dom.quantise(x[b] - pred), 0)
             v[b] = dom.value(pred, q[b])
-            d = v[b] - base[b]
-        if not dom.exact_int:
-            d[~np.isfinite(d)] = 0  # an overflowed sample (an exception) must not spread to the next band
-        d_prev = np.where(valid[b], d, 0)
-    return v, q, alphas
+        cur = v[b] if dom.exact_int else np.where(np.isfinite(v[b]), v[b], 0.0)  # an overflow is an exception
+        v_prev, p_prev = np.where(valid[b], cur, 0), base[b]
+    return v, q, weights
 
 
 def within_bound(x: np.ndarray, rec: np.ndarray, e: float) -> np.ndarray:
@@ -240,7 +253,7 @@ def _low_bits(lo: np.ndarray, shift: int) -> np.ndarray:
     return bits[:, :shift].reshape(-1)
 
 
-_PARAM = struct.Struct("<bBBq")  # per band: alpha (x 64), model, shift, centre
+_PARAM = struct.Struct("<hhhBBq")  # per band: 3 prediction weights, model, shift, centre
 
 
 def _groups(counts: list[int], size: int = 1 << 20) -> list[tuple[int, int]]:
@@ -256,17 +269,17 @@ def _groups(counts: list[int], size: int = 1 << 20) -> list[tuple[int, int]]:
     return out
 
 
-def encode_q(q_bands: list[np.ndarray], alphas: list[int]) -> tuple[bytes, bytes, bytes]:
+def encode_q(q_bands: list[np.ndarray], weights: list[tuple[int, int, int]]) -> tuple[bytes, bytes, bytes]:
     """(band parameters, rANS string, low bits) for per-band q arrays (valid samples); see the module doc."""
     from compressai.ans import RansEncoder
 
     params, symbols, indexes, low = [], [], [], []
-    for q, alpha in zip(q_bands, alphas):
+    for q, w in zip(q_bands, weights):
         centre = int(np.clip(np.median(q), -2.0 ** 62, 2.0 ** 62)) if q.size else 0
         with np.errstate(over="ignore"):
             q = q - centre  # modulo 2^64 like the decoder's sum
         model, shift = _choose(q)
-        params.append(_PARAM.pack(alpha, model, shift, centre))
+        params.append(_PARAM.pack(*w, model, shift, centre))
         hi = q >> shift
         symbols.append(hi)
         indexes.append(np.full(hi.size, model, dtype=np.int64))
@@ -283,14 +296,14 @@ def encode_q(q_bands: list[np.ndarray], alphas: list[int]) -> tuple[bytes, bytes
     return b"".join(params), string, packed
 
 
-def decode_q(params: list[tuple[int, int, int, int]], string: bytes, packed: bytes,
+def decode_q(params: list[tuple], string: bytes, packed: bytes,
              counts: list[int]) -> list[np.ndarray]:
     """Inverse of :func:`encode_q` for bands of ``counts`` valid samples; FormatError if inconsistent."""
     from compressai.ans import RansDecoder
 
     from engine.codecs.learned import guarded_string
 
-    models, shifts, centres = [p[1] for p in params], [p[2] for p in params], [p[3] for p in params]
+    models, shifts, centres = [p[3] for p in params], [p[4] for p in params], [p[5] for p in params]
     if any(m >= N_MODELS for m in models) or any(s > MAX_SHIFT for s in shifts):
         raise FormatError("residual section names an unknown model or shift")
     low_bits = sum(c * s for c, s in zip(counts, shifts))
@@ -374,9 +387,9 @@ def encode_section(raw: np.ndarray, pred: np.ndarray, valid: np.ndarray, e: floa
     """
     x = np.ascontiguousarray(raw, dtype=pred.dtype)
     dom = _Domain(pred.dtype, e)
-    v, q, alphas = _run(dom, dom.encode(_flat(pred)), _flat(valid), dom.encode(_flat(x)), None, None)
+    v, q, weights = _run(dom, dom.encode(_flat(pred)), _flat(valid), dom.encode(_flat(x)), None, None)
     vb = _flat(valid)
-    params, string, packed = encode_q([q[b][vb[b]] for b in range(q.shape[0])], alphas)
+    params, string, packed = encode_q([q[b][vb[b]] for b in range(q.shape[0])], weights)
     rec = dom.decode(v).reshape(pred.shape)
     finish(rec)
     where = np.flatnonzero(valid & ~within_bound(x, rec, e))
@@ -419,7 +432,7 @@ def decode_section(data: bytes, pred: np.ndarray, valid: np.ndarray, e: float, f
     for b in range(bands):
         q[b][vb[b]] = qs[b]
     dom = _Domain(pred.dtype, e)
-    v, _, _ = _run(dom, dom.encode(_flat(pred)), vb, None, q, [p[0] for p in params])
+    v, _, _ = _run(dom, dom.encode(_flat(pred)), vb, None, q, [p[:3] for p in params])
     rec = dom.decode(v).reshape(pred.shape)
     finish(rec)
     rec.reshape(-1)[where] = values

@@ -211,9 +211,9 @@ def test_corrupt_residual_sections_are_format_errors(bounded_tile):
         payload[:-1],  # exceptions cut short
         payload + b"\0",  # trailing byte
         with_params(params[:-1]),  # band parameters of the wrong size
-        with_params(params[:1] + bytes([200]) + params[2:]),  # unknown model
-        with_params(params[:2] + bytes([64]) + params[3:]),  # shift out of range
-        with_params(params[:2] + bytes([3]) + params[3:]),  # low bits of the wrong length
+        with_params(params[:6] + bytes([200]) + params[7:]),  # unknown model
+        with_params(params[:7] + bytes([64]) + params[8:]),  # shift out of range
+        with_params(params[:7] + bytes([3]) + params[8:]),  # low bits of the wrong length
         payload[:p1] + struct.pack("<I", 2**32 - 1) + payload[p1 + 4:],  # string past the end
         payload[:p2] + struct.pack("<I", 7) + payload[p2 + 4:],  # wrong low-bit length
         payload[:pos] + struct.pack("<I", 10**6) + payload[pos + 4:],  # too many exceptions
