@@ -9,6 +9,10 @@ hold reflectance or radiance in units ~10^4 times larger per step, so they use E
     OMP_NUM_THREADS=1 nice -n 5 python scripts/bench_error_bounded.py --out docs/benchmarks/error_bounded.json
 
 Writes the JSON record (rewritten after every scene) and prints a Markdown table per scene.
+
+``--residual-alone`` measures instead, for reference, the residual section alone with a zero learned
+reconstruction (the same coder as plain spectral DPCM; not a mode HSIC offers): how much the learned
+part helps the residual, against what it costs.
 """
 
 from __future__ import annotations
@@ -82,6 +86,24 @@ def run_scene(path: Path, bounds: list[float], float_scale: float, qualities: li
     return rec
 
 
+def residual_alone(path: Path, bounds: list[float], float_scale: float) -> dict:
+    """bpppc of residual sections (one tile = the scene) predicted without a learned part."""
+    import numpy as np
+
+    from engine import residual
+    from engine.normalise import valid_mask
+    from hsi_gdal.source import RasterSource
+
+    src = RasterSource(str(path))
+    info = src.info
+    x = src.read_window(0, 0, info.rows, info.cols)
+    valid = valid_mask(x, info.nodata)
+    pred = np.where(valid, np.zeros_like(x), x)
+    scale = float_scale if info.dtype.startswith("float") else 1.0
+    return {"scene": path.name, "bpppc": {f"{e * scale:g}": len(residual.encode_section(
+        x, pred, valid, e * scale, lambda r: None)) * 8 / x.size for e in bounds}}
+
+
 def table(rec: dict, bounds: list[float]) -> str:
     qs = sorted({b["quality"] for b in rec["bounded"]})
     lines = [f"**{rec['scene']}** ({rec['dtype']}, {' x '.join(map(str, rec['shape']))}): DEFLATE lossless "
@@ -109,6 +131,7 @@ def main(argv=None) -> int:
                    help="qualities of the learned part under the residual (default: 2, cae1d's default)")
     p.add_argument("--scenes", nargs="*", default=None, help="file names (default: every *.tif)")
     p.add_argument("--out", default=None, help="JSON record")
+    p.add_argument("--residual-alone", action="store_true", help="only the reference without a learned part")
     args = p.parse_args(argv)
     import torch
 
@@ -120,6 +143,13 @@ def main(argv=None) -> int:
         raise SystemExit(f"no scenes (*.tif) in {args.data}")
     result = {"command": " ".join(["python"] + [os.path.relpath(sys.argv[0], ROOT)] + sys.argv[1:]),
               "bounds": args.bounds, "float_scale": args.float_scale, "scenes": []}
+    if args.residual_alone:
+        result["residual_alone"] = [residual_alone(s, args.bounds, args.float_scale) for s in scenes]
+        for r in result["residual_alone"]:
+            print(r["scene"], "; ".join(f"E={e}: {v:.3f}" for e, v in r["bpppc"].items()), flush=True)
+        if args.out:
+            Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+        return 0
     with tempfile.TemporaryDirectory() as folder:
         for s in scenes:
             result["scenes"].append(run_scene(s, args.bounds, args.float_scale, args.qualities,
