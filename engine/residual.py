@@ -46,7 +46,7 @@ from engine.errors import CodecError, FormatError, InputError
 PRECISION = 16  # compressai's rANS works with 16-bit CDFs
 HALF_WIDTH = 127  # symbols -127..127 per model, larger high parts escape (bypass coding)
 MAX_SHIFT = 63
-_HI_LIMIT = 1 << 29  # |high part| below this fits compressai's int32 symbols (bypass of 2|v|)
+_HI_BITS = 29  # |high part| < 2^29 fits compressai's int32 symbols (its bypass codes 2|v|)
 
 
 def _decays() -> list[int]:
@@ -228,7 +228,7 @@ def _choose(q: np.ndarray) -> tuple[int, int]:
     if q.size == 0:
         return 0, 0
     top = max(int(q.max()), -int(q.min()))  # Python ints: q may hold -2^63 (float64 bit differences)
-    need = max(0, top.bit_length() - 29)  # high parts must fit the coder's symbols
+    need = max(0, top.bit_length() - _HI_BITS)  # high parts must fit the coder's symbols
     m = float(np.abs(q.astype(np.float64)).mean())
     guess = max(need, int(math.log2(m)) - 2 if m >= 8 else 0)
     best = None

@@ -234,7 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rate control: the cheapest quality with at most this mean SAM (deg) on every tile")
     c.add_argument("--max-abs-error", type=float, default=None, metavar="E",
                    help="error-bounded mode: every sample decodes within E of the source, in its units "
-                        "(0: lossless); the learned codec plus a coded residual (not with --bpppc/--min-psnr/--max-sam)")
+                        "(0: lossless); the learned codec plus a coded residual (no rate or quality target)")
     c.set_defaults(func=cmd_compress)
 
     d = sub.add_parser("decompress", parents=[common, device], help="decode a .hsic to GeoTIFF or ENVI")

@@ -121,6 +121,26 @@ def table(rec: dict, bounds: list[float]) -> str:
     return "\n".join(lines)
 
 
+def summary(result: dict, alone: dict | None = None) -> str:
+    """One table: per scene DEFLATE, plain cae1d, and the cheapest cae1d + residual per E (its quality)."""
+    bounds = result["bounds"]
+    ref = {r["scene"]: r["bpppc"] for r in (alone or {}).get("residual_alone", [])}
+    head = ["scene", "type", "DEFLATE (lossless)", "cae1d q1 / q2 / q3 (lossy)"] + [f"E={e:g}" for e in bounds]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for rec in result["scenes"]:
+        cells = [rec["scene"].replace(".tif", ""), rec["dtype"], f"{rec['deflate_bpppc']:.2f}",
+                 " / ".join(f"{p['bpppc']:.2f}" for p in rec["plain"])]
+        for e in bounds:
+            e = e * rec["bound_scale"]
+            rows = [b for b in rec["bounded"] if b["max_abs_error"] == e]
+            best = min(rows, key=lambda b: b["bpppc"])
+            alone_rate = ref.get(rec["scene"], {}).get(f"{e:g}")
+            cells.append(f"**{best['bpppc']:.2f}** (q{best['quality']})"
+                         + (f" [{alone_rate:.2f}]" if alone_rate is not None else ""))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "hsi" / "test"))
@@ -132,7 +152,14 @@ def main(argv=None) -> int:
     p.add_argument("--scenes", nargs="*", default=None, help="file names (default: every *.tif)")
     p.add_argument("--out", default=None, help="JSON record")
     p.add_argument("--residual-alone", action="store_true", help="only the reference without a learned part")
+    p.add_argument("--summary", nargs="+", metavar="JSON",
+                   help="print the summary table of a run's JSON (and of a --residual-alone JSON), then exit")
     args = p.parse_args(argv)
+    if args.summary:
+        runs = [json.loads(Path(f).read_text()) for f in args.summary]
+        main_run = next(r for r in runs if "scenes" in r)
+        print(summary(main_run, next((r for r in runs if "residual_alone" in r), None)))
+        return 0
     import torch
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
