@@ -433,7 +433,7 @@ def decode_section(data: bytes, pred: np.ndarray, valid: np.ndarray, e: float, f
         q[b][vb[b]] = qs[b]
     dom = _Domain(pred.dtype, e)
     v, _, _ = _run(dom, dom.encode(_flat(pred)), vb, None, q, [p[:3] for p in params])
-    rec = dom.decode(v).reshape(pred.shape)
+    rec = np.ascontiguousarray(dom.decode(v).reshape(pred.shape))  # C order: flat indices below
     finish(rec)
     rec.reshape(-1)[where] = values
     return rec

@@ -26,7 +26,9 @@ class Coarse(TileCodec):
         return zlib.compress(np.rint(np.asarray(tile, np.float64) * 40).astype("<i4").tobytes(), 1)
 
     def decode_tile(self, data, shape):
-        return (np.frombuffer(zlib.decompress(data), dtype="<i4").reshape(shape) / 40).astype(np.float32)
+        # Bands fastest in memory, the layout cae1d returns (it transposes): layouts must not matter.
+        tile = (np.frombuffer(zlib.decompress(data), dtype="<i4").reshape(shape) / 40).astype(np.float32)
+        return np.ascontiguousarray(tile.transpose(1, 2, 0)).transpose(2, 0, 1)
 
 
 @pytest.fixture
@@ -111,6 +113,19 @@ def test_values_next_to_nodata_keep_the_bound(tmp_path, coarse):
     cube = rng.integers(1, 4, (5, 8, 8)).astype("uint16")
     cube[:, 0, 0] = 0
     for e in (1, 2, 5):
+        out, _, _ = roundtrip(tmp_path, cube, 0.0, coarse, e)
+        valid = cube != 0
+        assert np.abs(out.astype(int) - cube.astype(int))[valid].max() <= e
+        assert np.all(out[valid] != 0) and np.all(out[~valid] == 0)
+
+
+def test_samples_the_nodata_rule_would_move_are_kept_exactly(tmp_path, coarse):
+    # nodata 0 inside the data range: a valid -1 decoded as 0 would be moved to +1 (error 2 > E = 1), so the
+    # encoder must store it as an exception; the decoder must apply it whatever its array layout.
+    rng = np.random.default_rng(4)
+    cube = rng.choice(np.array([-3, -2, -1, 1, 2, 3], dtype="int16"), (6, 9, 8))
+    cube[:, 0, 0] = 0
+    for e in (1, 2):
         out, _, _ = roundtrip(tmp_path, cube, 0.0, coarse, e)
         valid = cube != 0
         assert np.abs(out.astype(int) - cube.astype(int))[valid].max() <= e
@@ -256,3 +271,16 @@ def test_models_are_integer_tables():
     for cdf in residual.CDFS:
         assert cdf[0] == 0 and cdf[-1] == 1 << 16 and all(b > a for a, b in zip(cdf, cdf[1:]))
         assert len(cdf) == 2 * residual.HALF_WIDTH + 3
+
+
+def test_exceptions_apply_whatever_the_memory_layout():
+    # Every sample decodes to 0 = nodata and is moved to +1 by the nodata rule: the -1s break E = 1 and
+    # must come back from the exact list, with the learned tile in cae1d's layout (bands fastest).
+    from engine.pipeline import _finish
+
+    x = np.random.default_rng(5).choice(np.array([-1, 1], dtype="int16"), (4, 5, 6))
+    valid = np.ones(x.shape, bool)
+    pred = np.zeros((5, 6, 4), "int16").transpose(2, 0, 1)
+    finish = lambda rec: _finish(rec, 0.0, valid, None)  # noqa: E731
+    out = residual.decode_section(residual.encode_section(x, pred, valid, 1, finish), pred, valid, 1, finish)
+    assert np.abs(out.astype(int) - x).max() <= 1 and not (out == 0).any()
