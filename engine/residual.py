@@ -95,7 +95,7 @@ def check_max_abs_error(value) -> float | None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Quantisation, with the previous band's residual as a prediction (closed loop)
+# Quantisation after a closed-loop prediction from the previous band
 # ---------------------------------------------------------------------------------------------
 
 def _ordered(a: np.ndarray) -> np.ndarray:
