@@ -34,6 +34,7 @@ MAGIC = b"\x89HSI\r\n\x1a\n"
 FORMAT_MAJOR = 1
 FORMAT_MINOR = 0
 TRAILER_MINOR = 1  # minor version of files with a trailer after the last payload (format 1.1)
+BOUNDED_MINOR = 2  # minor version of error-bounded files (header max_abs_error, format 1.2)
 SUPPORTED_DTYPES = ("uint8", "int8", "uint16", "int16", "uint32", "int32", "float32", "float64")
 
 MAX_HEADER_BYTES = 16 << 20
@@ -154,6 +155,8 @@ class Header:
     band_offset: tuple[float | None, ...] = ()
     metadata: dict[str, str] = field(default_factory=dict)
     codec_options: dict[str, Any] = field(default_factory=dict)
+    # Format 1.2: every valid sample decodes within this of the source (0: lossless); None: not bounded.
+    max_abs_error: float | None = None
 
     def __post_init__(self) -> None:
         def put(name: str, value: object) -> None:
@@ -207,6 +210,11 @@ class Header:
         if len(text) > MAX_CODEC_OPTIONS_BYTES:
             raise FormatError(f"header field 'codec_options' is too large ({len(text)} bytes)")
         put("codec_options", json.loads(text))  # a deep copy in canonical JSON types
+        if self.max_abs_error is not None:
+            e = _real("max_abs_error", self.max_abs_error, finite=True)
+            if e < 0:
+                raise _bad("max_abs_error", e, ">= 0")
+            put("max_abs_error", e)
 
     @classmethod
     def create(cls, *, norm_offset: float | Iterable[float] = 0.0,
@@ -223,7 +231,7 @@ class Header:
             if isinstance(norm_scale, numbers.Real):
                 norm_scale = (norm_scale,) * int(bands)
         optional = ("weights_sha256", "crs_wkt", "band_descriptions", "band_metadata",
-                    "band_scale", "band_offset", "metadata", "codec_options")
+                    "band_scale", "band_offset", "metadata", "codec_options", "max_abs_error")
         for name in optional:
             if fields.get(name, ...) is None:
                 del fields[name]
@@ -238,7 +246,7 @@ class Header:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON object stored in the file (non-finite floats as "nan"/"inf"/"-inf")."""
-        return {
+        d = {
             "rows": self.rows, "cols": self.cols, "bands": self.bands, "dtype": self.dtype,
             "nodata": _float_to_json(self.nodata),
             "tile_rows": self.tile_rows, "tile_cols": self.tile_cols,
@@ -253,6 +261,9 @@ class Header:
             "metadata": dict(self.metadata),
             "codec_options": self.codec_options,
         }
+        if self.max_abs_error is not None:  # format 1.2, optional: files without it read as before
+            d["max_abs_error"] = self.max_abs_error
+        return d
 
     def to_json_bytes(self) -> bytes:
         """UTF-8 JSON, deterministic (sorted keys) so that equal headers give equal bytes."""
@@ -282,6 +293,7 @@ class Header:
             raise FormatError(f"header JSON lacks field(s): {', '.join(missing)}")
         # Keys not listed are ignored: a newer minor version may add fields (docs/format.md).
         fields = {k: obj[k] for k in required}
+        fields["max_abs_error"] = obj.get("max_abs_error")
         fields["nodata"] = _float_from_json("nodata", obj["nodata"])
         for name in ("band_scale", "band_offset"):
             if isinstance(obj[name], list):
@@ -357,7 +369,7 @@ def write_hsic(path: PathLike, header: Header, tiles: Iterable[bytes], trailer: 
     if n > _U32_MAX:
         raise InputError(f"{n} tiles is more than a .hsic file can index; use larger tiles")
 
-    minor = TRAILER_MINOR if trailer else FORMAT_MINOR
+    minor = BOUNDED_MINOR if header.max_abs_error is not None else TRAILER_MINOR if trailer else FORMAT_MINOR
     prefix = _PREFIX.pack(MAGIC, FORMAT_MAJOR, minor, codec_number(header.codec), 0,
                           len(head), n)
     index_pos = len(prefix) + len(head) + _CRC.size

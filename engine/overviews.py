@@ -56,7 +56,9 @@ def default_factors(rows: int, cols: int) -> tuple[int, ...]:
 
 def level_header(header: Header, factor: int) -> Header:
     """The header a level's tiles are coded with: the scene's, at the level's size."""
-    return dataclasses.replace(header, rows=-(-header.rows // factor), cols=-(-header.cols // factor))
+    # Levels are previews: coded without the error bound of an error-bounded file (no residual).
+    return dataclasses.replace(header, rows=-(-header.rows // factor), cols=-(-header.cols // factor),
+                               max_abs_error=None)
 
 
 def block_mean(raw: np.ndarray, factor: int, nodata: float | None) -> tuple[np.ndarray, np.ndarray]:

@@ -11,6 +11,14 @@ A tile payload in the container is::
     codec bytes
 
 Invalid samples decode to the nodata value, or to NaN where the NaN mask says so: both exactly.
+
+An error-bounded file (header ``max_abs_error`` set, format 1.2) sets flag bit 2 and ends differently::
+
+    u32 length, codec bytes
+    residual section (engine/residual.py)
+
+The learned part is decoded on the CPU in that case, by the encoder too (see ``residual_codec``), so
+that both compute the same reconstruction; the section checks that they did.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ from typing import Callable
 
 import numpy as np
 
+from engine import residual
 from engine.container import Header, open_hsic, write_hsic
 from engine.errors import CancelledError, CodecError, FormatError, HSICError, InputError
 from engine.normalise import fill_invalid, normalisation, valid_mask, valid_range
@@ -47,6 +56,7 @@ def check_tile_size(bands: int, tile_rows: int, tile_cols: int) -> str | None:
                 f"{MAX_TILE_PIXELS} pixels and {MAX_TILE_SAMPLES} samples per tile")
     return None
 OVERVIEW_PROGRESS_SHARE = 0.1
+_RESIDUAL_FLAG = 4  # tile flag bit 2: error-bounded tile (codec bytes with their length, then a residual section)
 SUPPORTED_DTYPES = ("uint8", "int8", "uint16", "int16", "uint32", "int32", "float32", "float64")
 
 ReadWindow = Callable[[int, int, int, int], np.ndarray]
@@ -105,8 +115,12 @@ def _norm(header: Header) -> tuple[np.ndarray, np.ndarray]:
             np.asarray(header.norm_scale, dtype=np.float64)[:, None, None])
 
 
-def encode_payload(raw: np.ndarray, header: Header, codec) -> bytes:
-    """One tile's payload from raw source samples (bands, h, w), h and w possibly cropped at the edge."""
+def encode_payload(raw: np.ndarray, header: Header, codec, decoder=None) -> bytes:
+    """One tile's payload from raw source samples (bands, h, w), h and w possibly cropped at the edge.
+
+    ``decoder``: for an error-bounded header, the codec instance the decoder will use (a CPU one,
+    :func:`residual_codec`); ``codec`` itself when None.
+    """
     valid = valid_mask(raw, header.nodata)
     offset, scale = _norm(header)
     x = ((raw.astype(np.float64) - offset) / scale).astype(np.float32)
@@ -119,12 +133,27 @@ def encode_payload(raw: np.ndarray, header: Header, codec) -> bytes:
         nan = np.isnan(raw) if raw.dtype.kind == "f" else None
         if nan is not None and nan.any() and not (header.nodata is not None and np.isnan(header.nodata)):
             masks.append(nan)
-    parts = [bytes([(1 << len(masks)) - 1])]
+    bounded = header.max_abs_error is not None
+    parts = [bytes([(1 << len(masks)) - 1 | (_RESIDUAL_FLAG if bounded else 0)])]
     for m in masks:
         packed = zlib.compress(np.packbits(m).tobytes(), 9)
         parts += [struct.pack("<I", len(packed)), packed]
-    parts.append(codec.encode_tile(x))
-    return b"".join(parts)
+    coded = codec.encode_tile(x)
+    if not bounded:
+        return b"".join(parts + [coded])
+    pred = _decode_learned(coded, header, decoder or codec, raw.shape[1], raw.shape[2], masks)
+    nan = masks[1] if len(masks) == 2 else None
+    section = residual.encode_section(raw, pred, valid, header.max_abs_error,
+                                      lambda rec: _finish(rec, header.nodata, valid, nan))
+    return b"".join(parts + [struct.pack("<I", len(coded)), coded, section])
+
+
+def residual_codec(coder):
+    """The codec instance that decodes the learned part of error-bounded tiles: ``coder`` if it runs
+    on the CPU, else a CPU instance of the same codec, quality and weights (GPU arithmetic differs)."""
+    if getattr(coder, "torch_device", "cpu") == "cpu":
+        return coder
+    return get_codec(coder.info.id, coder.quality, "cpu", weights=coder.user_weights)
 
 
 def _to_dtype(x: np.ndarray, dtype: np.dtype, nodata: float | None, valid: np.ndarray | None) -> np.ndarray:
@@ -134,6 +163,13 @@ def _to_dtype(x: np.ndarray, dtype: np.dtype, nodata: float | None, valid: np.nd
         out = np.clip(np.rint(x), info.min, info.max).astype(dtype)
     else:
         out = x.astype(dtype)
+    _finish(out, nodata, valid, None)
+    return out
+
+
+def _finish(out: np.ndarray, nodata: float | None, valid: np.ndarray | None, nan: np.ndarray | None) -> None:
+    """In place: move valid samples off the nodata value, then restore invalid ones (nodata, or NaN)."""
+    dtype = out.dtype
     if nodata is not None and not np.isnan(nodata):
         clash = out == nodata
         if clash.any():
@@ -141,9 +177,10 @@ def _to_dtype(x: np.ndarray, dtype: np.dtype, nodata: float | None, valid: np.nd
                 out[clash] = nodata + 1 if nodata < np.iinfo(dtype).max else nodata - 1
             else:
                 out[clash] = np.nextafter(dtype.type(nodata), dtype.type(np.inf))
-    if valid is not None:
+    if valid is not None and not valid.all():
         out[~valid] = nodata if nodata is not None else np.nan
-    return out
+    if nan is not None:
+        out[nan] = np.nan
 
 
 def _inflate_mask(data: bytes, size: int) -> bytes:
@@ -165,12 +202,13 @@ def decode_payload(payload: bytes, header: Header, codec, h: int, w: int) -> np.
     """Decode one tile payload to source units and type, cropped to (bands, h, w)."""
     bands = header.bands
     masks = []
+    bounded = header.max_abs_error is not None
     try:
         flags = payload[0]
-        if flags not in (0, 1, 3):
-            raise FormatError(f"unknown tile flags {flags}")
+        if flags & ~_RESIDUAL_FLAG not in (0, 1, 3) or bool(flags & _RESIDUAL_FLAG) != bounded:
+            raise FormatError(f"unknown tile flags {flags} (header max_abs_error: {header.max_abs_error})")
         pos = 1
-        for _ in range(flags.bit_length()):
+        for _ in range((flags & ~_RESIDUAL_FLAG).bit_length()):
             (n,) = struct.unpack_from("<I", payload, pos)
             if pos + 4 + n > len(payload):
                 raise FormatError("tile mask runs past the end of the payload")
@@ -178,6 +216,13 @@ def decode_payload(payload: bytes, header: Header, codec, h: int, w: int) -> np.
                                  dtype=np.uint8)
             masks.append(np.unpackbits(bits, count=bands * h * w).astype(bool).reshape(bands, h, w))
             pos += 4 + n
+        end = len(payload)
+        if bounded:
+            (n,) = struct.unpack_from("<I", payload, pos)
+            pos += 4
+            end = pos + n
+            if end > len(payload):
+                raise FormatError("tile's codec bytes run past the end of the payload")
     except (IndexError, struct.error, zlib.error) as e:
         raise FormatError(f"corrupt tile payload: {e}") from e
     dtype = np.dtype(header.dtype)
@@ -185,9 +230,20 @@ def decode_payload(payload: bytes, header: Header, codec, h: int, w: int) -> np.
         raise FormatError(f"tile has a no-data mask but nodata {header.nodata} is not a {dtype} value")
     if len(masks) == 2 and dtype.kind != "f":
         raise FormatError(f"tile has a NaN mask but the samples are {dtype}")
+    out = _decode_learned(payload[pos:end], header, codec, h, w, masks)
+    if not bounded:
+        return out
+    valid = ~masks[0] if masks else np.ones(out.shape, dtype=bool)
+    nan = masks[1] if len(masks) == 2 else None
+    return residual.decode_section(payload[end:], out, valid, header.max_abs_error,
+                                   lambda rec: _finish(rec, header.nodata, valid, nan))
+
+
+def _decode_learned(data: bytes, header: Header, codec, h: int, w: int, masks: list[np.ndarray]) -> np.ndarray:
+    """The codec's reconstruction of a tile in source units and type, masks applied."""
     coded = (header.tile_rows, header.tile_cols) if codec.pad_edge_tiles else (h, w)
     try:
-        full = codec.decode_tile(payload[pos:], (bands, *coded))
+        full = codec.decode_tile(data, (header.bands, *coded))
     except (ValueError, RuntimeError, IndexError, OverflowError) as e:
         if isinstance(e, HSICError):
             raise
@@ -203,17 +259,21 @@ def decode_payload(payload: bytes, header: Header, codec, h: int, w: int) -> np.
 
 def compress_scene(info: SceneInfo, read_window: ReadWindow, dst: str, codec: str, quality: int | None = None,
                    device: str = "auto", tile_size: int = DEFAULT_TILE, progress: Progress | None = None,
-                   weights: str | None = None, overviews: tuple[int, ...] | None = None) -> Header:
+                   weights: str | None = None, overviews: tuple[int, ...] | None = None,
+                   max_abs_error: float | None = None) -> Header:
     """Compress a scene into ``dst`` (.hsic, written atomically). Returns the header written.
 
     ``weights``: a user's weights file for the codec and quality (recorded in the header, see
     :mod:`engine.user_weights`), instead of the installed one. ``overviews``: factors of the
     reduced-resolution levels stored with the scene (engine/overviews.py); None chooses them from the
-    scene size, () stores none.
+    scene size, () stores none. ``max_abs_error``: error-bounded mode (engine/residual.py), every valid
+    sample decodes within this of the source, in source units (0: lossless); overviews are not bounded.
     """
     from engine.user_weights import codec_options
 
+    max_abs_error = residual.check_max_abs_error(max_abs_error)
     coder = get_codec(codec, quality, device, weights=weights)
+    decoder = residual_codec(coder) if max_abs_error is not None else None
     grid = TileGrid(info.rows, info.cols, min(tile_size, info.rows), min(tile_size, info.cols))
     too_big = check_tile_size(info.bands, grid.tile_rows, grid.tile_cols)
     if too_big:
@@ -225,7 +285,7 @@ def compress_scene(info: SceneInfo, read_window: ReadWindow, dst: str, codec: st
         weights_sha256=coder.weights_sha256, norm_offset=offset, norm_scale=scale, crs_wkt=info.crs_wkt,
         geotransform=info.geotransform, band_descriptions=info.band_descriptions,
         band_metadata=info.band_metadata, band_scale=info.band_scale, band_offset=info.band_offset,
-        metadata=info.metadata, codec_options=codec_options(weights),
+        metadata=info.metadata, codec_options=codec_options(weights), max_abs_error=max_abs_error,
     )
 
     factors = default_factors(info.rows, info.cols) if overviews is None else tuple(overviews)
@@ -235,7 +295,7 @@ def compress_scene(info: SceneInfo, read_window: ReadWindow, dst: str, codec: st
 
     def payloads():
         for i, (y0, x0, h, w) in enumerate(grid.windows()):
-            yield encode_payload(read_window(y0, x0, h, w), header, coder)
+            yield encode_payload(read_window(y0, x0, h, w), header, coder, decoder)
             check_progress(progress, share + (1 - share) * (i + 1) / grid.n_tiles)
 
     write_hsic(dst, header, payloads(), trailer=trailer)
@@ -259,6 +319,8 @@ class SceneDecoder:
         if too_big:
             self.reader.close()
             raise FormatError(f"{path}: {too_big} (corrupt or foreign file)")
+        if h.max_abs_error is not None:
+            device = "cpu"  # the residual is relative to the CPU reconstruction (see residual_codec)
         try:
             self.codec = get_codec(h.codec, h.quality, device, weights=find_weights(path, h, weights))
         except BaseException:

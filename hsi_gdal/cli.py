@@ -58,14 +58,16 @@ def cmd_compress(args) -> None:
     with _bar(args, "compress") as progress:
         ds = hsi_gdal.Translate(args.output, args.input, codec=args.codec, quality=args.quality,
                                 device=args.device, progress=progress, weights=args.weights, bpppc=args.bpppc,
-                                min_psnr=args.min_psnr, max_sam=args.max_sam)
+                                min_psnr=args.min_psnr, max_sam=args.max_sam, max_abs_error=args.max_abs_error)
     h = ds.header
     size = os.path.getsize(args.output)
     rec = {"input": args.input, "output": args.output, "sidecar": args.output + ".vrt", "codec": h.codec,
            "quality": h.quality, "bytes": size, "bpppc": bpppc(size, h.rows, h.cols, h.bands),
-           "compression_ratio": compression_ratio(size, h.rows, h.cols, h.bands, h.dtype)}
+           "compression_ratio": compression_ratio(size, h.rows, h.cols, h.bands, h.dtype),
+           "max_abs_error": h.max_abs_error}
+    bound = "" if h.max_abs_error is None else f", |error| <= {h.max_abs_error:g}"
     _print(args, rec, [f"{args.output}: {size} bytes, {rec['bpppc']:.4f} bpppc, ratio {rec['compression_ratio']:.1f}:1 "
-                       f"({h.codec} q{h.quality}); sidecar {rec['sidecar']}"])
+                       f"({h.codec} q{h.quality}{bound}); sidecar {rec['sidecar']}"])
 
 
 def cmd_decompress(args) -> None:
@@ -91,9 +93,10 @@ def cmd_info(args) -> None:
     if hasattr(ds, "header"):
         h = ds.header
         rec.update(codec=h.codec, quality=h.quality, tile=[h.tile_rows, h.tile_cols],
-                   weights_sha256=h.weights_sha256,
+                   weights_sha256=h.weights_sha256, max_abs_error=h.max_abs_error,
                    bpppc=bpppc(rec["bytes"], h.rows, h.cols, h.bands))
-        lines.append(f"codec {h.codec} quality {h.quality}, tiles {h.tile_rows}x{h.tile_cols}, "
+        bound = "" if h.max_abs_error is None else f", max abs error {h.max_abs_error:g}"
+        lines.append(f"codec {h.codec} quality {h.quality}{bound}, tiles {h.tile_rows}x{h.tile_cols}, "
                      f"{rec['bytes']} bytes = {rec['bpppc']:.4f} bpppc")
     crs_name = rec["crs_wkt"].split('"')[1] if '"' in rec["crs_wkt"] else "none"
     lines.append(f"CRS {crs_name}")
@@ -229,6 +232,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rate control: the cheapest quality with at least this PSNR (dB) on every tile")
     c.add_argument("--max-sam", type=float, default=None,
                    help="rate control: the cheapest quality with at most this mean SAM (deg) on every tile")
+    c.add_argument("--max-abs-error", type=float, default=None, metavar="E",
+                   help="error-bounded mode: every sample decodes within E of the source, in its units "
+                        "(0: lossless); the learned codec plus a coded residual (no rate or quality target)")
     c.set_defaults(func=cmd_compress)
 
     d = sub.add_parser("decompress", parents=[common, device], help="decode a .hsic to GeoTIFF or ENVI")

@@ -10,6 +10,7 @@ from osgeo import gdal
 from engine.errors import HSICError, HSICIOError, InputError
 from engine.pipeline import DEFAULT_TILE, compress_scene
 from engine.rate_control import Target, compress_to_target
+from engine.residual import check_max_abs_error
 from engine.registry import DEFAULT_CODEC
 from hsi_gdal._gdal import GDAL_TYPES, cache_limit
 from hsi_gdal.dataset import Dataset, Open
@@ -39,7 +40,7 @@ def _check_dst(dst: str, src: str) -> None:
 def Translate(destName, srcDSOrSrcDSName, codec: str | None = None, quality: int | None = None,
               device: str = "auto", progress: Progress | None = None, tile_size: int = DEFAULT_TILE,
               weights: str | None = None, bpppc: float | None = None, min_psnr: float | None = None,
-              max_sam: float | None = None) -> Dataset:
+              max_sam: float | None = None, max_abs_error: float | None = None) -> Dataset:
     """Convert like ``gdal.Translate``, choosing the direction from the destination's extension.
 
     * ``*.hsic``: compress any GDAL raster (or .hsic) with ``codec`` at ``quality`` and write the
@@ -52,6 +53,8 @@ def Translate(destName, srcDSOrSrcDSName, codec: str | None = None, quality: int
     neither at the path recorded in the file nor beside it.
     Rate control (instead of ``quality``): ``bpppc`` (the file lands at or under it), ``min_psnr`` (dB) and
     ``max_sam`` (degrees) on every tile pick the codec's quality; see :mod:`engine.rate_control`.
+    ``max_abs_error``: error-bounded mode, every valid sample decodes within this of the source in
+    source units (0: lossless), whatever the quality; see :mod:`engine.residual`.
     Returns the output opened with :func:`Open`.
     """
     dst = os.fspath(destName)
@@ -59,10 +62,7 @@ def Translate(destName, srcDSOrSrcDSName, codec: str | None = None, quality: int
     _check_dst(dst, src)
     ext = os.path.splitext(dst)[1].lower()
     if ext == ".hsic":
-        targets = {"bpppc": bpppc, "min_psnr": min_psnr, "max_sam": max_sam}
-        target = Target(**targets) if any(v is not None for v in targets.values()) else None
-        if target is not None and quality is not None:
-            raise InputError("give either a quality or a target (bpppc, min_psnr, max_sam), not both")
+        target = check_rate_options(quality, bpppc, min_psnr, max_sam, max_abs_error)
         source = _open_source(src, device)
         if target is not None:
             if weights is not None:
@@ -74,11 +74,13 @@ def Translate(destName, srcDSOrSrcDSName, codec: str | None = None, quality: int
         else:
             with cache_limit():
                 header = compress_scene(source.info, source.read_window, dst, codec or DEFAULT_CODEC, quality,
-                                        device=device, tile_size=tile_size, progress=progress, weights=weights)
+                                        device=device, tile_size=tile_size, progress=progress, weights=weights,
+                                        max_abs_error=max_abs_error)
         write_sidecar(dst, header)
     elif ext in (".tif", ".tiff") or ext in ENVI_EXTENSIONS:
-        if codec is not None or quality is not None or any(v is not None for v in (bpppc, min_psnr, max_sam)):
-            raise InputError("codec, quality and targets apply to .hsic outputs only")
+        if codec is not None or quality is not None or any(v is not None for v in (bpppc, min_psnr, max_sam,
+                                                                                   max_abs_error)):
+            raise InputError("codec, quality, targets and max_abs_error apply to .hsic outputs only")
         writer = _write_geotiff if ext in (".tif", ".tiff") else write_envi
         with cache_limit():
             writer(dst, Open(src, device=device, weights=weights), progress)
@@ -86,6 +88,22 @@ def Translate(destName, srcDSOrSrcDSName, codec: str | None = None, quality: int
         raise InputError(f"{dst}: unknown output type {ext or '(none)'}; use .hsic to compress, "
                          ".tif (GeoTIFF) or .img/.bsq/.dat (ENVI) to decode")
     return Open(dst, device=device)
+
+
+def check_rate_options(quality: int | None = None, bpppc: float | None = None, min_psnr: float | None = None,
+                       max_sam: float | None = None, max_abs_error: float | None = None) -> Target | None:
+    """The rate or quality target these options ask for (None: none); InputError when they conflict.
+
+    Shared by Translate, the CLI and the QGIS algorithm, so all three refuse the same combinations.
+    """
+    targets = {"bpppc": bpppc, "min_psnr": min_psnr, "max_sam": max_sam}
+    target = Target(**targets) if any(v is not None for v in targets.values()) else None
+    if target is not None and quality is not None:
+        raise InputError("give either a quality or a target (bpppc, min_psnr, max_sam), not both")
+    if check_max_abs_error(max_abs_error) is not None and target is not None:
+        raise InputError("max_abs_error bounds every sample's error whatever the rate: it cannot be combined "
+                         "with a target (bpppc, min_psnr, max_sam); give a quality for its learned part instead")
+    return target
 
 
 def _open_source(path: str, device: str):

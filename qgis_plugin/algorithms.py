@@ -56,6 +56,8 @@ class CompressAlgorithm(QgsProcessingAlgorithm):
     TARGETS = {"BPPPC": ("bpppc", "Target rate: at most this many bits per pixel per band"),
                "MIN_PSNR": ("min_psnr", "Target quality: at least this PSNR (dB) on every tile"),
                "MAX_SAM": ("max_sam", "Target quality: at most this mean SAM (degrees) on every tile")}
+    # Error-bounded mode (engine/residual.py): optional, empty = off; with QUALITY, not with a target.
+    MAX_ABS_ERROR = "MAX_ABS_ERROR"
 
     def name(self) -> str:
         return "compress"
@@ -71,6 +73,8 @@ class CompressAlgorithm(QgsProcessingAlgorithm):
             "<input>.hsic next to the input. Or leave Quality empty and set a target instead: "
             "a rate (bits per pixel per band) the file must not exceed, or a minimum PSNR / maximum SAM "
             "every tile must meet; the codec's quality is then chosen by really encoding and measuring. "
+            "Max abs error: every sample decodes within this of the input, in its units (0: lossless); "
+            "a coded residual is added to the learned codec's output (not with a target). "
             "Weights: your own weights file from hsic:train for this codec and quality (keep it beside the "
             ".hsic: decoding needs it)."
         )
@@ -106,6 +110,9 @@ class CompressAlgorithm(QgsProcessingAlgorithm):
         for key, (_, label) in self.TARGETS.items():
             self.addParameter(QgsProcessingParameterNumber(
                 key, label, type=QgsProcessingParameterNumber.Double, minValue=0.0, optional=True))
+        self.addParameter(QgsProcessingParameterNumber(
+            self.MAX_ABS_ERROR, "Max abs error per sample, in the input's units (empty: off; 0: lossless)",
+            type=QgsProcessingParameterNumber.Double, minValue=0.0, optional=True))
         self.addParameter(
             QgsProcessingParameterFileDestination(
                 self.OUTPUT, "Compressed file (empty: <input>.hsic next to the input)",
@@ -129,6 +136,11 @@ class CompressAlgorithm(QgsProcessingAlgorithm):
         return {name: self.parameterAsDouble(parameters, key, context)
                 for key, (name, _) in self.TARGETS.items() if parameters.get(key) is not None}
 
+    def _max_abs_error(self, parameters, context) -> float | None:
+        if is_unset(parameters.get(self.MAX_ABS_ERROR)):
+            return None
+        return self.parameterAsDouble(parameters, self.MAX_ABS_ERROR, context)
+
     def checkParameterValues(self, parameters, context):  # noqa: N802
         ok, message = super().checkParameterValues(parameters, context)
         if not ok:
@@ -138,19 +150,17 @@ class CompressAlgorithm(QgsProcessingAlgorithm):
         if deps.missing():
             return False, deps.message(deps.missing())
         from engine.errors import HSICError
-        from engine.rate_control import Target
         from engine.registry import get_info
+        from hsi_gdal.translate import check_rate_options
 
         codec = self.parameterAsEnumString(parameters, self.CODEC, context)
-        targets = self._targets(parameters, context)
+        quality = self._quality(parameters, context)
         try:
-            get_info(codec).check_quality(self._quality(parameters, context))
-            if targets:
-                Target(**targets)
+            get_info(codec).check_quality(quality)
+            check_rate_options(quality, max_abs_error=self._max_abs_error(parameters, context),
+                               **self._targets(parameters, context))
         except HSICError as e:
             return False, str(e)
-        if targets and self._quality(parameters, context) is not None:
-            return False, f"give either {self.QUALITY} or a target ({', '.join(self.TARGETS)}), not both"
         return True, ""
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
@@ -173,7 +183,7 @@ class CompressAlgorithm(QgsProcessingAlgorithm):
         weights = self.parameterAsFile(parameters, self.WEIGHTS, context) or None
 
         _translate(dst, layer.source(), feedback, codec=codec, quality=quality, weights=weights,
-                   **self._targets(parameters, context))
+                   max_abs_error=self._max_abs_error(parameters, context), **self._targets(parameters, context))
         return {self.OUTPUT: dst, self.SIDECAR: dst + ".vrt"}
 
 

@@ -104,16 +104,19 @@ def header_obj(data: bytes) -> dict:
 # -- base files ----------------------------------------------------------------------------------
 
 def make_bases(folder: str) -> list[bytes]:
-    """Small valid files covering the payload variants: plain, nodata mask, NaN mask, one tile, 1 band."""
+    """Small valid files covering the payload variants: plain, nodata mask, NaN mask, one tile, 1 band,
+    error-bounded (residual sections: int16 near-lossless, float32 lossless)."""
     import numpy as np
 
     from engine.pipeline import SceneInfo, compress_scene
 
     rng = np.random.default_rng(0)
-    specs = [("int16", 12, 20, 18, 8, -32768), ("float32", 6, 10, 9, 4, None), ("uint16", 1, 7, 5, 8, 0),
-             ("float64", 4, 9, 13, 5, float("nan")), ("uint8", 3, 16, 16, 16, 255)]
+    specs = [("int16", 12, 20, 18, 8, -32768, None), ("float32", 6, 10, 9, 4, None, None),
+             ("uint16", 1, 7, 5, 8, 0, None), ("float64", 4, 9, 13, 5, float("nan"), None),
+             ("uint8", 3, 16, 16, 16, 255, None), ("int16", 8, 12, 10, 6, -32768, 3.0),
+             ("float32", 5, 9, 7, 5, None, 0.0)]
     bases = []
-    for k, (dtype, bands, rows, cols, tile, nodata) in enumerate(specs):
+    for k, (dtype, bands, rows, cols, tile, nodata, bound) in enumerate(specs):
         cube = (rng.uniform(10, 200, (bands, rows, cols))).astype(dtype)
         if nodata is not None:
             cube[:, 0, :3] = nodata
@@ -125,7 +128,7 @@ def make_bases(folder: str) -> list[bytes]:
                          metadata={"SENSOR": "fuzz"}, geotransform=(0.0, 30.0, 0.0, 0.0, 0.0, -30.0))
         path = os.path.join(folder, f"base{k}.hsic")
         compress_scene(info, lambda y, x, h, w, c=cube: c[:, y:y + h, x:x + w], path, "cae1d",
-                       tile_size=tile, device="cpu")
+                       tile_size=tile, device="cpu", max_abs_error=bound)
         with open(path, "rb") as f:
             bases.append(f.read())
     return bases

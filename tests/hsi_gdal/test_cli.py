@@ -46,6 +46,26 @@ def test_compress_to_a_rate_target(capsys, make_raster, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.hsic", "c.hsic.vrt", "cube.tif"]
 
 
+def test_compress_with_an_error_bound(capsys, make_raster, tmp_path):
+    from osgeo import gdal
+
+    src = make_raster(bands=12, rows=20, cols=16)
+    dst = str(tmp_path / "c.hsic")
+    code, out, _ = run(capsys, "compress", src, dst, "--quality", "1", "--max-abs-error", "4", "--json", "-q",
+                       "--device", "cpu")
+    rec = json.loads(out)
+    assert code == 0 and rec["max_abs_error"] == 4.0
+    code, out, _ = run(capsys, "info", dst)
+    assert code == 0 and "max abs error 4" in out
+    code, _, _ = run(capsys, "decompress", dst, str(tmp_path / "d.tif"), "-q")
+    ref = gdal.Open(src).ReadAsArray().astype(int)
+    assert code == 0 and 0 < abs(gdal.Open(str(tmp_path / "d.tif")).ReadAsArray().astype(int) - ref).max() <= 4
+    code, out, _ = run(capsys, "compress", src, dst, "--max-abs-error", "0", "-q", "--device", "cpu")
+    assert code == 0 and "|error| <= 0" in out
+    code, _, _ = run(capsys, "decompress", dst, str(tmp_path / "l.tif"), "-q")
+    assert (gdal.Open(str(tmp_path / "l.tif")).ReadAsArray() == gdal.Open(src).ReadAsArray()).all()
+
+
 def test_codecs_json(capsys):
     code, out, _ = run(capsys, "codecs", "--json")
     ids = {c["id"]: c for c in json.loads(out)["codecs"]}
@@ -61,6 +81,11 @@ def test_codecs_json(capsys):
     (["compress", "{src}", "{tmp}/o.hsic", "--min-psnr", "300", "-q"], "no quality meets the target"),
     (["compress", "{src}", "{tmp}/o.hsic", "--quality", "2", "--max-sam", "3"], "not both"),
     (["compress", "{src}", "{tmp}/o.hsic", "--bpppc", "-1"], "bpppc must be a positive number"),
+    (["compress", "{src}", "{tmp}/o.hsic", "--max-abs-error", "-1"], "max_abs_error must be a finite number >= 0"),
+    (["compress", "{src}", "{tmp}/o.hsic", "--max-abs-error", "nan"], "max_abs_error must be a finite number >= 0"),
+    (["compress", "{src}", "{tmp}/o.hsic", "--max-abs-error", "inf"], "max_abs_error must be a finite number >= 0"),
+    (["compress", "{src}", "{tmp}/o.hsic", "--max-abs-error", "2", "--bpppc", "3"], "cannot be combined"),
+    (["compress", "{src}", "{tmp}/o.hsic", "--max-abs-error", "2", "--min-psnr", "40"], "cannot be combined"),
     (["decompress", "{text}", "{tmp}/o.tif"], "not a raster"),
     (["decompress", "{fake}", "{tmp}/o.tif"], "not a .hsic file"),
     (["info", "{fake}"], "not a .hsic file"),

@@ -77,8 +77,9 @@ def test_init_gui_lets_gdal_open_sidecars(qgis_processing):
 def test_compress_parameters(registry):
     alg = registry.algorithmById("hsic:compress")
     params = {p.name(): p for p in alg.parameterDefinitions()}
-    assert list(params) == ["INPUT", "CODEC", "QUALITY", "BPPPC", "MIN_PSNR", "MAX_SAM", "OUTPUT", "WEIGHTS"]
-    for key in ("BPPPC", "MIN_PSNR", "MAX_SAM"):  # rate control: optional numbers, off by default
+    assert list(params) == ["INPUT", "CODEC", "QUALITY", "BPPPC", "MIN_PSNR", "MAX_SAM", "MAX_ABS_ERROR", "OUTPUT",
+                            "WEIGHTS"]
+    for key in ("BPPPC", "MIN_PSNR", "MAX_SAM", "MAX_ABS_ERROR"):  # optional numbers, off by default
         assert params[key].dataType() == QgsProcessingParameterNumber.Double
         assert params[key].flags() & QgsProcessingParameterDefinition.FlagOptional
     assert params["INPUT"].type() == "raster"
@@ -152,6 +153,23 @@ def test_compress_to_a_rate_target(registry, tmp_path):
         run("hsic:compress", {"INPUT": str(scene), "CODEC": "cae1d", "MIN_PSNR": 300.0,
                               "OUTPUT": str(tmp_path / "d.hsic")})
     assert not (tmp_path / "d.hsic").exists()
+
+
+def test_compress_with_an_error_bound(registry, tmp_path):
+    scene = make_scene(tmp_path / "s.tif", 20, 15, 8)
+    alg = registry.algorithmById("hsic:compress")
+    base = {"INPUT": str(scene), "CODEC": "cae1d", "OUTPUT": str(tmp_path / "c.hsic")}
+    context = QgsProcessingContext()
+    assert alg.checkParameterValues({**base, "QUALITY": 1, "MAX_ABS_ERROR": 3.0}, context) == (True, "")
+    ok, message = alg.checkParameterValues({**base, "MAX_ABS_ERROR": 3.0, "BPPPC": 2.0}, context)
+    assert not ok and "cannot be combined" in message
+    out = tmp_path / "c.hsic"
+    run("hsic:compress", {**base, "QUALITY": 1, "MAX_ABS_ERROR": 3.0})
+    ref = gdal.Open(str(scene)).ReadAsArray().astype(int)
+    decoded = gdal.Open(str(out) + ".vrt").ReadAsArray().astype(int)  # through the sidecar, as QGIS reads it
+    assert np.abs(decoded - ref).max() <= 3
+    run("hsic:compress", {**base, "MAX_ABS_ERROR": 0.0, "OUTPUT": str(tmp_path / "l.hsic")})
+    assert np.array_equal(gdal.Open(str(tmp_path / "l.hsic.vrt")).ReadAsArray().astype(int), ref)
 
 
 class CancelAtFirstProgress(QgsProcessingFeedback):
