@@ -105,8 +105,8 @@ def _norm(header: Header) -> tuple[np.ndarray, np.ndarray]:
             np.asarray(header.norm_scale, dtype=np.float64)[:, None, None])
 
 
-def encode_payload(raw: np.ndarray, header: Header, codec) -> bytes:
-    """One tile's payload from raw source samples (bands, h, w), h and w possibly cropped at the edge."""
+def _prepare(raw: np.ndarray, header: Header, codec) -> tuple[np.ndarray, list[bytes]]:
+    """A raw tile's normalised codec input and the payload bytes that precede the codec's (flags, masks)."""
     valid = valid_mask(raw, header.nodata)
     offset, scale = _norm(header)
     x = ((raw.astype(np.float64) - offset) / scale).astype(np.float32)
@@ -123,8 +123,19 @@ def encode_payload(raw: np.ndarray, header: Header, codec) -> bytes:
     for m in masks:
         packed = zlib.compress(np.packbits(m).tobytes(), 9)
         parts += [struct.pack("<I", len(packed)), packed]
-    parts.append(codec.encode_tile(x))
-    return b"".join(parts)
+    return x, parts
+
+
+def encode_payloads(raws: list[np.ndarray], header: Header, codec) -> list[bytes]:
+    """Payloads of several tiles (raw source samples, each (bands, h, w)) through one codec batch."""
+    prepared = [_prepare(raw, header, codec) for raw in raws]
+    coded = codec.encode_tiles([x for x, _ in prepared])
+    return [b"".join([*parts, c]) for (_, parts), c in zip(prepared, coded)]
+
+
+def encode_payload(raw: np.ndarray, header: Header, codec) -> bytes:
+    """One tile's payload from raw source samples (bands, h, w), h and w possibly cropped at the edge."""
+    return encode_payloads([raw], header, codec)[0]
 
 
 def _to_dtype(x: np.ndarray, dtype: np.dtype, nodata: float | None, valid: np.ndarray | None) -> np.ndarray:
@@ -161,8 +172,8 @@ def _fits(value: float | None, dtype: np.dtype) -> bool:
     return value is not None and math.isfinite(value) and value == int(value) and info.min <= value <= info.max
 
 
-def decode_payload(payload: bytes, header: Header, codec, h: int, w: int) -> np.ndarray:
-    """Decode one tile payload to source units and type, cropped to (bands, h, w)."""
+def _parse_payload(payload: bytes, header: Header, codec, h: int, w: int):
+    """A tile payload's masks, codec bytes and the shape the codec coded."""
     bands = header.bands
     masks = []
     try:
@@ -186,19 +197,33 @@ def decode_payload(payload: bytes, header: Header, codec, h: int, w: int) -> np.
     if len(masks) == 2 and dtype.kind != "f":
         raise FormatError(f"tile has a NaN mask but the samples are {dtype}")
     coded = (header.tile_rows, header.tile_cols) if codec.pad_edge_tiles else (h, w)
+    return masks, payload[pos:], (bands, *coded)
+
+
+def decode_payloads(items: list[tuple[bytes, int, int]], header: Header, codec) -> list[np.ndarray]:
+    """Decode several (payload, h, w) through one codec batch to source units and type, each (bands, h, w)."""
+    parsed = [_parse_payload(p, header, codec, h, w) for p, h, w in items]
     try:
-        full = codec.decode_tile(payload[pos:], (bands, *coded))
+        fulls = codec.decode_tiles([(data, shape) for _, data, shape in parsed])
     except (ValueError, RuntimeError, IndexError, OverflowError) as e:
         if isinstance(e, HSICError):
             raise
         # CRCs catch accidental corruption; this is a crafted or foreign payload the codec cannot parse.
         raise FormatError(f"corrupt tile payload: {type(e).__name__}: {e}") from e
     offset, scale = _norm(header)
-    x = full[:, :h, :w].astype(np.float64) * scale + offset
-    out = _to_dtype(x, np.dtype(header.dtype), header.nodata, ~masks[0] if masks else None)
-    if len(masks) == 2:
-        out[masks[1]] = np.nan
+    out = []
+    for (masks, _, _), full, (_, h, w) in zip(parsed, fulls, items):
+        x = full[:, :h, :w].astype(np.float64) * scale + offset
+        arr = _to_dtype(x, np.dtype(header.dtype), header.nodata, ~masks[0] if masks else None)
+        if len(masks) == 2:
+            arr[masks[1]] = np.nan
+        out.append(arr)
     return out
+
+
+def decode_payload(payload: bytes, header: Header, codec, h: int, w: int) -> np.ndarray:
+    """Decode one tile payload to source units and type, cropped to (bands, h, w)."""
+    return decode_payloads([(payload, h, w)], header, codec)[0]
 
 
 def compress_scene(info: SceneInfo, read_window: ReadWindow, dst: str, codec: str, quality: int | None = None,
@@ -234,9 +259,13 @@ def compress_scene(info: SceneInfo, read_window: ReadWindow, dst: str, codec: st
                                      lambda f: check_progress(progress, share * f))
 
     def payloads():
-        for i, (y0, x0, h, w) in enumerate(grid.windows()):
-            yield encode_payload(read_window(y0, x0, h, w), header, coder)
-            check_progress(progress, share + (1 - share) * (i + 1) / grid.n_tiles)
+        # Groups of the codec's batch size: memory is bounded by one group, whatever the scene size.
+        windows = list(grid.windows())
+        group = coder.batch_size
+        for start in range(0, len(windows), group):
+            raws = [read_window(*win) for win in windows[start:start + group]]
+            yield from encode_payloads(raws, header, coder)
+            check_progress(progress, share + (1 - share) * min(start + group, len(windows)) / grid.n_tiles)
 
     write_hsic(dst, header, payloads(), trailer=trailer)
     return header
@@ -279,17 +308,23 @@ class SceneDecoder:
 
     def tile(self, i: int) -> np.ndarray:
         """Decoded tile i in source units and type, cropped at the scene edge."""
+        return self.tiles([i])[0]
+
+    def tiles(self, indices: list[int]) -> list[np.ndarray]:
+        """Decoded tiles, those not cached decoded together (one codec batch: pass at most batch_size)."""
         with self._lock:
-            if i in self._cache:
+            found = {i: self._cache[i] for i in indices if i in self._cache}
+            for i in found:
                 self._cache.move_to_end(i)
-                return self._cache[i]
-            _, _, h, w = self.grid.window(i)
-            arr = decode_payload(self.reader.read_tile(i), self.header, self.codec, h, w)
-            self.decoded_tiles += 1
-            self._cache[i] = arr
-            while len(self._cache) > self._max_tiles:
-                self._cache.popitem(last=False)
-            return arr
+            missing = [i for i in dict.fromkeys(indices) if i not in found]
+            if missing:
+                items = [(self.reader.read_tile(i), *self.grid.window(i)[2:]) for i in missing]
+                for i, arr in zip(missing, decode_payloads(items, self.header, self.codec)):
+                    found[i] = self._cache[i] = arr
+                self.decoded_tiles += len(missing)
+                while len(self._cache) > self._max_tiles:
+                    self._cache.popitem(last=False)
+            return [found[i] for i in indices]
 
     def read(self, yoff: int = 0, xoff: int = 0, ysize: int | None = None, xsize: int | None = None,
              bands: list[int] | None = None, progress: Progress | None = None) -> np.ndarray:
@@ -302,14 +337,16 @@ class SceneDecoder:
                              f"is outside the {h.cols} x {h.rows} raster")
         sel = list(range(h.bands)) if bands is None else list(bands)
         out = np.empty((len(sel), ysize, xsize), dtype=h.dtype)
-        touched = self.grid.tiles_touching(yoff, xoff, ysize, xsize)
-        for n, i in enumerate(touched):
-            ty, tx, th, tw = self.grid.window(i)
-            t = self.tile(i)
-            y0, y1 = max(ty, yoff), min(ty + th, yoff + ysize)
-            x0, x1 = max(tx, xoff), min(tx + tw, xoff + xsize)
-            out[:, y0 - yoff:y1 - yoff, x0 - xoff:x1 - xoff] = t[sel, y0 - ty:y1 - ty, x0 - tx:x1 - tx]
-            check_progress(progress, (n + 1) / len(touched))
+        touched = list(self.grid.tiles_touching(yoff, xoff, ysize, xsize))
+        group = self.codec.batch_size  # tiles decoded per codec call: memory bounded by one group
+        for start in range(0, len(touched), group):
+            batch = touched[start:start + group]
+            for i, t in zip(batch, self.tiles(batch)):
+                ty, tx, th, tw = self.grid.window(i)
+                y0, y1 = max(ty, yoff), min(ty + th, yoff + ysize)
+                x0, x1 = max(tx, xoff), min(tx + tw, xoff + xsize)
+                out[:, y0 - yoff:y1 - yoff, x0 - xoff:x1 - xoff] = t[sel, y0 - ty:y1 - ty, x0 - tx:x1 - tx]
+            check_progress(progress, min(start + group, len(touched)) / len(touched))
         return out
 
     def close(self) -> None:

@@ -143,6 +143,11 @@ class HsicDataset(Dataset):
         gt = self.header.geotransform
         return tuple(gt) if gt is not None else (0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
 
+    @property
+    def batch_tiles(self) -> int:
+        """Tiles the decoder puts through one forward pass (bulk readers size their windows by it)."""
+        return self._decoder.codec.batch_size
+
     def GetProjection(self) -> str:
         return self.header.crs_wkt
 

@@ -98,6 +98,10 @@ class _FactorizedLatent(nn.Module):
         """Latent symbols in one string of each group, for a latent of spatial ``shape``."""
         return [self.entropy_bottleneck.channels * math.prod(shape)]
 
+    def strings_per_tile(self, bands: int) -> int:
+        """rANS strings per tile in each group: one per image the model codes."""
+        return 1
+
     def latent_shape(self, bands: int, rows: int, cols: int) -> tuple[int, ...]:
         """The coded latent's spatial shape for a tile (what compress writes)."""
         m = self.multiple
@@ -282,6 +286,10 @@ class Bmshj2018(nn.Module):
 
     def aux_loss(self) -> torch.Tensor:
         return self.entropy_bottleneck.loss()
+
+    def strings_per_tile(self, bands: int) -> int:
+        """rANS strings per tile in each group: one, or one per band in the band-by-band mode."""
+        return 1 if self.adapter is not None else bands
 
     def latent_shape(self, bands: int, rows: int, cols: int) -> tuple[int, ...]:
         """Spatial shape of y (factorized) or z (hyperprior), as written by compress."""
