@@ -85,6 +85,12 @@ class Cae1d(LearnedCodecMixin, TileCodec):
                 out.append(string)
         return out
 
+    def decode_symbols(self, data: bytes, shape: tuple[int, int, int]) -> list[np.ndarray]:
+        """The entropy-decoded latents of a tile (what must agree on every device)."""
+        _, rows, cols = shape
+        string = guarded_string(data, self.model.latent * rows * cols)
+        return [self.model.entropy_bottleneck.decompress([string], (rows * cols, 1)).numpy()]
+
     def decode_tiles(self, items: list[tuple[bytes, tuple[int, int, int]]]) -> list[np.ndarray]:
         import torch
 

@@ -127,6 +127,12 @@ class LearnedCodecMixin:
                 f"train them with: hsic train --codec {self.info.id} --quality {self.quality}"
             )
         self.torch_device = resolve_device(device)
+        if self.torch_device.startswith("cuda"):
+            import torch
+
+            # Same GPU, same floats on every run: no autotuned (timing-dependent) convolution algorithms.
+            torch.backends.cudnn.benchmark = False
+            torch.backends.cudnn.deterministic = True
         self.model = load_weights(self.build_model, path)
         for name, child in self.model.named_children():
             if name not in self.cpu_modules:

@@ -99,6 +99,12 @@ class SpatialCodec(LearnedCodecMixin, TileCodec):
         # compressai's rANS decoder reads without bounds checks: see guarded_string.
         return latent_shape, [[guarded_string(s, n) for s in g] for g, n in zip(groups, symbols)]
 
+    def decode_symbols(self, data: bytes, shape: tuple[int, int, int]) -> list[np.ndarray]:
+        """The entropy-decoded latents of a tile ([y] or [y, z]): what must agree on every device."""
+        latent_shape, groups = self._parse(data, shape)
+        with onednn_off(self.exact_cpu_kernels):
+            return [t.numpy() for t in self.model.decode_symbols(groups, latent_shape)]
+
     def decode_tiles(self, items: list[tuple[bytes, tuple[int, int, int]]]) -> list[np.ndarray]:
         import torch
 
