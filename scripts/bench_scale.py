@@ -3,7 +3,7 @@
 Builds large int16 scenes by mosaicking and mirroring the real EnMAP training scenes of
 ../shared/data/hsi/train (224 bands), writes them to a scratch folder outside the repo, runs
 ``hsi_gdal.Translate`` compress and decompress each in a fresh process (peak RSS = that process's
-ru_maxrss), measures PSNR on pixels next to internal tile borders vs the rest, deletes the scratch
+VmHWM), measures PSNR on pixels next to internal tile borders vs the rest, deletes the scratch
 files and writes a Markdown report.
 
     .venv/bin/python scripts/bench_scale.py --sizes 1000 4000 --out docs/benchmarks/scale.md
