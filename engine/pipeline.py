@@ -306,6 +306,13 @@ class SceneDecoder:
         self._lock = threading.Lock()
         self.decoded_tiles = 0  # how many tiles were really decoded (cache misses), for tests and stats
 
+    def set_cache_bytes(self, cache_bytes: int) -> None:
+        """Resize the decoded-tile cache (at least one tile), dropping the oldest tiles beyond it."""
+        with self._lock:
+            self._max_tiles = max(1, cache_bytes // self._tile_bytes)
+            while len(self._cache) > self._max_tiles:
+                self._cache.popitem(last=False)
+
     def tile(self, i: int) -> np.ndarray:
         """Decoded tile i in source units and type, cropped at the scene edge."""
         return self.tiles([i])[0]
