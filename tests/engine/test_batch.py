@@ -113,3 +113,23 @@ def test_decode_is_bit_identical_in_fresh_processes_with_1_and_2_threads(tmp_pat
         for codec_id, (path, _) in jobs.items():
             got = np.load(path + f".{threads}.npy")
             assert np.array_equal(got, expected[codec_id]), f"{codec_id}: decode differs with {threads} threads"
+
+
+def test_decompress_to_file_decodes_each_tile_once_without_cache(make_raster, tmp_path, monkeypatch):
+    import hsi_gdal
+    from engine.pipeline import SceneDecoder
+    from hsi_gdal import dataset
+
+    src = make_raster(bands=6, rows=300, cols=280)
+    hsic = str(tmp_path / "s.hsic")
+    hsi_gdal.Translate(hsic, src, codec="cae1d", device="cpu", tile_size=64)  # 64 divides the 256 window
+    seen = []
+    orig = dataset.HsicDataset.set_cache_bytes
+    monkeypatch.setattr(dataset.HsicDataset, "set_cache_bytes",
+                        lambda self, n: (seen.append(self), orig(self, n))[1])
+    out = hsi_gdal.Translate(str(tmp_path / "d.tif"), hsic)
+    (ds,) = seen
+    assert ds._decoder._max_tiles == 1 and ds._decoder.decoded_tiles == 5 * 5  # every tile once
+    ref = SceneDecoder(hsic, device="cpu")
+    np.testing.assert_array_equal(out.ReadAsArray(), ref.read())
+    ref.close()
