@@ -115,12 +115,9 @@ def _norm(header: Header) -> tuple[np.ndarray, np.ndarray]:
             np.asarray(header.norm_scale, dtype=np.float64)[:, None, None])
 
 
-def encode_payload(raw: np.ndarray, header: Header, codec, decoder=None) -> bytes:
-    """One tile's payload from raw source samples (bands, h, w), h and w possibly cropped at the edge.
-
-    ``decoder``: for an error-bounded header, the codec instance the decoder will use (a CPU one,
-    :func:`residual_codec`); ``codec`` itself when None.
-    """
+def _prepare(raw: np.ndarray, header: Header, codec):
+    """A raw tile's normalised codec input, the payload bytes before the codec's (flags, masks), the
+    valid-sample mask and the masks themselves."""
     valid = valid_mask(raw, header.nodata)
     offset, scale = _norm(header)
     x = ((raw.astype(np.float64) - offset) / scale).astype(np.float32)
@@ -138,14 +135,32 @@ def encode_payload(raw: np.ndarray, header: Header, codec, decoder=None) -> byte
     for m in masks:
         packed = zlib.compress(np.packbits(m).tobytes(), 9)
         parts += [struct.pack("<I", len(packed)), packed]
-    coded = codec.encode_tile(x)
-    if not bounded:
-        return b"".join(parts + [coded])
-    pred = _decode_learned(coded, header, decoder or codec, raw.shape[1], raw.shape[2], masks)
-    nan = masks[1] if len(masks) == 2 else None
-    section = residual.encode_section(raw, pred, valid, header.max_abs_error,
-                                      lambda rec: _finish(rec, header.nodata, valid, nan))
-    return b"".join(parts + [struct.pack("<I", len(coded)), coded, section])
+    return x, parts, valid, masks
+
+
+def encode_payloads(raws: list[np.ndarray], header: Header, codec, decoder=None) -> list[bytes]:
+    """Payloads of several tiles (raw source samples, each (bands, h, w)) through one codec batch.
+
+    ``decoder``: for an error-bounded header, the codec instance the decoder will use (a CPU one,
+    :func:`residual_codec`); ``codec`` itself when None.
+    """
+    prepared = [_prepare(raw, header, codec) for raw in raws]
+    coded = codec.encode_tiles([x for x, _, _, _ in prepared])
+    if header.max_abs_error is None:
+        return [b"".join([*parts, c]) for (_, parts, _, _), c in zip(prepared, coded)]
+    out = []
+    for raw, (_, parts, valid, masks), c in zip(raws, prepared, coded):
+        pred = _decode_learned(c, header, decoder or codec, raw.shape[1], raw.shape[2], masks)
+        nan = masks[1] if len(masks) == 2 else None
+        section = residual.encode_section(raw, pred, valid, header.max_abs_error,
+                                          lambda rec, valid=valid, nan=nan: _finish(rec, header.nodata, valid, nan))
+        out.append(b"".join(parts + [struct.pack("<I", len(c)), c, section]))
+    return out
+
+
+def encode_payload(raw: np.ndarray, header: Header, codec, decoder=None) -> bytes:
+    """One tile's payload from raw source samples (bands, h, w), h and w possibly cropped at the edge."""
+    return encode_payloads([raw], header, codec, decoder)[0]
 
 
 def residual_codec(coder):
@@ -198,8 +213,9 @@ def _fits(value: float | None, dtype: np.dtype) -> bool:
     return value is not None and math.isfinite(value) and value == int(value) and info.min <= value <= info.max
 
 
-def decode_payload(payload: bytes, header: Header, codec, h: int, w: int) -> np.ndarray:
-    """Decode one tile payload to source units and type, cropped to (bands, h, w)."""
+def _parse_payload(payload: bytes, header: Header, codec, h: int, w: int):
+    """A tile payload's masks, codec bytes, the shape the codec coded and the residual section (None
+    unless the header is error-bounded)."""
     bands = header.bands
     masks = []
     bounded = header.max_abs_error is not None
@@ -230,31 +246,56 @@ def decode_payload(payload: bytes, header: Header, codec, h: int, w: int) -> np.
         raise FormatError(f"tile has a no-data mask but nodata {header.nodata} is not a {dtype} value")
     if len(masks) == 2 and dtype.kind != "f":
         raise FormatError(f"tile has a NaN mask but the samples are {dtype}")
-    out = _decode_learned(payload[pos:end], header, codec, h, w, masks)
-    if not bounded:
-        return out
-    valid = ~masks[0] if masks else np.ones(out.shape, dtype=bool)
-    nan = masks[1] if len(masks) == 2 else None
-    return residual.decode_section(payload[end:], out, valid, header.max_abs_error,
-                                   lambda rec: _finish(rec, header.nodata, valid, nan))
-
-
-def _decode_learned(data: bytes, header: Header, codec, h: int, w: int, masks: list[np.ndarray]) -> np.ndarray:
-    """The codec's reconstruction of a tile in source units and type, masks applied."""
     coded = (header.tile_rows, header.tile_cols) if codec.pad_edge_tiles else (h, w)
+    return masks, payload[pos:end], (bands, *coded), (payload[end:] if bounded else None)
+
+
+def _codec_decode(codec, items: list[tuple[bytes, tuple[int, int, int]]]) -> list[np.ndarray]:
+    """codec.decode_tiles with a codec's parse failures turned into FormatError."""
     try:
-        full = codec.decode_tile(data, (header.bands, *coded))
+        return codec.decode_tiles(items)
     except (ValueError, RuntimeError, IndexError, OverflowError) as e:
         if isinstance(e, HSICError):
             raise
         # CRCs catch accidental corruption; this is a crafted or foreign payload the codec cannot parse.
         raise FormatError(f"corrupt tile payload: {type(e).__name__}: {e}") from e
+
+
+def _to_source(full: np.ndarray, header: Header, h: int, w: int, masks: list[np.ndarray]) -> np.ndarray:
+    """A decoded (normalised) tile in source units and type, cropped to (bands, h, w), masks applied."""
     offset, scale = _norm(header)
     x = full[:, :h, :w].astype(np.float64) * scale + offset
     out = _to_dtype(x, np.dtype(header.dtype), header.nodata, ~masks[0] if masks else None)
     if len(masks) == 2:
         out[masks[1]] = np.nan
     return out
+
+
+def _decode_learned(data: bytes, header: Header, codec, h: int, w: int, masks: list[np.ndarray]) -> np.ndarray:
+    """The codec's reconstruction of one tile in source units and type, masks applied."""
+    coded = (header.tile_rows, header.tile_cols) if codec.pad_edge_tiles else (h, w)
+    return _to_source(_codec_decode(codec, [(data, (header.bands, *coded))])[0], header, h, w, masks)
+
+
+def decode_payloads(items: list[tuple[bytes, int, int]], header: Header, codec) -> list[np.ndarray]:
+    """Decode several (payload, h, w) through one codec batch to source units and type, each (bands, h, w)."""
+    parsed = [_parse_payload(p, header, codec, h, w) for p, h, w in items]
+    fulls = _codec_decode(codec, [(data, shape) for _, data, shape, _ in parsed])
+    out = []
+    for (masks, _, _, section), full, (_, h, w) in zip(parsed, fulls, items):
+        arr = _to_source(full, header, h, w, masks)
+        if section is not None:
+            valid = ~masks[0] if masks else np.ones(arr.shape, dtype=bool)
+            nan = masks[1] if len(masks) == 2 else None
+            arr = residual.decode_section(section, arr, valid, header.max_abs_error,
+                                          lambda rec, valid=valid, nan=nan: _finish(rec, header.nodata, valid, nan))
+        out.append(arr)
+    return out
+
+
+def decode_payload(payload: bytes, header: Header, codec, h: int, w: int) -> np.ndarray:
+    """Decode one tile payload to source units and type, cropped to (bands, h, w)."""
+    return decode_payloads([(payload, h, w)], header, codec)[0]
 
 
 def compress_scene(info: SceneInfo, read_window: ReadWindow, dst: str, codec: str, quality: int | None = None,
@@ -294,9 +335,13 @@ def compress_scene(info: SceneInfo, read_window: ReadWindow, dst: str, codec: st
                                      lambda f: check_progress(progress, share * f))
 
     def payloads():
-        for i, (y0, x0, h, w) in enumerate(grid.windows()):
-            yield encode_payload(read_window(y0, x0, h, w), header, coder, decoder)
-            check_progress(progress, share + (1 - share) * (i + 1) / grid.n_tiles)
+        # Groups of the codec's batch size: memory is bounded by one group, whatever the scene size.
+        windows = list(grid.windows())
+        group = coder.batch_size
+        for start in range(0, len(windows), group):
+            raws = [read_window(*win) for win in windows[start:start + group]]
+            yield from encode_payloads(raws, header, coder, decoder)
+            check_progress(progress, share + (1 - share) * min(start + group, len(windows)) / grid.n_tiles)
 
     write_hsic(dst, header, payloads(), trailer=trailer)
     return header
@@ -339,19 +384,32 @@ class SceneDecoder:
         self._lock = threading.Lock()
         self.decoded_tiles = 0  # how many tiles were really decoded (cache misses), for tests and stats
 
-    def tile(self, i: int) -> np.ndarray:
-        """Decoded tile i in source units and type, cropped at the scene edge."""
+    def set_cache_bytes(self, cache_bytes: int) -> None:
+        """Resize the decoded-tile cache (at least one tile), dropping the oldest tiles beyond it."""
         with self._lock:
-            if i in self._cache:
-                self._cache.move_to_end(i)
-                return self._cache[i]
-            _, _, h, w = self.grid.window(i)
-            arr = decode_payload(self.reader.read_tile(i), self.header, self.codec, h, w)
-            self.decoded_tiles += 1
-            self._cache[i] = arr
+            self._max_tiles = max(1, cache_bytes // self._tile_bytes)
             while len(self._cache) > self._max_tiles:
                 self._cache.popitem(last=False)
-            return arr
+
+    def tile(self, i: int) -> np.ndarray:
+        """Decoded tile i in source units and type, cropped at the scene edge."""
+        return self.tiles([i])[0]
+
+    def tiles(self, indices: list[int]) -> list[np.ndarray]:
+        """Decoded tiles, those not cached decoded together (one codec batch: pass at most batch_size)."""
+        with self._lock:
+            found = {i: self._cache[i] for i in indices if i in self._cache}
+            for i in found:
+                self._cache.move_to_end(i)
+            missing = [i for i in dict.fromkeys(indices) if i not in found]
+            if missing:
+                items = [(self.reader.read_tile(i), *self.grid.window(i)[2:]) for i in missing]
+                for i, arr in zip(missing, decode_payloads(items, self.header, self.codec)):
+                    found[i] = self._cache[i] = arr
+                self.decoded_tiles += len(missing)
+                while len(self._cache) > self._max_tiles:
+                    self._cache.popitem(last=False)
+            return [found[i] for i in indices]
 
     def read(self, yoff: int = 0, xoff: int = 0, ysize: int | None = None, xsize: int | None = None,
              bands: list[int] | None = None, progress: Progress | None = None) -> np.ndarray:
@@ -364,14 +422,16 @@ class SceneDecoder:
                              f"is outside the {h.cols} x {h.rows} raster")
         sel = list(range(h.bands)) if bands is None else list(bands)
         out = np.empty((len(sel), ysize, xsize), dtype=h.dtype)
-        touched = self.grid.tiles_touching(yoff, xoff, ysize, xsize)
-        for n, i in enumerate(touched):
-            ty, tx, th, tw = self.grid.window(i)
-            t = self.tile(i)
-            y0, y1 = max(ty, yoff), min(ty + th, yoff + ysize)
-            x0, x1 = max(tx, xoff), min(tx + tw, xoff + xsize)
-            out[:, y0 - yoff:y1 - yoff, x0 - xoff:x1 - xoff] = t[sel, y0 - ty:y1 - ty, x0 - tx:x1 - tx]
-            check_progress(progress, (n + 1) / len(touched))
+        touched = list(self.grid.tiles_touching(yoff, xoff, ysize, xsize))
+        group = self.codec.batch_size  # tiles decoded per codec call: memory bounded by one group
+        for start in range(0, len(touched), group):
+            batch = touched[start:start + group]
+            for i, t in zip(batch, self.tiles(batch)):
+                ty, tx, th, tw = self.grid.window(i)
+                y0, y1 = max(ty, yoff), min(ty + th, yoff + ysize)
+                x0, x1 = max(tx, xoff), min(tx + tw, xoff + xsize)
+                out[:, y0 - yoff:y1 - yoff, x0 - xoff:x1 - xoff] = t[sel, y0 - ty:y1 - ty, x0 - tx:x1 - tx]
+            check_progress(progress, min(start + group, len(touched)) / len(touched))
         return out
 
     def close(self) -> None:

@@ -143,6 +143,20 @@ class HsicDataset(Dataset):
         gt = self.header.geotransform
         return tuple(gt) if gt is not None else (0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
 
+    @property
+    def tile_size(self) -> tuple[int, int]:
+        """(rows, cols) of the file's tiles."""
+        return self.header.tile_rows, self.header.tile_cols
+
+    def set_cache_bytes(self, nbytes: int) -> None:
+        """Resize the cache of decoded tiles (256 MB by default)."""
+        self._decoder.set_cache_bytes(nbytes)
+
+    @property
+    def batch_tiles(self) -> int:
+        """Tiles the decoder puts through one forward pass (bulk readers size their windows by it)."""
+        return self._decoder.codec.batch_size
+
     def GetProjection(self) -> str:
         return self.header.crs_wkt
 

@@ -16,19 +16,22 @@ from hsi_gdal._gdal import GDAL_TYPES
 from hsi_gdal.spectral import ENVI, IMAGERY, envi_header_items, imagery_items
 
 ENVI_EXTENSIONS = (".img", ".bsq", ".dat")
+WINDOW = 256  # rows and columns of a write window (one GeoTIFF block)
 Progress = Callable[[float], "bool | None"]
 
 
 def write_windows(ds, bands, progress: Progress | None) -> None:
     """Copy ``ds`` into the output ``bands`` window by window.
 
-    Windows of one GeoTIFF block (256 x 256, all bands), not strips of the full width: memory stays the
-    same whatever the scene size, and each .hsic tile is decoded once.
+    Windows of GeoTIFF blocks (256 rows, all bands), not strips of the full width: memory stays the
+    same whatever the scene size, and each .hsic tile is decoded once. A window spans as many blocks
+    across as the decoder's batch needs (``batch_tiles``: 1 on a CPU, more on a GPU), at most 4.
     """
-    step = 256
-    wins = [(y0, x0) for y0 in range(0, ds.RasterYSize, step) for x0 in range(0, ds.RasterXSize, step)]
+    step = WINDOW
+    across = min(4, max(1, -(-getattr(ds, "batch_tiles", 1) // 4)))  # a 256 x 256 window holds 4 tiles of 128
+    wins = [(y0, x0) for y0 in range(0, ds.RasterYSize, step) for x0 in range(0, ds.RasterXSize, step * across)]
     for n, (y0, x0) in enumerate(wins):
-        h, w = min(step, ds.RasterYSize - y0), min(step, ds.RasterXSize - x0)
+        h, w = min(step, ds.RasterYSize - y0), min(step * across, ds.RasterXSize - x0)
         win = ds.ReadAsArray(x0, y0, w, h)
         for b, plane in zip(bands, win):
             b.WriteArray(np.asarray(plane), x0, y0)

@@ -7,16 +7,36 @@ stays cheap (QGIS loads the plugin without the ML stack).
 from __future__ import annotations
 
 import hashlib
+import os
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 
-from engine.errors import CodecError
+from engine.errors import CodecError, InputError
 from engine.registry import CodecInfo
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+
+# Tiles per forward pass. On a CPU one 128 x 128 tile already keeps the cores busy, so batching buys
+# nothing there; on a GPU several tiles per pass amortise kernel launches and transfers.
+BATCH_ENV = "HSIC_BATCH_TILES"
+DEFAULT_BATCH = {"cpu": 1, "cuda": 16}
+
+
+def batch_tiles(device: str) -> int:
+    """Tiles per forward pass on ``device``: ``HSIC_BATCH_TILES`` when set, else a per-device default."""
+    env = os.environ.get(BATCH_ENV, "").strip()
+    if env:
+        try:
+            n = int(env)
+        except ValueError:
+            n = 0
+        if n < 1:
+            raise InputError(f"{BATCH_ENV}={env!r}: give a whole number of tiles, at least 1")
+        return n
+    return DEFAULT_BATCH.get(device, 1)
 
 
 def file_sha256(path: Path) -> str:
@@ -58,6 +78,11 @@ class TileCodec(ABC):
             raise CodecError(f"weights for {self.info.id} quality {self.quality} are missing: {path}")
         return file_sha256(path)
 
+    @property
+    def batch_size(self) -> int:
+        """How many tiles :meth:`encode_tiles` / :meth:`decode_tiles` put through one forward pass."""
+        return batch_tiles(getattr(self, "torch_device", "cpu"))
+
     @abstractmethod
     def encode_tile(self, tile: np.ndarray) -> bytes:
         """Code one normalised float32 tile shaped (bands, rows, cols)."""
@@ -65,3 +90,24 @@ class TileCodec(ABC):
     @abstractmethod
     def decode_tile(self, data: bytes, shape: tuple[int, int, int]) -> np.ndarray:
         """Decode bytes written by encode_tile back to a float32 tile of ``shape``."""
+
+    # Several tiles at once. The bytes of each tile are exactly what encode_tile writes for it (tested
+    # for every codec): batching changes speed, never the bitstream. Learned codecs override these.
+    def encode_tiles(self, tiles: list[np.ndarray]) -> list[bytes]:
+        """:meth:`encode_tile` for each tile, in order."""
+        return [self.encode_tile(t) for t in tiles]
+
+    def decode_tiles(self, items: list[tuple[bytes, tuple[int, int, int]]]) -> list[np.ndarray]:
+        """:meth:`decode_tile` for each (bytes, shape), in order."""
+        return [self.decode_tile(data, shape) for data, shape in items]
+
+
+def same_shape_runs(shapes: list[tuple[int, ...]], limit: int) -> list[list[int]]:
+    """Indices of ``shapes`` in runs of consecutive equal shapes, at most ``limit`` long (one batch each)."""
+    runs: list[list[int]] = []
+    for i, s in enumerate(shapes):
+        if runs and shapes[runs[-1][0]] == s and len(runs[-1]) < limit:
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    return runs

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.codecs.base import TileCodec
-from engine.codecs.learned import LearnedCodecMixin, guarded_string
+from engine.codecs.base import TileCodec, same_shape_runs
+from engine.codecs.learned import LearnedCodecMixin, guarded_string, onednn_off, to_device
 from engine.registry import CodecInfo, register
 
 # Pixels per forward pass. On the CPU a small batch bounds activation memory (width x bands x 4 bytes
@@ -29,6 +29,9 @@ class Cae1d(LearnedCodecMixin, TileCodec):
         weights={1: "cae1d-q1.pt", 2: "cae1d-q2.pt", 3: "cae1d-q3.pt"},
     )
     pad_edge_tiles = False  # pixels are coded independently: padding would only add bits
+    # Its 1D convolutions gave the same floats for any batch and 1 or 2 threads under oneDNN (measured),
+    # and PyTorch's own kernels cost 7x here; tests/engine/test_batch.py keeps checking it.
+    exact_cpu_kernels = False
     # Training recipe per quality: architecture and rate-distortion trade-off (loss = lmbda*MSE + bpppc).
     recipes = {
         1: {"arch": {"latent": 12, "width": 32, "positions": 32}, "lmbda": 4000.0, "steps": 16000},
@@ -51,27 +54,60 @@ class Cae1d(LearnedCodecMixin, TileCodec):
         return tuple(a.reshape(bands, -1)[:, idx].T[:, None, :].copy() for a in (cube, valid))
 
     def encode_tile(self, tile: np.ndarray) -> bytes:
-        import torch
-
-        bands = tile.shape[0]
-        x = torch.from_numpy(np.ascontiguousarray(tile, dtype=np.float32).reshape(bands, -1).T)[:, None, :]
-        with torch.no_grad():
-            y = torch.cat([self.model.analysis(c.to(self.torch_device)).cpu()
-                           for c in x.split(_CHUNK[self.torch_device])])
-        # (pixels, K, 1) -> (1, K, pixels, 1): one string for the whole tile, entropy coded on the CPU.
-        (string,) = self.model.entropy_bottleneck.compress(y.permute(1, 0, 2).unsqueeze(0))
-        return string
+        return self.encode_tiles([tile])[0]
 
     def decode_tile(self, data: bytes, shape: tuple[int, int, int]) -> np.ndarray:
+        return self.decode_tiles([(data, shape)])[0]
+
+    def _chunked(self, net, x):
+        """``net`` over pixel spectra (pixels, C, L) in chunks of _CHUNK pixels, result on the CPU."""
         import torch
 
-        bands, rows, cols = shape
+        chunk = _CHUNK["cuda" if self.torch_device.startswith("cuda") else "cpu"]
+        with torch.no_grad(), onednn_off(self.exact_cpu_kernels):
+            return torch.cat([net(c.to(self.torch_device, non_blocking=True)).cpu() for c in x.split(chunk)])
+
+    def encode_tiles(self, tiles: list[np.ndarray]) -> list[bytes]:
+        """The pixels of up to ``batch_size`` tiles go through the network together; one string per tile."""
+        import torch
+
+        out = []
+        for run in same_shape_runs([t.shape[0] for t in tiles], self.batch_size):  # same band count
+            bands = tiles[run[0]].shape[0]
+            px = [tiles[i].shape[1] * tiles[i].shape[2] for i in run]
+            x = torch.cat([to_device(tiles[i].reshape(bands, -1).T, "cpu") for i in run])[:, None, :]
+            if self.torch_device.startswith("cuda"):
+                x = x.pin_memory()
+            y = self._chunked(self.model.analysis, x)
+            # (pixels, K, 1) -> (1, K, pixels, 1): one string per tile, entropy coded on the CPU.
+            for part in y.split(px):
+                (string,) = self.model.entropy_bottleneck.compress(part.permute(1, 0, 2).unsqueeze(0))
+                out.append(string)
+        return out
+
+    def decode_symbols(self, data: bytes, shape: tuple[int, int, int]) -> list[np.ndarray]:
+        """The entropy-decoded latents of a tile (what must agree on every device)."""
+        _, rows, cols = shape
         string = guarded_string(data, self.model.latent * rows * cols)
-        y_hat = self.model.entropy_bottleneck.decompress([string], (rows * cols, 1))[0].permute(1, 0, 2)
-        with torch.no_grad():
-            x_hat = torch.cat([self.model.synthesis(c.to(self.torch_device), bands).cpu()
-                               for c in y_hat.split(_CHUNK[self.torch_device])])
-        return x_hat[:, 0, :].T.reshape(bands, rows, cols).numpy().astype(np.float32, copy=False)
+        return [self.model.entropy_bottleneck.decompress([string], (rows * cols, 1)).numpy()]
+
+    def decode_tiles(self, items: list[tuple[bytes, tuple[int, int, int]]]) -> list[np.ndarray]:
+        import torch
+
+        out = []
+        for run in same_shape_runs([s[0] for _, s in items], self.batch_size):
+            bands = items[run[0]][1][0]
+            y_hats, px = [], []
+            for i in run:
+                data, (_, rows, cols) = items[i]
+                string = guarded_string(data, self.model.latent * rows * cols)
+                y_hats.append(self.model.entropy_bottleneck.decompress([string], (rows * cols, 1))[0].permute(1, 0, 2))
+                px.append(rows * cols)
+            x_hat = self._chunked(lambda c: self.model.synthesis(c, bands), torch.cat(y_hats))
+            for i, part in zip(run, x_hat.split(px)):
+                _, rows, cols = items[i][1]
+                out.append(part[:, 0, :].T.reshape(bands, rows, cols).numpy().astype(np.float32, copy=False))
+        return out
 
 
 @register

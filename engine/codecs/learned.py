@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pickle
 import struct
+import threading
+from contextlib import contextmanager
 
 from engine.errors import CodecError, FormatError
 
@@ -56,12 +58,61 @@ def guarded_string(data: bytes, symbols: int) -> bytes:
     return bytes(data) + bytes(4 * symbols + 4096)
 
 
+_onednn_lock = threading.Lock()
+_onednn_off_users = 0
+_onednn_saved = True
+
+
+@contextmanager
+def onednn_off(active: bool = True):
+    """CPU convolutions through PyTorch's own kernels instead of oneDNN (mkldnn), while inside.
+
+    oneDNN picks its algorithm (and so its float rounding) by batch size and thread count: measured on
+    this project's models, a transposed convolution's output changed in the last bit between 1 and 2
+    threads, and a convolution's between a batch of 1 and of 3. PyTorch's own kernels compute each image
+    with the same sequence of operations whatever the batch and thread count. The switch is global in
+    torch, so it is reference-counted: it stays off while any thread needs it.
+    """
+    global _onednn_off_users, _onednn_saved
+    if not active:
+        yield
+        return
+    import torch
+
+    with _onednn_lock:
+        if _onednn_off_users == 0:
+            _onednn_saved = torch.backends.mkldnn.enabled
+        _onednn_off_users += 1
+        torch.backends.mkldnn.enabled = False
+    try:
+        yield
+    finally:
+        with _onednn_lock:
+            _onednn_off_users -= 1
+            if _onednn_off_users == 0:
+                torch.backends.mkldnn.enabled = _onednn_saved
+
+
+def to_device(array, device: str):
+    """A float32 tensor of ``array`` on ``device``; to a GPU through pinned memory, without blocking."""
+    import numpy as np
+    import torch
+
+    t = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+    if device.startswith("cuda"):
+        return t.pin_memory().to(device, non_blocking=True)
+    return t
+
+
 class LearnedCodecMixin:
     """Loads the codec's weights for its quality; networks go to the device, entropy coding stays on the CPU."""
 
     # Children kept on the CPU: entropy models, and whatever computes entropy-coding parameters, so that
     # the indexes the coder uses are the same on every machine.
     cpu_modules: tuple[str, ...] = ("entropy_bottleneck", "gaussian_conditional", "h_a", "h_s")
+    # Whether the CPU transforms must avoid oneDNN (see onednn_off) to give the same floats whatever the
+    # batch size and thread count; measured per codec (tests/engine/test_batch.py checks it).
+    exact_cpu_kernels: bool = True
 
     def __init__(self, quality: int, device: str = "auto", weights=None):
         super().__init__(quality, device, weights)
@@ -76,6 +127,12 @@ class LearnedCodecMixin:
                 f"train them with: hsic train --codec {self.info.id} --quality {self.quality}"
             )
         self.torch_device = resolve_device(device)
+        if self.torch_device.startswith("cuda"):
+            import torch
+
+            # Same GPU, same floats on every run: no autotuned (timing-dependent) convolution algorithms.
+            torch.backends.cudnn.benchmark = False
+            torch.backends.cudnn.deterministic = True
         self.model = load_weights(self.build_model, path)
         for name, child in self.model.named_children():
             if name not in self.cpu_modules:

@@ -15,9 +15,10 @@ from typing import ClassVar
 
 import numpy as np
 
-from engine.codecs.base import TileCodec
+from engine.codecs.base import TileCodec, same_shape_runs
+from engine.codecs.learned import (LearnedCodecMixin, guarded_string, onednn_off, pack_strings, to_device,
+                                   unpack_strings)
 from engine.errors import FormatError
-from engine.codecs.learned import LearnedCodecMixin, guarded_string, pack_strings, unpack_strings
 from engine.registry import CodecInfo, register
 
 # Latent strings per tile are one per image in the batch: 1, or one per band in the band-by-band mode.
@@ -63,16 +64,28 @@ class SpatialCodec(LearnedCodecMixin, TileCodec):
         return tuple(np.stack([a[:, y:y + p, x:x + p] for y, x in zip(ys, xs)]) for a in (cube, valid))
 
     def encode_tile(self, tile: np.ndarray) -> bytes:
-        import torch
-
-        x = torch.from_numpy(np.ascontiguousarray(tile, dtype=np.float32))[None].to(self.torch_device)
-        with torch.no_grad():
-            groups, shape = self.model.compress(x)
-        return pack_strings(shape, groups)
+        return self.encode_tiles([tile])[0]
 
     def decode_tile(self, data: bytes, shape: tuple[int, int, int]) -> np.ndarray:
+        return self.decode_tiles([(data, shape)])[0]
+
+    def encode_tiles(self, tiles: list[np.ndarray]) -> list[bytes]:
+        """Tiles of one shape go through the model together, ``batch_size`` at a time."""
         import torch
 
+        out = []
+        for run in same_shape_runs([t.shape for t in tiles], self.batch_size):
+            x = to_device(np.stack([tiles[i] for i in run]), self.torch_device)
+            with torch.no_grad(), onednn_off(self.exact_cpu_kernels):
+                groups, shape = self.model.compress(x)
+            # Each group holds the same number of strings per tile (1, or one per band), tile after tile.
+            n = len(run)
+            out += [pack_strings(shape, [g[k * len(g) // n:(k + 1) * len(g) // n] for g in groups])
+                    for k in range(n)]
+        return out
+
+    def _parse(self, data: bytes, shape: tuple[int, int, int]) -> tuple[tuple[int, ...], list[list[bytes]]]:
+        """A tile's latent shape and its rANS strings, checked against what the codec writes for ``shape``."""
         bands, rows, cols = shape
         latent_shape, groups = unpack_strings(data, _MAX_STRINGS)
         if latent_shape != self.model.latent_shape(bands, rows, cols):
@@ -80,11 +93,32 @@ class SpatialCodec(LearnedCodecMixin, TileCodec):
         symbols = self.model.symbols_per_string(latent_shape)
         if len(groups) != len(symbols):
             raise FormatError(f"tile has {len(groups)} groups of strings, the codec writes {len(symbols)}")
+        per_tile = self.model.strings_per_tile(bands)
+        if any(len(g) != per_tile for g in groups):
+            raise FormatError(f"tile has {[len(g) for g in groups]} strings per group, the codec writes {per_tile}")
         # compressai's rANS decoder reads without bounds checks: see guarded_string.
-        groups = [[guarded_string(s, n) for s in g] for g, n in zip(groups, symbols)]
-        with torch.no_grad():
-            x_hat = self.model.decompress(groups, latent_shape, bands, (rows, cols), self.torch_device)
-        return x_hat[0].cpu().numpy().astype(np.float32, copy=False)
+        return latent_shape, [[guarded_string(s, n) for s in g] for g, n in zip(groups, symbols)]
+
+    def decode_symbols(self, data: bytes, shape: tuple[int, int, int]) -> list[np.ndarray]:
+        """The entropy-decoded latents of a tile ([y] or [y, z]): what must agree on every device."""
+        latent_shape, groups = self._parse(data, shape)
+        with onednn_off(self.exact_cpu_kernels):
+            return [t.numpy() for t in self.model.decode_symbols(groups, latent_shape)]
+
+    def decode_tiles(self, items: list[tuple[bytes, tuple[int, int, int]]]) -> list[np.ndarray]:
+        import torch
+
+        out = []
+        for run in same_shape_runs([tuple(s) for _, s in items], self.batch_size):
+            bands, rows, cols = items[run[0]][1]
+            parsed = [self._parse(*items[i]) for i in run]
+            latent_shape = parsed[0][0]
+            groups = [[s for _, gs in parsed for s in gs[j]] for j in range(len(parsed[0][1]))]
+            with torch.no_grad(), onednn_off(self.exact_cpu_kernels):
+                x_hat = self.model.decompress(groups, latent_shape, bands, (rows, cols), self.torch_device)
+            x_hat = x_hat.cpu().numpy()
+            out += [x_hat[k].astype(np.float32, copy=False) for k in range(len(run))]
+        return out
 
 
 @register

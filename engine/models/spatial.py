@@ -87,8 +87,12 @@ class _FactorizedLatent(nn.Module):
         y = self.analysis(_pad_to(x, self.multiple)).cpu()
         return [self.entropy_bottleneck.compress(y)], tuple(y.shape[2:])
 
+    def decode_symbols(self, strings: list[list[bytes]], shape: tuple[int, ...]) -> list[torch.Tensor]:
+        """Entropy-decoded latents (on the CPU)."""
+        return [self.entropy_bottleneck.decompress(strings[0], shape)]
+
     def decompress(self, strings: list[list[bytes]], shape: tuple[int, ...], bands: int, size, device):
-        y_hat = self.entropy_bottleneck.decompress(strings[0], shape)
+        (y_hat,) = self.decode_symbols(strings, shape)
         return self.synthesis(y_hat.to(device), bands)[..., :size[0], :size[1]]
 
     def aux_loss(self) -> torch.Tensor:
@@ -97,6 +101,10 @@ class _FactorizedLatent(nn.Module):
     def symbols_per_string(self, shape: tuple[int, ...]) -> list[int]:
         """Latent symbols in one string of each group, for a latent of spatial ``shape``."""
         return [self.entropy_bottleneck.channels * math.prod(shape)]
+
+    def strings_per_tile(self, bands: int) -> int:
+        """rANS strings per tile in each group: one per image the model codes."""
+        return 1
 
     def latent_shape(self, bands: int, rows: int, cols: int) -> tuple[int, ...]:
         """The coded latent's spatial shape for a tile (what compress writes)."""
@@ -259,13 +267,16 @@ class Bmshj2018(nn.Module):
         indexes = self.gaussian_conditional.build_indexes(self.h_s_cpu(z_hat))
         return [self.gaussian_conditional.compress(y, indexes), z_strings], tuple(z.shape[2:])
 
-    def decompress(self, strings, shape, bands: int, size, device):
+    def decode_symbols(self, strings, shape) -> list[torch.Tensor]:
+        """Entropy-decoded latents on the CPU: [y] or [y, z]; the scales come from z on the CPU."""
         if not self.hyperprior:
-            y_hat = self.entropy_bottleneck.decompress(strings[0], shape)
-        else:
-            z_hat = self.entropy_bottleneck.decompress(strings[1], shape)
-            indexes = self.gaussian_conditional.build_indexes(self.h_s_cpu(z_hat))
-            y_hat = self.gaussian_conditional.decompress(strings[0], indexes, z_hat.dtype)
+            return [self.entropy_bottleneck.decompress(strings[0], shape)]
+        z_hat = self.entropy_bottleneck.decompress(strings[1], shape)
+        indexes = self.gaussian_conditional.build_indexes(self.h_s_cpu(z_hat))
+        return [self.gaussian_conditional.decompress(strings[0], indexes, z_hat.dtype), z_hat]
+
+    def decompress(self, strings, shape, bands: int, size, device):
+        y_hat = self.decode_symbols(strings, shape)[0]
         return self._out(_chunked(self.g_s, y_hat.to(device)), bands)[..., :size[0], :size[1]]
 
     # The hyper-transforms are tiny; they always run on the CPU (see compress).
@@ -282,6 +293,10 @@ class Bmshj2018(nn.Module):
 
     def aux_loss(self) -> torch.Tensor:
         return self.entropy_bottleneck.loss()
+
+    def strings_per_tile(self, bands: int) -> int:
+        """rANS strings per tile in each group: one, or one per band in the band-by-band mode."""
+        return 1 if self.adapter is not None else bands
 
     def latent_shape(self, bands: int, rows: int, cols: int) -> tuple[int, ...]:
         """Spatial shape of y (factorized) or z (hyperprior), as written by compress."""

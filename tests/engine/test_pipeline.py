@@ -104,6 +104,13 @@ def test_spatial_codecs_get_full_padded_tiles_and_output_is_cropped():
             assert shape == (3, 8, 8)
             return np.frombuffer(data, dtype=np.float16).reshape(shape).astype(np.float32)
 
+        # the pipeline codes tiles in batches (TileCodec's default loops)
+        def encode_tiles(self, tiles):
+            return [self.encode_tile(t) for t in tiles]
+
+        def decode_tiles(self, items):
+            return [self.decode_tile(d, s) for d, s in items]
+
     raw = np.arange(3 * 5 * 6, dtype=np.int16).reshape(3, 5, 6) + 100
     raw[1, 2, 3] = -1
     header = Header.create(rows=5, cols=6, bands=3, dtype="int16", nodata=-1, tile_rows=8, tile_cols=8,

@@ -97,8 +97,8 @@ def test_full_disk_leaves_no_partial_file(make_raster, tmp_path, capsys):
 CHILD = """
 import sys, time
 import engine.codecs.cae1d as m
-encode = m.Cae1d.encode_tile
-m.Cae1d.encode_tile = lambda self, tile: (time.sleep(2), encode(self, tile))[1]
+encode = m.Cae1d.encode_tiles
+m.Cae1d.encode_tiles = lambda self, tiles: (time.sleep(2), encode(self, tiles))[1]
 from hsi_gdal.cli import main
 sys.exit(main(sys.argv[1:]))
 """
