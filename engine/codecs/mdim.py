@@ -99,7 +99,8 @@ class MDIMDRFCodec(SpatialCodec):
         default_quality=2,
         weights=_weights("mdim-drf", (1, 2, 3)),
     )
-    recipes = {q: {"arch": ARCH, "lmbda": lmbda, "batch": 8} for q, lmbda in ((1, 5.0), (2, 20.0), (3, 100.0))}
+    # lmbda is far below the other codecs' (250-1e5): at 20 every level sat at the floor (one group).
+    recipes = {q: {"arch": ARCH, "lmbda": lmbda, "batch": 8} for q, lmbda in ((1, 50.0), (2, 200.0), (3, 1000.0))}
     patch: ClassVar[int] = 64  # 4 x 4 latent positions: room for the 5 x 5 DRF window to matter
 
     @staticmethod

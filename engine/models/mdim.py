@@ -15,7 +15,8 @@ Pieces, each usable on its own:
 The mask follows Li et al. (content-weighted compression, the paper's ref. [22]): the importance map
 p in [0, 1] is quantised to a level l = ceil(L p) in 1..L per latent position, and the first l * M / L
 of the M latent channels are kept there, the others are zero. In training the hard mask is used forward,
-with the gradient of a linear ramp per channel group (straight-through), so that rate and distortion
+with the gradient of a linear ramp per channel group
+(straight-through, over two levels around the group's threshold), so that rate and distortion
 both reach the importance network.
 
 Moran's index as used here (eq. 5 of the paper, made numerically safe): for feature vectors x_p, x_q
@@ -198,7 +199,10 @@ class MDIMDRF(nn.Module):
         """The hard mask of ``levels_of(p)`` forward, a ramp's gradient backward (straight-through)."""
         t = p * self.levels
         hard = ((self.group < t) | (self.group == 0)).to(p.dtype)
-        soft = torch.where(self.group == 0, torch.ones_like(t - self.group), (t - self.group).clamp(0, 1))
+        # The ramp of group g spans t in [g - 1, g + 1] (as Li et al.'s gradient): a narrower one leaves
+        # no gradient once every level sits at the floor (1), and training then never leaves it.
+        ramp = ((t - self.group + 1) / 2).clamp(0, 1)
+        soft = torch.where(self.group == 0, torch.ones_like(ramp), ramp)
         return hard + soft - soft.detach()
 
     def synthesise(self, y_hat: torch.Tensor, bands: int, size) -> torch.Tensor:

@@ -109,6 +109,10 @@ def test_training_mask_is_the_hard_mask_forward_with_gradient_to_the_map():
     torch.testing.assert_close(mask.detach(), hard)
     mask.sum().backward()
     assert p.grad.abs().sum() > 0
+    # At the floor (every level 1) the next group still receives a gradient: training can leave it.
+    low = torch.full((1, 1, 2, 2), 0.1, requires_grad=True)
+    model.training_mask(low).sum().backward()
+    assert (low.grad > 0).all()
     # Level l keeps l groups of M / L channels, at least one group.
     levels = torch.tensor([1, 2, 4]).reshape(1, 1, 1, 3)
     assert model.mask_of(levels).sum((0, 1, 2)).tolist() == [8, 16, 32]
