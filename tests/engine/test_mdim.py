@@ -205,3 +205,20 @@ def test_corrupt_tiles_are_format_errors(tmp_path):
         codec.decode_tile(data, (20, 80, 80))  # latent shape of another tile size
     with pytest.raises(FormatError):
         codec.decode_tile(data[:-1], tile.shape)
+
+
+def test_ablation_variant_is_trainable_through_the_arch_option(tmp_path):
+    from engine.errors import InputError
+    from engine.training import TrainConfig, train
+
+    rng = np.random.default_rng(0)
+    scenes = [("aviris_x.tif", (rng.random((12, 40, 40)) * 1000).astype(np.int16), None)]
+    small = {k: SMALL[k] for k in ("N", "M", "adapter", "levels", "width")}
+    cfg = TrainConfig("mdim-drf", 2, steps=2, batch=2, device="cpu", arch={**small, "drf": False, "depths": 1})
+    rec = train(cfg, scenes, tmp_path)
+    assert rec["recipe"]["arch"]["drf"] is False and rec["recipe"]["arch"]["depths"] == 1
+    codec = get_codec("mdim-drf", 2, device="cpu", weights=tmp_path / "mdim-drf-q2.pt")
+    assert not any(isinstance(m, DRFConv2d) for m in codec.model.modules())
+    assert codec.model.importance.alphas == (0.0, 0.0, 1.0)
+    with pytest.raises(InputError, match="no architecture key"):
+        train(TrainConfig("mdim-drf", 2, steps=1, device="cpu", arch={"nope": 1}), scenes, tmp_path)
