@@ -150,6 +150,11 @@ class ImportanceNet(nn.Module):
         self.layers = nn.ModuleList(layer() for _ in range(3))
         self.se = nn.ModuleList(SEBlock(width) for _ in range(3))
         self.heads = nn.ModuleList(nn.Conv2d(width, 1, 1) if a else nn.Identity() for a in self.alphas)
+        # Start with every channel kept (p ~ 0.95): channels that are masked from the start never learn to
+        # carry anything, so opening them never pays, and training stays at the floor level.
+        for head in self.heads:
+            if isinstance(head, nn.Conv2d):
+                nn.init.constant_(head.bias, 3.0)
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
         h = self.stem(y)

@@ -119,7 +119,11 @@ def test_training_mask_is_the_hard_mask_forward_with_gradient_to_the_map():
 
 
 def test_training_rate_counts_only_kept_channels():
+    torch.manual_seed(0)
     model = MDIMDRF(**SMALL)
+    assert model.levels_of(model.importance(torch.randn(1, 32, 2, 2))).min() == 4  # starts keeping all
+    for head in model.importance.heads:
+        torch.nn.init.constant_(head.bias, 0.0)  # p ~ 0.5: about half the channels masked
     x = torch.rand(2, 10, 32, 32)
     out = model(x)
     valid = torch.ones_like(x, dtype=torch.bool)
