@@ -32,7 +32,8 @@ from engine.registry import CodecInfo, register
 _PRECISION = 16  # compressai's rANS coder works with 16-bit cumulative frequencies
 
 ARCH = {"N": 48, "M": 192, "adapter": 32, "levels": 16, "width": 64, "depths": 3, "drf": True,
-        "window": 5, "kernel": 3}
+        "window": 5, "kernel": 3, "gain": 16.0,
+        "warmup": 300}
 # The paper's ablation variants (constructible, trainable with a user's recipe; not shipped).
 ABLATIONS = {"mdim": {**ARCH, "drf": False}, "sdim-drf": {**ARCH, "depths": 1},
              "sdim": {**ARCH, "depths": 1, "drf": False}}

@@ -11,7 +11,7 @@ from engine.errors import FormatError  # noqa: E402
 from engine.models.mdim import MDIMDRF, DRFConv2d, ImportanceNet, moran_scores, select_neighbours  # noqa: E402
 from engine.registry import get_codec  # noqa: E402
 
-SMALL = {**ARCH, "N": 8, "M": 32, "adapter": 8, "levels": 4, "width": 8}
+SMALL = {**ARCH, "N": 8, "M": 32, "adapter": 8, "levels": 4, "width": 8, "warmup": 0}
 
 
 def _window_index(dy, dx, window):
@@ -101,12 +101,13 @@ def test_importance_map_variants_are_in_unit_interval_and_trainable(depths, drf)
     assert sum(a > 0 for a in net.alphas) == depths
 
 
-def test_training_mask_is_the_hard_mask_forward_with_gradient_to_the_map():
+def test_training_mask_is_nonzero_where_the_coder_keeps_channels_with_gradient_to_the_map():
     model = MDIMDRF(**SMALL)
     p = torch.rand(2, 1, 3, 3, requires_grad=True)
     mask = model.training_mask(p)
     hard = model.mask_of(model.levels_of(p.detach())).float()
-    torch.testing.assert_close(mask.detach(), hard)
+    torch.testing.assert_close((mask.detach() > 0).float(), hard)
+    assert ((hard - mask.detach()).sum(1) < SMALL["M"] / SMALL["levels"]).all()  # only one group is partial
     mask.sum().backward()
     assert p.grad.abs().sum() > 0
     # At the floor (every level 1) the next group still receives a gradient: training can leave it.
@@ -116,6 +117,17 @@ def test_training_mask_is_the_hard_mask_forward_with_gradient_to_the_map():
     # Level l keeps l groups of M / L channels, at least one group.
     levels = torch.tensor([1, 2, 4]).reshape(1, 1, 1, 3)
     assert model.mask_of(levels).sum((0, 1, 2)).tolist() == [8, 16, 32]
+
+
+def test_warm_up_keeps_every_channel_then_the_map_decides():
+    model = MDIMDRF(**{**SMALL, "warmup": 2})
+    for head in model.importance.heads:
+        torch.nn.init.constant_(head.bias, -3.0)  # p ~ 0.05: the map would keep one group only
+    x = torch.rand(1, 6, 16, 16)
+    assert [float(model(x)["mask"].mean()) for _ in range(3)] == [1.0, 1.0, 0.25]
+    model.eval()
+    assert float(model(x)["mask"].mean()) == 0.25  # never in evaluation
+    assert int(model.steps_seen) == 3
 
 
 def test_training_rate_counts_only_kept_channels():
