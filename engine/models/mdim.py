@@ -140,7 +140,9 @@ class ImportanceNet(nn.Module):
         if depths not in DEPTH_WEIGHTS:
             raise ValueError(f"depths must be 1 or 3, not {depths!r}")
         self.alphas = DEPTH_WEIGHTS[depths]
-        self.stem = nn.Sequential(nn.Conv2d(cin, width, 1), nn.ReLU(inplace=True))
+        # Normalised features keep the heads' logits moderate: saturated sigmoids (logits of +-100 were
+        # measured without it) freeze the map at a constant.
+        self.stem = nn.Sequential(nn.Conv2d(cin, width, 1), nn.GroupNorm(1, width), nn.ReLU(inplace=True))
 
         def layer():
             return DRFConv2d(width, width, kernel, window) if drf else nn.Conv2d(width, width, kernel,
@@ -193,8 +195,8 @@ class MDIMDRF(nn.Module):
         """Latent y (N, M, h, w) and importance map p (N, 1, h, w) of a tile batch."""
         # The fixed gain puts latents on the quantiser's scale from the start: while they are small, the
         # quantisation noise swamps them, masking them lowers the distortion and the map falls to its floor.
-        y = self.gain * self.g_a(self.adapter.encode(_pad_to(x, self.multiple)))
-        return y, self.importance(y)
+        y = self.g_a(self.adapter.encode(_pad_to(x, self.multiple)))
+        return self.gain * y, self.importance(y)
 
     def levels_of(self, p: torch.Tensor) -> torch.Tensor:
         """Importance levels ceil(L p) in 1..L (int64), what the bitstream carries."""
