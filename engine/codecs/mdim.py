@@ -103,7 +103,7 @@ class MDIMDRFCodec(SpatialCodec):
     # Trained from scratch at a low lmbda (20-200), every level fell to the floor (one group of channels):
     # channels masked early never learn to carry anything, so opening them never pays. So the top rate
     # is trained from scratch (its mask stays open) and the lower rates are fine-tuned from it.
-    recipes = {q: {"arch": ARCH, "lmbda": lmbda, "batch": 8} for q, lmbda in ((1, 50.0), (2, 300.0), (3, 2000.0))}
+    recipes = {q: {"arch": ARCH, "lmbda": lmbda, "batch": 8} for q, lmbda in ((1, 10.0), (2, 300.0), (3, 2000.0))}
     patch: ClassVar[int] = 64  # 4 x 4 latent positions: room for the 5 x 5 DRF window to matter
 
     @staticmethod
