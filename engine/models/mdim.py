@@ -193,8 +193,8 @@ class MDIMDRF(nn.Module):
 
     def analyse(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Latent y (N, M, h, w) and importance map p (N, 1, h, w) of a tile batch."""
-        # The fixed gain puts latents on the quantiser's scale from the start: while they are small, the
-        # quantisation noise swamps them, masking them lowers the distortion and the map falls to its floor.
+        # The fixed gain puts latents on the quantiser's scale from the start (training runs are short, as
+        # for SSCNet); the importance network reads the latent before the gain.
         y = self.g_a(self.adapter.encode(_pad_to(x, self.multiple)))
         return self.gain * y, self.importance(y)
 
