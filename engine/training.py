@@ -49,6 +49,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     init: str | None = None  # weights file to start from (fine-tuning); same architecture
+    arch: dict | None = None  # keys replacing the recipe's architecture (e.g. a paper's ablation variant)
     checkpoint_every: int = 500
     resume: bool = False
 
@@ -162,6 +163,14 @@ def train(config: TrainConfig, scenes: Sequence, out_dir: Path,
         return cache[k]
 
     init = init or config.init
+    if config.arch:
+        if init is not None:
+            raise InputError("an architecture change cannot fine-tune: the weights file fixes the architecture")
+        unknown = sorted(set(config.arch) - set(recipe["arch"]))
+        if unknown:
+            raise InputError(f"codec {config.codec!r} has no architecture key {unknown[0]!r}; "
+                             f"it has {', '.join(recipe['arch'])}")
+        recipe = {**recipe, "arch": {**recipe["arch"], **config.arch}}
     if init is None:
         if hasattr(cls, "prepare_arch"):
             recipe = {**recipe, "arch": cls.prepare_arch(dict(recipe["arch"]),

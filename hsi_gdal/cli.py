@@ -127,6 +127,20 @@ def cmd_codecs(args) -> None:
                                    f"(default {i.default_quality})  {i.title}" for i in infos])
 
 
+def _arch_overrides(items: list[str] | None) -> dict | None:
+    """``KEY=VALUE`` pairs of ``hsic train --arch``; values are JSON (numbers, true/false) or strings."""
+    out = {}
+    for item in items or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise HSICError(f"--arch wants KEY=VALUE, not {item!r}")
+        try:
+            out[key] = json.loads(value)
+        except ValueError:
+            out[key] = value
+    return out or None
+
+
 def cmd_train(args) -> None:
     from engine.registry import get_info
     from engine.training import TrainConfig, train
@@ -144,7 +158,7 @@ def cmd_train(args) -> None:
     for q in qualities:
         cfg = TrainConfig(args.codec, q, steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed,
                           device=args.device, init=args.init, checkpoint_every=args.checkpoint_every,
-                          resume=args.resume)
+                          resume=args.resume, arch=_arch_overrides(args.arch))
         bar = tqdm(total=None, desc=f"train {args.codec} q{q}", disable=args.quiet, file=sys.stderr)
 
         def progress(step, total, m, bar=bar):
@@ -268,6 +282,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--steps", type=int, default=None, help="training steps (default: the codec's recipe)")
     t.add_argument("--batch", type=int, default=None, help="samples per step (default: the codec's recipe)")
     t.add_argument("--init", default=None, help="a weights file to fine-tune instead of training from scratch")
+    t.add_argument("--arch", action="append", default=None, metavar="KEY=VALUE",
+                   help="change one key of the recipe's architecture (repeatable), e.g. an ablation: "
+                        "--arch drf=false --arch depths=1 for mdim-drf")
     t.add_argument("--resume", action="store_true",
                    help="continue an interrupted run from its checkpoint in --out")
     t.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints (default 500)")

@@ -1,0 +1,174 @@
+"""``mdim-drf``: content-based compression with a multi-depth importance map and DRF convolution.
+
+The model is :class:`engine.models.mdim.MDIMDRF`. What the tile payload holds (packed with
+:func:`engine.codecs.learned.pack_strings`, latent shape (h, w) = tile size / 16):
+
+1. the histogram of the importance levels (L u16 counts, which sum to h * w: at most 16384 for the
+   largest tile the pipeline allows);
+2. the level map (h * w symbols in 1..L), rANS-coded with the histogram as its distribution;
+3. the latent symbols of the kept channels only (channel c is kept at a position whose level l has
+   c < l * M / L), rANS-coded with the factorized prior's per-channel tables.
+
+The decoder reads the levels first, derives the mask from them, then knows exactly which symbols follow:
+masked channels cost no bits at all and decode to zero. Nothing but the payload is needed.
+
+Ablation of the paper (its Fig. 10) through the architecture: ``depths`` 3 (MDIM) or 1 (SDIM), ``drf``
+on or off; the shipped weights are the full model (MDIM + DRF). Its BASE (no importance map) is
+``bmshj2018-factorized`` q1-3, the same Balle transforms without the mask.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import ClassVar
+
+import numpy as np
+
+from engine.codecs.learned import guarded_string, pack_strings, unpack_strings
+from engine.codecs.spatial import SpatialCodec, _weights
+from engine.errors import FormatError
+from engine.registry import CodecInfo, register
+
+_PRECISION = 16  # compressai's rANS coder works with 16-bit cumulative frequencies
+
+ARCH = {"N": 48, "M": 192, "adapter": 32, "levels": 16, "width": 64, "depths": 3, "drf": True,
+        "window": 5, "kernel": 3, "gain": 16.0,
+        "warmup": 300}
+# The paper's ablation variants (constructible, trainable with a user's recipe; not shipped).
+ABLATIONS = {"mdim": {**ARCH, "drf": False}, "sdim-drf": {**ARCH, "depths": 1},
+             "sdim": {**ARCH, "depths": 1, "drf": False}}
+
+
+def level_cdf(counts: np.ndarray) -> list[int]:
+    """Quantised CDF for compressai's coder from level counts: every bin (and the escape bin) >= 1.
+
+    Integer arithmetic only, so encoder and decoder derive the same table from the same counts.
+    """
+    counts = [int(c) for c in counts] + [0]  # the coder's escape bin, never used for valid levels
+    total = sum(counts)
+    spare = (1 << _PRECISION) - len(counts)
+    freqs = [1 + (c * spare) // max(total, 1) for c in counts]
+    freqs[int(np.argmax(counts))] += (1 << _PRECISION) - sum(freqs)
+    return [0, *np.cumsum(freqs).tolist()]
+
+
+def encode_levels(levels: np.ndarray, n_levels: int) -> tuple[bytes, bytes]:
+    """(histogram bytes, rANS string) of integer levels in 1..n_levels."""
+    from compressai.ans import RansEncoder
+
+    symbols = levels.reshape(-1).astype(np.int64) - 1
+    counts = np.bincount(symbols, minlength=n_levels)
+    hist = struct.pack(f"<{n_levels}H", *counts.tolist())
+    if np.count_nonzero(counts) == 1:
+        # One level everywhere: the histogram says it all. (compressai's encoder also overflows its
+        # output buffer on a single-symbol string: it reserves one word per symbol, the flush writes two.)
+        return hist, b""
+    cdf = level_cdf(counts)
+    return hist, RansEncoder().encode_with_indexes(symbols.tolist(), [0] * symbols.size, [cdf], [len(cdf)], [0])
+
+
+def decode_levels(hist: bytes, string: bytes, n_levels: int, count: int) -> np.ndarray:
+    """Inverse of :func:`encode_levels` for ``count`` levels; FormatError on anything inconsistent."""
+    from compressai.ans import RansDecoder
+
+    if len(hist) != 2 * n_levels:
+        raise FormatError(f"importance histogram of {len(hist)} bytes, {2 * n_levels} expected")
+    counts = np.array(struct.unpack(f"<{n_levels}H", hist))
+    if counts.sum() != count:
+        raise FormatError(f"importance histogram counts {counts.sum()} levels, the tile has {count}")
+    if np.count_nonzero(counts) == 1:
+        if string:
+            raise FormatError("importance map string present for a single-level map")
+        return np.full(count, int(np.argmax(counts)) + 1, dtype=np.int64)
+    cdf = level_cdf(counts)
+    symbols = RansDecoder().decode_with_indexes(guarded_string(string, count), [0] * count, [cdf], [len(cdf)],
+                                                [0])
+    levels = np.asarray(symbols, dtype=np.int64) + 1
+    if levels.size != count or levels.min() < 1 or levels.max() > n_levels:
+        raise FormatError("corrupt importance map (levels out of range)")
+    return levels
+
+
+@register
+class MDIMDRFCodec(SpatialCodec):
+    info = CodecInfo(
+        id="mdim-drf",
+        title="MDIM-DRF: Balle transforms, latent channels masked by a multi-depth importance map (DRF convs)",
+        paper="Pan, Gu, Chong, Guo, Content-based hyperspectral image compression using a multi-depth "
+              "weighted map with dynamic receptive field convolution, IJIMAI 2022",
+        qualities=(1, 2, 3),
+        default_quality=2,
+        weights=_weights("mdim-drf", (1, 2, 3)),
+    )
+    # Trained from scratch at a low lmbda (20-200), every level fell to the floor (one group of channels):
+    # channels masked early never learn to carry anything, so opening them never pays. So the top rate
+    # is trained from scratch (its mask stays open) and the lower rates are fine-tuned from it.
+    recipes = {q: {"arch": ARCH, "lmbda": lmbda, "batch": 8} for q, lmbda in ((1, 10.0), (2, 300.0), (3, 2000.0))}
+    patch: ClassVar[int] = 64  # 4 x 4 latent positions: room for the 5 x 5 DRF window to matter
+
+    @staticmethod
+    def build_model(arch: dict):
+        from engine.models.mdim import MDIMDRF
+
+        return MDIMDRF(**arch)
+
+    @staticmethod
+    def training_loss(model, out, xb, vb, recipe):
+        """lmbda * masked MSE + bits of the kept latent channels only (masked ones are never written)."""
+        import torch
+
+        w = vb.float()
+        mse = ((out["x_hat"] - xb) ** 2 * w).sum() / w.sum().clamp_min(1.0)
+        bits = (out["mask"] * -torch.log2(out["likelihoods"]["y"])).sum()
+        bpv = bits / xb.numel()
+        kept = out["mask"].mean()
+        return recipe["lmbda"] * mse + bpv, {"mse": mse.item(), "bpppc": bpv.item(), "kept": kept.item()}
+
+    # --- bitstream -------------------------------------------------------------------------------------
+
+    def _channel_tables(self, mask):
+        """Channel index and prior median of each kept latent element (mask: (M, h, w) bool)."""
+        import torch
+
+        channels = torch.arange(self.model.M)[:, None, None].expand_as(mask)[mask]
+        medians = self.model.entropy_bottleneck.quantiles[:, 0, 1].detach().cpu()
+        return channels[None].int(), medians[channels][None]
+
+    def encode_tile(self, tile: np.ndarray) -> bytes:
+        import torch
+        from compressai.entropy_models import EntropyModel
+
+        x = torch.from_numpy(np.ascontiguousarray(tile, dtype=np.float32))[None].to(self.torch_device)
+        with torch.no_grad():
+            y, p = self.model.analyse(x)
+            y, levels = y.cpu(), self.model.levels_of(p).cpu()
+            mask = self.model.mask_of(levels)[0]
+            hist, level_string = encode_levels(levels.numpy(), self.model.levels)
+            index, means = self._channel_tables(mask)
+            # The factorized prior's coder called on the kept elements only (its own compress codes all).
+            y_string = EntropyModel.compress(self.model.entropy_bottleneck, y[0][mask][None], index, means)[0]
+        return pack_strings(tuple(y.shape[2:]), [[hist], [level_string], [y_string]])
+
+    def decode_tile(self, data: bytes, shape: tuple[int, int, int]) -> np.ndarray:
+        import torch
+        from compressai.entropy_models import EntropyModel
+
+        bands, rows, cols = shape
+        latent_shape, groups = unpack_strings(data, 1)
+        if latent_shape != self.model.latent_shape(bands, rows, cols):
+            raise FormatError(f"tile latent shape {latent_shape} does not fit a {bands} x {rows} x {cols} tile")
+        if len(groups) != 3 or any(len(g) != 1 for g in groups):
+            raise FormatError("an mdim-drf tile holds three strings (histogram, levels, latent)")
+        (hist,), (level_string,), (y_string,) = groups
+        h, w = latent_shape
+        levels = decode_levels(hist, level_string, self.model.levels, h * w)
+        mask = self.model.mask_of(torch.from_numpy(levels).reshape(1, 1, h, w))[0]
+        index, means = self._channel_tables(mask)
+        with torch.no_grad():
+            values = EntropyModel.decompress(self.model.entropy_bottleneck,
+                                             [guarded_string(y_string, index.shape[1])], index, torch.float32,
+                                             means)
+            y_hat = torch.zeros(1, self.model.M, h, w)
+            y_hat[0][mask] = values[0]
+            x_hat = self.model.synthesise(y_hat.to(self.torch_device), bands, (rows, cols))
+        return x_hat[0].cpu().numpy().astype(np.float32, copy=False)
