@@ -24,7 +24,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from engine.codecs.learned import guarded_string, pack_strings, unpack_strings
+from engine.codecs.learned import guarded_string, onednn_off, pack_strings, unpack_strings
 from engine.codecs.spatial import SpatialCodec, _weights
 from engine.errors import FormatError
 from engine.registry import CodecInfo, register
@@ -139,7 +139,7 @@ class MDIMDRFCodec(SpatialCodec):
         from compressai.entropy_models import EntropyModel
 
         x = torch.from_numpy(np.ascontiguousarray(tile, dtype=np.float32))[None].to(self.torch_device)
-        with torch.no_grad():
+        with torch.no_grad(), onednn_off(self.exact_cpu_kernels):
             y, p = self.model.analyse(x)
             y, levels = y.cpu(), self.model.levels_of(p).cpu()
             mask = self.model.mask_of(levels)[0]
@@ -149,7 +149,8 @@ class MDIMDRFCodec(SpatialCodec):
             y_string = EntropyModel.compress(self.model.entropy_bottleneck, y[0][mask][None], index, means)[0]
         return pack_strings(tuple(y.shape[2:]), [[hist], [level_string], [y_string]])
 
-    def decode_tile(self, data: bytes, shape: tuple[int, int, int]) -> np.ndarray:
+    def _decode_latent(self, data: bytes, shape: tuple[int, int, int]):
+        """The tile's entropy-decoded latent (1, M, h, w), masked channels zero, on the CPU."""
         import torch
         from compressai.entropy_models import EntropyModel
 
@@ -170,5 +171,23 @@ class MDIMDRFCodec(SpatialCodec):
                                              means)
             y_hat = torch.zeros(1, self.model.M, h, w)
             y_hat[0][mask] = values[0]
-            x_hat = self.model.synthesise(y_hat.to(self.torch_device), bands, (rows, cols))
+        return y_hat
+
+    def decode_symbols(self, data: bytes, shape: tuple[int, int, int]) -> list[np.ndarray]:
+        """The entropy-decoded latent: what must agree on every device."""
+        return [self._decode_latent(data, shape).numpy()]
+
+    def decode_tile(self, data: bytes, shape: tuple[int, int, int]) -> np.ndarray:
+        import torch
+
+        y_hat = self._decode_latent(data, shape)
+        with torch.no_grad(), onednn_off(self.exact_cpu_kernels):
+            x_hat = self.model.synthesise(y_hat.to(self.torch_device), shape[0], shape[1:])
         return x_hat[0].cpu().numpy().astype(np.float32, copy=False)
+
+    # One tile per pass: each tile's level map keeps its own set of latent elements.
+    def encode_tiles(self, tiles: list[np.ndarray]) -> list[bytes]:
+        return [self.encode_tile(t) for t in tiles]
+
+    def decode_tiles(self, items: list[tuple[bytes, tuple[int, int, int]]]) -> list[np.ndarray]:
+        return [self.decode_tile(data, shape) for data, shape in items]
