@@ -1,0 +1,87 @@
+"""Check S2C-Net's claim on our test scenes: below 1 bpppc it beats its spectral part alone (``cae1d``)
+and a spatial-only codec (``bmshj2018-hyperprior``).
+
+Reads two ``hsic bench`` JSON files (the committed run with the baselines, and a run with ``s2cnet``;
+same scenes, same metrics) and prints a Markdown comparison: per scene, each s2cnet point below 1 bpppc
+next to each baseline's PSNR and SAM interpolated at the same bpppc (linear in log rate between the
+baseline's measured points; "out of range" where the baseline has no points on both sides), and the
+BD-rate (PSNR) of s2cnet against each baseline over their shared quality range, all points < 1 bpppc.
+
+    python scripts/s2cnet_claim.py docs/benchmarks/bench.json docs/benchmarks/bench_s2cnet_band_cluster.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+BASELINES = ("cae1d", "bmshj2018-hyperprior")
+
+
+def curves(records, method):
+    out = {}
+    for r in records:
+        if r["method"] == method and r["bpppc"] < 1.0 and r["psnr_db"] is not None:
+            out.setdefault(r["scene"], []).append((r["bpppc"], r["psnr_db"], r["sam_deg"]))
+    return {k: sorted(v) for k, v in out.items()}
+
+
+def at_rate(points, rate):
+    """(PSNR, SAM) interpolated at ``rate`` in log rate, or None outside the measured range."""
+    if not points:
+        return None
+    r = np.log([p[0] for p in points])
+    if np.log(rate) < r.min() or np.log(rate) > r.max():
+        return None
+    # Several qualities can land on one rate: np.interp needs increasing x, and a sort keeps it so.
+    return tuple(float(np.interp(np.log(rate), r, [p[k] for p in points])) for k in (1, 2))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("baseline_json")
+    p.add_argument("s2cnet_json")
+    args = p.parse_args()
+    sys.path.insert(0, str(ROOT))
+    from engine.bdrate import bd_rate, overlap
+    from engine.errors import InputError
+
+    base = json.loads(Path(args.baseline_json).read_text())["records"]
+    new = json.loads(Path(args.s2cnet_json).read_text())["records"]
+    s2c = curves(new, "s2cnet")
+    refs = {m: curves(base, m) for m in BASELINES}
+    print("| scene | s2cnet q: bpppc, PSNR dB, SAM deg | " +
+          " | ".join(f"{m} at that bpppc: PSNR, SAM" for m in BASELINES) + " |")
+    print("|---|---|" + "---|" * len(BASELINES))
+    for scene, pts in sorted(s2c.items()):
+        for rate, psnr, sam in pts:
+            cells = []
+            for m in BASELINES:
+                v = at_rate(refs[m].get(scene, []), rate)
+                cells.append("out of range" if v is None else f"{v[0]:.2f}, {v[1]:.2f}")
+            print(f"| {scene} | {rate:.3f}, {psnr:.2f}, {sam:.2f} | " + " | ".join(cells) + " |")
+    print()
+    print("| scene | " + " | ".join(f"BD-rate PSNR vs {m}" for m in BASELINES) + " |")
+    print("|---|" + "---|" * len(BASELINES))
+    for scene, pts in sorted(s2c.items()):
+        cells = []
+        for m in BASELINES:
+            ref = refs[m].get(scene, [])
+            if len(ref) < 2 or len(pts) < 2 or overlap([q[1] for q in ref], [q[1] for q in pts]) is None:
+                cells.append("no shared PSNR range")
+                continue
+            try:
+                v = bd_rate([q[0] for q in ref], [q[1] for q in ref], [q[0] for q in pts], [q[1] for q in pts])
+                cells.append(f"{v:+.1f} %")
+            except InputError as e:  # fewer than two distinct points
+                cells.append(f"n/a ({e})")
+        print(f"| {scene} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
