@@ -33,6 +33,8 @@ def tile(bands: int) -> np.ndarray:
 
     from engine.training import prepare_scene
 
+    if not (TRAIN / SCENE).is_file():
+        sys.exit(f"{TRAIN / SCENE} not found (set HSIC_TRAIN_DIR to the training folder)")
     ds = gdal.Open(str(TRAIN / SCENE))
     x, _ = prepare_scene(ds.ReadAsArray(), ds.GetRasterBand(1).GetNoDataValue())
     x = x[:, :64, :64]
