@@ -37,8 +37,10 @@ class S2CNetCodec(SpatialCodec):
         weights={q: f"s2cnet-q{q}.pt" for q in (1, 2, 3)},
     )
     patch = 32
-    # alpha weighs the latent-map MSE in the mixed loss.
-    recipes = {q: {"arch": _ARCH, "lmbda": lmbda, "alpha": 0.1, "batch": 2}
+    # alpha weighs the latent-map MSE in the mixed loss; u is the spectral latent before its quantiser
+    # gain of 64 (stage 1 learned a precision of ~1/64 there), and 0.5 makes both terms of similar size
+    # where the spectral MSE is ~1e-4.
+    recipes = {q: {"arch": _ARCH, "lmbda": lmbda, "alpha": 0.5, "batch": 2}
                for q, lmbda in ((1, 1000.0), (2, 5000.0), (3, 30000.0))}
     # Per training stage, what replaces the recipe's entries; the last stage writes the codec's weights.
     stages = {"spectral": {"lmbda": 30000.0, "batch": 256}, "joint": {}}

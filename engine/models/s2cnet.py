@@ -30,18 +30,33 @@ from engine.models.spectral_cae import SpectralCAE
 _PIXELS = 4096  # spectra per pass of the spectral network: bounds activation memory on large tiles
 
 
+class _Gain(nn.Module):
+    """A fixed factor: puts the spatial latent y on the quantiser's scale from the first step."""
+
+    def __init__(self, factor: float):
+        super().__init__()
+        self.factor = factor
+
+    def forward(self, t):
+        return t * self.factor
+
+
 class S2CNet(Bmshj2018):
-    def __init__(self, latent: int = 16, width: int = 32, positions: int = 32, N: int = 48, M: int = 96):
+    def __init__(self, latent: int = 16, width: int = 32, positions: int = 32, N: int = 48, M: int = 96,
+                 gain: float = 16.0):
         super().__init__(N, M, hyperprior=True, channels=latent)
         self.latent = latent
         self.multiple = 16  # y is /4, z is /16
-        self.g_a = nn.Sequential(conv(latent, N), GDN(N), conv(N, N, 5, 1), GDN(N), conv(N, M))
+        self.g_a = nn.Sequential(conv(latent, N), GDN(N), conv(N, N, 5, 1), GDN(N), conv(N, M), _Gain(gain))
+        # No inverse gain in g_s: its first layer is linear and learns the scale (the layer indexes stay
+        # those of a plain model, so stage-1 files load).
         self.g_s = nn.Sequential(deconv(M, N), GDN(N, inverse=True), conv(N, N, 5, 1), GDN(N, inverse=True),
                                  deconv(N, latent))
         self.spectral = SpectralCAE(latent, width, positions)
 
     def _in(self, x: torch.Tensor) -> torch.Tensor:
-        """Spectra (N,B,H,W) -> latent map (N,K,H,W), before the spectral encoder's quantiser gain."""
+        """Spectra (N,B,H,W) -> latent map (N,K,H,W), before the spectral encoder's quantiser gain: values of
+        order 1, where GDN is not saturated (on the quantiser's scale, ~60, it is)."""
         n, bands, h, w = x.shape
         s = x.permute(0, 2, 3, 1).reshape(-1, 1, bands)
         u = torch.cat([self.spectral.analysis(c) for c in s.split(_PIXELS)]) / self.spectral.gain
