@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 DEFAULT_CODEC = "cae1d"
 
 # Modules that define codecs; each registers its classes on import.
-_CODEC_MODULES = ("engine.codecs.cae1d", "engine.codecs.spatial", "engine.codecs.mdim")
+_CODEC_MODULES = ("engine.codecs.cae1d", "engine.codecs.spatial", "engine.codecs.mdim",
+                  "engine.codecs.band_cluster", "engine.codecs.s2cnet")
 
 
 @dataclass(frozen=True)

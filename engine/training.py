@@ -18,6 +18,12 @@ A codec class may customise training through optional hooks (all classmethods):
   ``step(out, xb, vb)`` (updates itself on the detached output; returns a dict of floats) and
   ``state_dict()`` / ``load_state_dict()`` for checkpoints. It is not saved with the weights.
 
+A codec trained in stages (``s2cnet``: spectral pre-training, then joint training) has a class attribute
+``stages``: an ordered dict of stage name -> recipe entries that replace the quality's recipe entries
+(``TrainConfig.stage`` picks one, default the last; the recipe gets ``"stage"`` so the hooks can tell).
+The last stage writes the codec's weights ``<codec>-q<quality>.pt``; an earlier one writes
+``<codec>-<stage>-q<quality>.pt``, to be passed as ``init`` to the next.
+
 A checkpoint (model, optimisers, random states) is written every ``checkpoint_every`` steps; with
 ``resume`` a run interrupted at any point continues from its last checkpoint as if never stopped.
 """
@@ -52,6 +58,7 @@ class TrainConfig:
     arch: dict | None = None  # keys replacing the recipe's architecture (e.g. a paper's ablation variant)
     checkpoint_every: int = 500
     resume: bool = False
+    stage: str | None = None  # for codecs trained in stages (see the module docstring)
 
 
 @dataclass(frozen=True)
@@ -141,12 +148,20 @@ def train(config: TrainConfig, scenes: Sequence, out_dir: Path,
     if not scenes:
         raise InputError("no training scenes given")
     recipe = cls.recipes[quality]
+    stages = getattr(cls, "stages", {})
+    stage = config.stage or (list(stages)[-1] if stages else None)
+    if stage is not None:
+        if stage not in stages:
+            known = f"; its stages: {', '.join(stages)}" if stages else ""
+            raise InputError(f"codec {config.codec!r} has no training stage {stage!r}{known}")
+        recipe = {**recipe, **stages[stage], "stage": stage}
     steps = config.steps or recipe.get("steps", 4000)
     batch = config.batch or recipe.get("batch", 256)
     device = resolve_device(config.device)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    stem = f"{config.codec}-q{quality}"
+    final = stage is None or stage == list(stages)[-1]
+    stem = f"{config.codec}-q{quality}" if final else f"{config.codec}-{stage}-q{quality}"
     ckpt_path = out_dir / f"{stem}.ckpt"
 
     torch.manual_seed(config.seed)
@@ -252,6 +267,7 @@ def train(config: TrainConfig, scenes: Sequence, out_dir: Path,
     record = {
         "codec": config.codec,
         "quality": quality,
+        "weights_file": f"{stem}.pt",
         "config": {**asdict(config), "steps": steps, "batch": batch},
         "recipe": recipe,
         "data": {"count": len(scenes), "names": [s.name for s in scenes[:200]]},

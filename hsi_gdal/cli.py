@@ -158,7 +158,7 @@ def cmd_train(args) -> None:
     for q in qualities:
         cfg = TrainConfig(args.codec, q, steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed,
                           device=args.device, init=args.init, checkpoint_every=args.checkpoint_every,
-                          resume=args.resume, arch=_arch_overrides(args.arch))
+                          resume=args.resume, arch=_arch_overrides(args.arch), stage=args.stage)
         bar = tqdm(total=None, desc=f"train {args.codec} q{q}", disable=args.quiet, file=sys.stderr)
 
         def progress(step, total, m, bar=bar):
@@ -172,7 +172,7 @@ def cmd_train(args) -> None:
         rec = train(cfg, scenes, Path(args.out), progress=progress)
         bar.close()
         f = rec["final"]
-        print(f"{args.out}/{args.codec}-q{q}.pt: training estimate {-10 * math.log10(max(f['mse'], 1e-12)):.2f} dB "
+        print(f"{args.out}/{rec['weights_file']}: training estimate {-10 * math.log10(max(f['mse'], 1e-12)):.2f} dB "
               f"at {f['bpppc']:.3f} bpppc (noisy-latent estimate; measure with `hsic eval`)")
 
 
@@ -288,6 +288,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true",
                    help="continue an interrupted run from its checkpoint in --out")
     t.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints (default 500)")
+    t.add_argument("--stage", default=None,
+                   help="training stage, for codecs trained in stages (s2cnet: spectral, then joint "
+                        "with --init the spectral file; default: the last stage)")
     t.add_argument("--lr", type=float, default=1e-3)
     t.add_argument("--seed", type=int, default=0)
     t.set_defaults(func=cmd_train)

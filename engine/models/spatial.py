@@ -210,12 +210,14 @@ class Bmshj2018(nn.Module):
     """Balle et al. 2017/2018 (CompressAI ``bmshj2018-factorized`` / ``-hyperprior``) for hyperspectral tiles.
 
     ``channels_in`` is 1 for the band-by-band mode (each band an image through one shared model); for
-    the all-bands mode a :class:`BandAdapter` maps the B bands to ``adapter`` input channels.
+    the all-bands mode a :class:`BandAdapter` maps the B bands to ``adapter`` input channels. Subclasses
+    whose input always has the same channel count (``s2cnet``'s spectral latent) give ``channels`` and
+    override ``_in`` / ``_out``.
     """
 
-    def __init__(self, N: int = 64, M: int = 96, hyperprior: bool = False, adapter: int = 0):
+    def __init__(self, N: int = 64, M: int = 96, hyperprior: bool = False, adapter: int = 0, channels: int = 1):
         super().__init__()
-        cin = adapter or 1
+        cin = adapter or channels
         self.adapter = BandAdapter(adapter) if adapter else None
         self.hyperprior = hyperprior
         self.multiple = 64 if hyperprior else 16

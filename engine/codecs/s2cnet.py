@@ -1,0 +1,83 @@
+"""``s2cnet``: S2C-Net, a scale-hyperprior spatial codec on the latent map of a spectral autoencoder.
+
+The network is :class:`engine.models.s2cnet.S2CNet`; tiles are coded like the other whole-tile codecs
+(:class:`engine.codecs.spatial.SpatialCodec`: the hyperprior's y and z strings and the latent shape).
+
+Training has the paper's two stages, both ``hsic train`` runs (``TrainConfig.stage``):
+
+1. ``--stage spectral``: the pixel-wise spectral autoencoder alone, trained as a codec of its own
+   (rate of its factorized latent + lmbda * MSE) on random single spectra; writes
+   ``s2cnet-spectral-q<N>.pt`` (the whole model: the spatial part stays at its initial values);
+2. ``--stage joint --init s2cnet-spectral-q<N>.pt`` (the default stage): every part trained together on
+   patches with the mixed loss :meth:`S2CNetCodec.training_loss`; writes ``s2cnet-q<N>.pt``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from engine.codecs.cae1d import Cae1d
+from engine.codecs.spatial import SpatialCodec
+from engine.registry import CodecInfo, register
+
+# One architecture for every rate (K = 16 latent values per pixel), so one pre-trained spectral
+# autoencoder serves all three rates.
+_ARCH = {"latent": 16, "width": 32, "positions": 32, "N": 48, "M": 96}
+
+
+@register
+class S2CNetCodec(SpatialCodec):
+    info = CodecInfo(
+        id="s2cnet",
+        title="S2C-Net: scale-hyperprior 2D codec on the latent map of a pixel-wise spectral autoencoder",
+        paper="Sprengel, Fuchs, Demir, Learning-based hyperspectral image compression using a "
+              "spatio-spectral approach (S2C-Net)",
+        qualities=(1, 2, 3),
+        default_quality=2,
+        weights={q: f"s2cnet-q{q}.pt" for q in (1, 2, 3)},
+    )
+    patch = 32
+    # alpha weighs the latent-map MSE in the mixed loss; u is the spectral latent before its quantiser
+    # gain of 64 (stage 1 learned a precision of ~1/64 there), and 0.5 makes both terms of similar size
+    # where the spectral MSE is ~1e-4.
+    recipes = {q: {"arch": _ARCH, "lmbda": lmbda, "alpha": 0.5, "batch": 2}
+               for q, lmbda in ((1, 1000.0), (2, 5000.0), (3, 30000.0))}
+    # Per training stage, what replaces the recipe's entries; the last stage writes the codec's weights.
+    stages = {"spectral": {"lmbda": 30000.0, "batch": 256}, "joint": {}}
+
+    @staticmethod
+    def build_model(arch: dict):
+        from engine.models.s2cnet import S2CNet
+
+        return S2CNet(**arch)
+
+    @classmethod
+    def training_batch(cls, cube: np.ndarray, valid: np.ndarray, rng: np.random.Generator, batch: int,
+                       recipe: dict) -> tuple[np.ndarray, np.ndarray]:
+        """Single spectra (batch, 1, B) in the spectral stage, patches (batch, B, P, P) in the joint one."""
+        if recipe.get("stage") == "spectral":
+            return Cae1d.training_batch(cube, valid, rng, batch, recipe)
+        return super().training_batch(cube, valid, rng, batch, recipe)
+
+    @staticmethod
+    def training_loss(model, out: dict, xb, vb, recipe: dict):
+        """Spectral stage: lmbda * MSE + bits per value of the spectral latent (the cae1d loss).
+
+        Joint stage, the mixed loss: lmbda * (MSE(x, x_hat) + alpha * MSE(u, u_hat)) + bits per value of
+        y and z, where u is the spectral encoder's latent map and u_hat the spatial codec's reconstruction
+        of it. u is a fixed target in the second term (detached): that term trains the spatial codec to
+        reproduce the latent; the first term trains everything end to end.
+        """
+        import torch
+
+        from engine.training import rate_distortion_loss
+
+        if recipe.get("stage") == "spectral":
+            return rate_distortion_loss(out, xb, vb, recipe["lmbda"])
+        w = vb.float()
+        mse = ((out["x_hat"] - xb) ** 2 * w).sum() / w.sum().clamp_min(1.0)
+        latent_mse = ((out["u_hat"] - out["u"].detach()) ** 2).mean()
+        bits = sum((-torch.log2(lk)).sum() for lk in out["likelihoods"].values())
+        bpv = bits / xb.numel()
+        loss = recipe["lmbda"] * (mse + recipe["alpha"] * latent_mse) + bpv
+        return loss, {"mse": mse.item(), "bpppc": bpv.item(), "latent_mse": latent_mse.item()}

@@ -1,0 +1,88 @@
+"""S2C-Net (Sprengel, Fuchs, Demir; seed 000): a scale-hyperprior 2D codec inside a spectral autoencoder.
+
+The pixel-wise spectral autoencoder of :mod:`engine.models.spectral_cae` maps each pixel's spectrum to
+K latent values; the K x rows x cols latent map is coded as a K-channel image by Balle et al.'s scale
+hyperprior model (:class:`engine.models.spatial.Bmshj2018`), and the spectral decoder turns the decoded
+map back into spectra::
+
+    x (N,B,H,W) -> spectral encoder per pixel -> u (N,K,H,W) -> g_a -> y -> Q, hyperprior (z) -> y_hat
+    y_hat -> g_s -> u_hat (N,K,H,W) -> spectral decoder per pixel -> x_hat (N,B,H,W)
+
+Only y and z are written. The spectral autoencoder's own entropy model is used in the first training
+stage alone (pre-training it as a codec of its own, on single spectra (N,1,B)).
+
+Where it differs from the hyperprior model of ``bmshj2018-hyperprior``: the analysis and synthesis
+down-sample 4x, not 16x (two stride-2 layers with a stride-1 layer between). The latent map is already
+16x fewer values than the cube; 16x spatial down-sampling on top leaves so few symbols that the rate
+cannot exceed ~0.03 bpppc (what ``bmshj2018-hyperprior`` q1-3 measure), far below the rates compared.
+"""
+
+from __future__ import annotations
+
+import torch
+from compressai.layers import GDN
+from compressai.models.utils import conv, deconv
+from torch import nn
+
+from engine.models.spatial import Bmshj2018
+from engine.models.spectral_cae import SpectralCAE
+
+_PIXELS = 4096  # spectra per pass of the spectral network: bounds activation memory on large tiles
+
+
+class _Gain(nn.Module):
+    """A fixed factor: puts the spatial latent y on the quantiser's scale from the first step."""
+
+    def __init__(self, factor: float):
+        super().__init__()
+        self.factor = factor
+
+    def forward(self, t):
+        return t * self.factor
+
+
+class S2CNet(Bmshj2018):
+    def __init__(self, latent: int = 16, width: int = 32, positions: int = 32, N: int = 48, M: int = 96,
+                 gain: float = 16.0):
+        super().__init__(N, M, hyperprior=True, channels=latent)
+        self.latent = latent
+        self.multiple = 16  # y is /4, z is /16
+        self.g_a = nn.Sequential(conv(latent, N), GDN(N), conv(N, N, 5, 1), GDN(N), conv(N, M), _Gain(gain))
+        # No inverse gain in g_s: its first layer is linear and learns the scale (the layer indexes stay
+        # those of a plain model, so stage-1 files load).
+        self.g_s = nn.Sequential(deconv(M, N), GDN(N, inverse=True), conv(N, N, 5, 1), GDN(N, inverse=True),
+                                 deconv(N, latent))
+        self.spectral = SpectralCAE(latent, width, positions)
+
+    def strings_per_tile(self, bands: int) -> int:
+        return 1  # the latent map is one multi-channel image, whatever the band count
+
+    def _in(self, x: torch.Tensor) -> torch.Tensor:
+        """Spectra (N,B,H,W) -> latent map (N,K,H,W), before the spectral encoder's quantiser gain: values of
+        order 1, where GDN is not saturated (on the quantiser's scale, ~60, it is)."""
+        n, bands, h, w = x.shape
+        s = x.permute(0, 2, 3, 1).reshape(-1, 1, bands)
+        u = torch.cat([self.spectral.analysis(c) for c in s.split(_PIXELS)]) / self.spectral.gain
+        return u[..., 0].reshape(n, h, w, self.latent).permute(0, 3, 1, 2)
+
+    def _out(self, u: torch.Tensor, bands: int) -> torch.Tensor:
+        """Latent map (N,K,H,W) -> spectra (N,B,H,W)."""
+        n, k, h, w = u.shape
+        y = u.permute(0, 2, 3, 1).reshape(-1, k, 1) * self.spectral.gain
+        s = torch.cat([self.spectral.synthesis(c, bands) for c in y.split(_PIXELS)])
+        return s[:, 0].reshape(n, h, w, bands).permute(0, 3, 1, 2)
+
+    def forward(self, x: torch.Tensor) -> dict:
+        """Single spectra (N,1,B): the spectral autoencoder alone (stage 1). Patches (N,B,H,W): the joint
+        model, with the latent map ``u`` and its reconstruction ``u_hat`` for the mixed loss."""
+        if x.dim() == 3:
+            return self.spectral(x)
+        h, w = x.shape[-2:]
+        pad = (0, -w % self.multiple, 0, -h % self.multiple)
+        u = self._in(x)
+        y = self.g_a(nn.functional.pad(u, pad, mode="replicate") if any(pad) else u)
+        z_hat, z_lk = self.entropy_bottleneck(self.h_a(torch.abs(y)))
+        y_hat, y_lk = self.gaussian_conditional(y, self.h_s(z_hat))
+        u_hat = self.g_s(y_hat)[..., :h, :w]
+        return {"x_hat": self._out(u_hat, x.shape[1]), "likelihoods": {"y": y_lk, "z": z_lk},
+                "u": u, "u_hat": u_hat}
