@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 DEFAULT_CODEC = "cae1d"
 
 # Modules that define codecs; each registers its classes on import.
-_CODEC_MODULES = ("engine.codecs.cae1d", "engine.codecs.spatial")
+_CODEC_MODULES = ("engine.codecs.cae1d", "engine.codecs.spatial", "engine.codecs.hific")
 
 
 @dataclass(frozen=True)

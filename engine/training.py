@@ -17,6 +17,8 @@ A codec class may customise training through optional hooks (all classmethods):
   (a GAN discriminator). It has ``generator_loss(out, xb, vb)`` (a tensor added to the loss),
   ``step(out, xb, vb)`` (updates itself on the detached output; returns a dict of floats) and
   ``state_dict()`` / ``load_state_dict()`` for checkpoints. It is not saved with the weights.
+  ``TrainConfig.gan`` (``hsic train --gan``) sets ``recipe["gan"] = True`` for the hooks: codecs trained
+  in two stages (first without, then with the adversary) tell the stages apart by it.
 
 A checkpoint (model, optimisers, random states) is written every ``checkpoint_every`` steps; with
 ``resume`` a run interrupted at any point continues from its last checkpoint as if never stopped.
@@ -51,6 +53,7 @@ class TrainConfig:
     init: str | None = None  # weights file to start from (fine-tuning); same architecture
     checkpoint_every: int = 500
     resume: bool = False
+    gan: bool = False  # the adversarial stage of codecs that define make_adversary (recipe["gan"])
 
 
 @dataclass(frozen=True)
@@ -140,6 +143,10 @@ def train(config: TrainConfig, scenes: Sequence, out_dir: Path,
     if not scenes:
         raise InputError("no training scenes given")
     recipe = cls.recipes[quality]
+    if config.gan:
+        if not hasattr(cls, "make_adversary"):
+            raise InputError(f"codec {config.codec!r} has no adversarial (GAN) training stage")
+        recipe = {**recipe, "gan": True}
     steps = config.steps or recipe.get("steps", 4000)
     batch = config.batch or recipe.get("batch", 256)
     device = resolve_device(config.device)

@@ -141,7 +141,7 @@ def cmd_train(args) -> None:
     for q in qualities:
         cfg = TrainConfig(args.codec, q, steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed,
                           device=args.device, init=args.init, checkpoint_every=args.checkpoint_every,
-                          resume=args.resume)
+                          resume=args.resume, gan=args.gan)
         bar = tqdm(total=None, desc=f"train {args.codec} q{q}", disable=args.quiet, file=sys.stderr)
 
         def progress(step, total, m, bar=bar):
@@ -265,6 +265,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true",
                    help="continue an interrupted run from its checkpoint in --out")
     t.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints (default 500)")
+    t.add_argument("--gan", action="store_true",
+                   help="adversarial stage (hific-se, hific-3d): train a discriminator alongside; use with --init")
     t.add_argument("--lr", type=float, default=1e-3)
     t.add_argument("--seed", type=int, default=0)
     t.set_defaults(func=cmd_train)
