@@ -112,18 +112,28 @@ class _Tail3d(nn.Module):
         return self.conv(v)[:, 0]
 
 
+class _Scale(nn.Module):
+    def __init__(self, factor: float):
+        super().__init__()
+        self.factor = factor
+
+    def forward(self, x):
+        return x * self.factor
+
+
 class HiFiC(Bmshj2018):
     """HiFiC_SE / HiFiC_3D codec model (see the module docstring); widths are arguments.
 
     ``widths``: E's channels after its first convolution and after each stride-2 convolution (5 values;
     G mirrors them). ``M``: latent channels; ``hyper``: hyperprior channels; ``blocks``: G's residual
     blocks. ``adapter``: band-adapter channels (2D variant); ``conv3d_channels`` x ``groups`` must equal
-    ``widths[0]`` in the 3D variant.
+    ``widths[0]`` in the 3D variant. ``gain``: a fixed factor on y (and 1 / gain in G) that puts the
+    latent on the quantiser's scale from the start (training runs are short here).
     """
 
     def __init__(self, widths=(16, 24, 32, 48, 64), M: int = 64, hyper: int = 48, blocks: int = 2,
                  se: str = "eg-norm", conv3d: bool = False, adapter: int = 16, groups: int = 8,
-                 conv3d_channels: int = 2):
+                 conv3d_channels: int = 2, gain: float = 1.0):
         if se not in SE_PLACEMENTS:
             raise ValueError(f"se placement {se!r}: choose one of {SE_PLACEMENTS}")
         if len(widths) != 5:
@@ -145,10 +155,10 @@ class HiFiC(Bmshj2018):
         enc += [*_norm(w[0], e_first), nn.ReLU()]
         for cin, cout in zip(w, w[1:]):
             enc += [nn.Conv2d(cin, cout, 3, stride=2, padding=1), *_norm(cout, e_all), nn.ReLU()]
-        enc.append(nn.Conv2d(w[-1], M, 3, padding=1))
+        enc += [nn.Conv2d(w[-1], M, 3, padding=1), _Scale(gain)]
         self.g_a = nn.Sequential(*enc)
 
-        gen: list[nn.Module] = [nn.Conv2d(M, w[-1], 3, padding=1), *_norm(w[-1], g_all)]
+        gen: list[nn.Module] = [_Scale(1 / gain), nn.Conv2d(M, w[-1], 3, padding=1), *_norm(w[-1], g_all)]
         gen += [_Residual(w[-1], g_all) for _ in range(blocks)]
         for cin, cout in zip(w[::-1], w[-2::-1]):
             gen += [nn.ConvTranspose2d(cin, cout, 3, stride=2, padding=1, output_padding=1),
