@@ -7,8 +7,11 @@ Training follows the paper in two stages, both ``hsic train``:
    loss gains - beta * log D(x', y_hat) and theta3 * perceptual, the perceptual term being feature matching
    on the discriminator's features (no pretrained LPIPS network can be downloaded here).
 
-Target-rate control: lambda = lambda_a while the batch's rate (bits per pixel, as in the paper) is above
-the target r_t, lambda_b << lambda_a otherwise; the quality number picks a row of the paper's Table I.
+Target-rate control: lambda = lambda_a while the batch's rate is above the target r_t, lambda_b << lambda_a
+otherwise; the quality number picks a row of the paper's Table I. The paper's rates are bits per pixel of
+369-band patches; here the rate is bits per sample x 369 (:data:`PAPER_BANDS`), so that every band count
+gets the paper's bits per sample (bits per pixel of the tile's own bands would give a 102-band scene 3.6
+times more bits per sample than a 369-band one).
 """
 
 from __future__ import annotations
@@ -18,8 +21,9 @@ from typing import ClassVar
 from engine.codecs.spatial import SpatialCodec
 from engine.registry import CodecInfo, register
 
-# The paper's Table I: target rate r_t (bits per pixel) -> lambda_a.
+# The paper's Table I: target rate r_t (bits per pixel of its 369-band patches) -> lambda_a.
 TABLE_I: dict[float, float] = {0.2: 2.0 ** 1, 0.4: 2.0 ** 0, 0.6: 2.0 ** -1, 0.8: 2.0 ** -2, 1.0: 2.0 ** -3}
+PAPER_BANDS = 369
 # lambda_b is fixed for all targets and far below every lambda_a; the paper does not give its value.
 LAMBDA_B = 2.0 ** -7
 # The paper's distortion weights and adversarial weight. MSE is taken on the 0..255 scale, as in HiFiC,
@@ -112,7 +116,10 @@ class _HiFiCCodec(SpatialCodec):
 
     @classmethod
     def training_loss(cls, model, out, xb, vb, recipe):
-        """lambda * rate (bpp) + theta1 * MSE(0..255) + theta2 * (1 - SSIM) + SE l1; see the module docstring."""
+        """lambda * rate + theta1 * MSE(0..255) + theta2 * (1 - SSIM) + SE l1; see the module docstring.
+
+        The rate is bits per sample x 369, the paper's bits per pixel for its band count.
+        """
         import torch
 
         from engine.models.hific import bits_of, ssim
@@ -121,14 +128,13 @@ class _HiFiCCodec(SpatialCodec):
         mse = ((out["x_hat"] - xb) ** 2 * w).sum() / w.sum().clamp_min(1.0)
         # Invalid samples count as perfect in SSIM, as in engine.metrics.ssim.
         s = ssim(xb, torch.where(vb, out["x_hat"], xb))
-        bits = bits_of(out["likelihoods"])
-        n, _, h, wd = xb.shape
-        bpp = bits / (n * h * wd)
-        lam = target_rate_lambda(bpp.item(), recipe["r_t"], recipe["lambda_a"], recipe["lambda_b"])
+        bpppc = bits_of(out["likelihoods"]) / xb.numel()
+        rate = bpppc * PAPER_BANDS
+        lam = target_rate_lambda(rate.item(), recipe["r_t"], recipe["lambda_a"], recipe["lambda_b"])
         t1, t2, _ = recipe["theta"]
-        loss = lam * bpp + t1 * MSE_SCALE * mse + t2 * (1 - s) + recipe["se_l1"] * model.se_l1()
-        return loss, {"mse": mse.item(), "bpppc": (bits / xb.numel()).item(), "bpp": bpp.item(),
-                      "lambda": lam, "ssim": s.item()}
+        loss = lam * rate + t1 * MSE_SCALE * mse + t2 * (1 - s) + recipe["se_l1"] * model.se_l1()
+        return loss, {"mse": mse.item(), "bpppc": bpppc.item(), "rate": rate.item(), "lambda": lam,
+                      "ssim": s.item()}
 
     @classmethod
     def make_adversary(cls, model, recipe, device):

@@ -7,7 +7,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from engine.codecs.hific import (LAMBDA_B, TABLE_I, HiFiC3D, HiFiCSE, target_rate_lambda)  # noqa: E402
+from engine.codecs.hific import LAMBDA_B, PAPER_BANDS, TABLE_I, HiFiC3D, HiFiCSE, target_rate_lambda  # noqa: E402
 from engine.errors import InputError  # noqa: E402
 from engine.metrics import ssim as ssim_metric  # noqa: E402
 from engine.models.hific import SE_PLACEMENTS, HiFiC, SqueezeExcite, ssim  # noqa: E402
@@ -52,20 +52,20 @@ def test_target_rate_lambda_switch():
     assert target_rate_lambda(0.1, 0.6, 0.5) == LAMBDA_B
 
 
-@pytest.mark.parametrize("bpp", [0.1, 0.9])
-def test_training_loss_uses_the_switched_lambda(bpp):
+@pytest.mark.parametrize("rate", [0.1, 0.9])
+def test_training_loss_uses_the_switched_lambda(rate):
     model = HiFiC(**TINY)
     recipe = {**HiFiCSE.recipes[2], "se_l1": 0.0}  # r_t 0.6
     xb = torch.from_numpy(smooth((2, 5, 8, 8)))
     vb = torch.ones_like(xb, dtype=torch.bool)
-    # One likelihood per pixel giving ``bpp`` bits each.
-    lk = torch.full((2, 1, 8, 8), 2.0 ** -bpp)
+    # One likelihood per sample giving rate / 369 bits each: the paper's rate for 369 bands is ``rate``.
+    lk = torch.full(xb.shape, 2.0 ** -(rate / PAPER_BANDS))
     out = {"x_hat": xb.clone(), "likelihoods": {"y": lk}}
     loss, m = HiFiCSE.training_loss(model, out, xb, vb, recipe)
-    lam = recipe["lambda_a"] if bpp > recipe["r_t"] else recipe["lambda_b"]
-    assert m["lambda"] == lam and m["bpp"] == pytest.approx(bpp, rel=1e-5)
-    assert m["bpppc"] == pytest.approx(bpp / 5, rel=1e-5)
-    assert loss.item() == pytest.approx(lam * bpp, rel=1e-4)  # perfect x_hat: no distortion
+    lam = recipe["lambda_a"] if rate > recipe["r_t"] else recipe["lambda_b"]
+    assert m["lambda"] == lam and m["rate"] == pytest.approx(rate, rel=1e-3)
+    assert m["bpppc"] == pytest.approx(rate / PAPER_BANDS, rel=1e-3)
+    assert loss.item() == pytest.approx(lam * rate, rel=1e-3)  # perfect x_hat: no distortion
 
 
 @pytest.mark.parametrize("se", SE_PLACEMENTS)
