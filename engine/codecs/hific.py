@@ -31,6 +31,8 @@ LAMBDA_B = 2.0 ** -7
 THETA = (0.15 * 2.0 ** -5, 0.075 * 2.0 ** -3, 1.0)
 BETA = 0.15
 MSE_SCALE = 255.0 ** 2
+# Stage 1's lambda (no target): rate cheap enough for the latent to learn to carry the image first.
+LAMBDA_STAGE1 = 2.0 ** -12
 # Weight of the l1 penalty on the SE blocks' FC weights (the paper uses one; its weight is not given).
 SE_L1 = 1e-5
 
@@ -45,6 +47,7 @@ def target_rate_lambda(rate: float, r_t: float, lambda_a: float, lambda_b: float
 
 def _recipes(arch: dict) -> dict[int, dict]:
     return {q: {"arch": arch, "r_t": r_t, "lambda_a": TABLE_I[r_t], "lambda_b": LAMBDA_B,
+                "lambda_stage1": LAMBDA_STAGE1,
                 "lmbda": TABLE_I[r_t],  # what the generic loop reads; the rate control replaces it
                 "theta": list(THETA), "beta": BETA, "se_l1": SE_L1, "batch": 4}
             for q, r_t in QUALITY_TARGETS.items()}
@@ -130,7 +133,12 @@ class _HiFiCCodec(SpatialCodec):
         s = ssim(xb, torch.where(vb, out["x_hat"], xb))
         bpppc = bits_of(out["likelihoods"]) / xb.numel()
         rate = bpppc * PAPER_BANDS
-        lam = target_rate_lambda(rate.item(), recipe["r_t"], recipe["lambda_a"], recipe["lambda_b"])
+        if recipe.get("gan"):
+            lam = target_rate_lambda(rate.item(), recipe["r_t"], recipe["lambda_a"], recipe["lambda_b"])
+        else:
+            # Stage 1 trains at a high rate: with the paper's lambdas from the first step, the latent
+            # collapsed to a constant in our short runs (docs/codecs.md). The GAN stage brings it to r_t.
+            lam = recipe["lambda_stage1"]
         t1, t2, _ = recipe["theta"]
         loss = lam * rate + t1 * MSE_SCALE * mse + t2 * (1 - s) + recipe["se_l1"] * model.se_l1()
         return loss, {"mse": mse.item(), "bpppc": bpppc.item(), "rate": rate.item(), "lambda": lam,

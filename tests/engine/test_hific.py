@@ -55,7 +55,7 @@ def test_target_rate_lambda_switch():
 @pytest.mark.parametrize("rate", [0.1, 0.9])
 def test_training_loss_uses_the_switched_lambda(rate):
     model = HiFiC(**TINY)
-    recipe = {**HiFiCSE.recipes[2], "se_l1": 0.0}  # r_t 0.6
+    recipe = {**HiFiCSE.recipes[2], "se_l1": 0.0, "gan": True}  # r_t 0.6
     xb = torch.from_numpy(smooth((2, 5, 8, 8)))
     vb = torch.ones_like(xb, dtype=torch.bool)
     # One likelihood per sample giving rate / 369 bits each: the paper's rate for 369 bands is ``rate``.
@@ -66,6 +66,9 @@ def test_training_loss_uses_the_switched_lambda(rate):
     assert m["lambda"] == lam and m["rate"] == pytest.approx(rate, rel=1e-3)
     assert m["bpppc"] == pytest.approx(rate / PAPER_BANDS, rel=1e-3)
     assert loss.item() == pytest.approx(lam * rate, rel=1e-3)  # perfect x_hat: no distortion
+    # Stage 1 (no adversary) trains at its own, fixed lambda whatever the rate.
+    _, m1 = HiFiCSE.training_loss(model, out, xb, vb, {**recipe, "gan": False})
+    assert m1["lambda"] == recipe["lambda_stage1"] < recipe["lambda_b"]
 
 
 @pytest.mark.parametrize("se", SE_PLACEMENTS)
