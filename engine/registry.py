@@ -20,7 +20,7 @@ DEFAULT_CODEC = "cae1d"
 
 # Modules that define codecs; each registers its classes on import.
 _CODEC_MODULES = ("engine.codecs.cae1d", "engine.codecs.spatial", "engine.codecs.mdim",
-                  "engine.codecs.band_cluster", "engine.codecs.s2cnet")
+                  "engine.codecs.band_cluster", "engine.codecs.s2cnet", "engine.codecs.hific")
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,8 @@ A codec class may customise training through optional hooks (all classmethods):
   (a GAN discriminator). It has ``generator_loss(out, xb, vb)`` (a tensor added to the loss),
   ``step(out, xb, vb)`` (updates itself on the detached output; returns a dict of floats) and
   ``state_dict()`` / ``load_state_dict()`` for checkpoints. It is not saved with the weights.
+  ``TrainConfig.gan`` (``hsic train --gan``) sets ``recipe["gan"] = True`` for the hooks: codecs trained
+  in two stages (first without, then with the adversary) tell the stages apart by it.
 
 A codec trained in stages (``s2cnet``: spectral pre-training, then joint training) has a class attribute
 ``stages``: an ordered dict of stage name -> recipe entries that replace the quality's recipe entries
@@ -59,6 +61,7 @@ class TrainConfig:
     checkpoint_every: int = 500
     resume: bool = False
     stage: str | None = None  # for codecs trained in stages (see the module docstring)
+    gan: bool = False  # the adversarial stage of codecs that define make_adversary (recipe["gan"])
 
 
 @dataclass(frozen=True)
@@ -155,6 +158,10 @@ def train(config: TrainConfig, scenes: Sequence, out_dir: Path,
             known = f"; its stages: {', '.join(stages)}" if stages else ""
             raise InputError(f"codec {config.codec!r} has no training stage {stage!r}{known}")
         recipe = {**recipe, **stages[stage], "stage": stage}
+    if config.gan:
+        if not hasattr(cls, "make_adversary"):
+            raise InputError(f"codec {config.codec!r} has no adversarial (GAN) training stage")
+        recipe = {**recipe, "gan": True}
     steps = config.steps or recipe.get("steps", 4000)
     batch = config.batch or recipe.get("batch", 256)
     device = resolve_device(config.device)

@@ -158,7 +158,8 @@ def cmd_train(args) -> None:
     for q in qualities:
         cfg = TrainConfig(args.codec, q, steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed,
                           device=args.device, init=args.init, checkpoint_every=args.checkpoint_every,
-                          resume=args.resume, arch=_arch_overrides(args.arch), stage=args.stage)
+                          resume=args.resume, arch=_arch_overrides(args.arch), stage=args.stage,
+                          gan=args.gan)
         bar = tqdm(total=None, desc=f"train {args.codec} q{q}", disable=args.quiet, file=sys.stderr)
 
         def progress(step, total, m, bar=bar):
@@ -291,6 +292,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--stage", default=None,
                    help="training stage, for codecs trained in stages (s2cnet: spectral, then joint "
                         "with --init the spectral file; default: the last stage)")
+    t.add_argument("--gan", action="store_true",
+                   help="adversarial stage (hific-se, hific-3d): train a discriminator alongside; use with --init")
     t.add_argument("--lr", type=float, default=1e-3)
     t.add_argument("--seed", type=int, default=0)
     t.set_defaults(func=cmd_train)
