@@ -16,6 +16,7 @@ import numpy as np
 
 from engine.codecs.base import TileCodec
 from engine.codecs.learned import LearnedCodecMixin, guarded_string, pack_strings, unpack_strings
+from engine.codecs.spatial import random_patches
 from engine.errors import FormatError
 from engine.registry import CodecInfo, register
 
@@ -64,11 +65,7 @@ class BandClusterCodec(LearnedCodecMixin, TileCodec):
     def training_batch(cls, cube: np.ndarray, valid: np.ndarray, rng: np.random.Generator, batch: int,
                        recipe: dict) -> tuple[np.ndarray, np.ndarray]:
         """Random all-band patches (batch, B, P, P): the model routes each band to its interval."""
-        bands, rows, cols = cube.shape
-        p = min(cls.patch, rows, cols)
-        ys = rng.integers(0, rows - p + 1, size=batch)
-        xs = rng.integers(0, cols - p + 1, size=batch)
-        return tuple(np.stack([a[:, y:y + p, x:x + p] for y, x in zip(ys, xs)]) for a in (cube, valid))
+        return random_patches(cube, valid, rng, batch, cls.patch)
 
     def encode_tile(self, tile: np.ndarray) -> bytes:
         import torch

@@ -43,6 +43,20 @@ def _recipes(arch: dict, first: int = 1, batch: int = 8, lmbdas=_LMBDAS, **extra
 _LMBDAS_SATURATED = (250.0, 5000.0, 1e6)
 
 
+def random_patches(cube: np.ndarray, valid: np.ndarray, rng: np.random.Generator, batch: int, patch: int,
+                   band_by_band: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Random patches (batch, B, P, P) of a scene and its valid mask, or single bands (batch, 1, P, P)."""
+    bands, rows, cols = cube.shape
+    p = min(patch, rows, cols)
+    ys = rng.integers(0, rows - p + 1, size=batch)
+    xs = rng.integers(0, cols - p + 1, size=batch)
+    if band_by_band:
+        bs = rng.integers(0, bands, size=batch)
+        return tuple(np.stack([a[b, y:y + p, x:x + p] for b, y, x in zip(bs, ys, xs)])[:, None].copy()
+                     for a in (cube, valid))
+    return tuple(np.stack([a[:, y:y + p, x:x + p] for y, x in zip(ys, xs)]) for a in (cube, valid))
+
+
 class SpatialCodec(LearnedCodecMixin, TileCodec):
     """A learned codec whose model codes whole tiles (see the module docstring)."""
 
@@ -53,15 +67,7 @@ class SpatialCodec(LearnedCodecMixin, TileCodec):
     def training_batch(cls, cube: np.ndarray, valid: np.ndarray, rng: np.random.Generator, batch: int,
                        recipe: dict) -> tuple[np.ndarray, np.ndarray]:
         """Random patches (batch, B, P, P) of one scene, or single-band patches (batch, 1, P, P)."""
-        bands, rows, cols = cube.shape
-        p = min(cls.patch, rows, cols)
-        ys = rng.integers(0, rows - p + 1, size=batch)
-        xs = rng.integers(0, cols - p + 1, size=batch)
-        if recipe.get("band_by_band"):
-            bs = rng.integers(0, bands, size=batch)
-            return tuple(np.stack([a[b, y:y + p, x:x + p] for b, y, x in zip(bs, ys, xs)])[:, None].copy()
-                         for a in (cube, valid))
-        return tuple(np.stack([a[:, y:y + p, x:x + p] for y, x in zip(ys, xs)]) for a in (cube, valid))
+        return random_patches(cube, valid, rng, batch, cls.patch, recipe.get("band_by_band", False))
 
     def encode_tile(self, tile: np.ndarray) -> bytes:
         return self.encode_tiles([tile])[0]

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.models.spatial import BandAdapter, Bmshj2018, _pad_to
+from engine.models.spatial import BandAdapter, Bmshj2018, Gain, _pad_to
 
 SE_PLACEMENTS = ("none", "e-first", "e-norm", "eg-norm")
 
@@ -115,15 +115,6 @@ class _Tail3d(nn.Module):
         return self.conv(v)[:, 0]
 
 
-class _Scale(nn.Module):
-    def __init__(self, factor: float):
-        super().__init__()
-        self.factor = factor
-
-    def forward(self, x):
-        return x * self.factor
-
-
 class HiFiC(Bmshj2018):
     """HiFiC_SE / HiFiC_3D codec model (see the module docstring); widths are arguments.
 
@@ -158,10 +149,10 @@ class HiFiC(Bmshj2018):
         enc += [*_norm(w[0], e_first), nn.ReLU()]
         for cin, cout in zip(w, w[1:]):
             enc += [nn.Conv2d(cin, cout, 3, stride=2, padding=1), *_norm(cout, e_all), nn.ReLU()]
-        enc += [nn.Conv2d(w[-1], M, 3, padding=1), _Scale(gain)]
+        enc += [nn.Conv2d(w[-1], M, 3, padding=1), Gain(gain)]
         self.g_a = nn.Sequential(*enc)
 
-        gen: list[nn.Module] = [_Scale(1 / gain), nn.Conv2d(M, w[-1], 3, padding=1), *_norm(w[-1], g_all)]
+        gen: list[nn.Module] = [Gain(1 / gain), nn.Conv2d(M, w[-1], 3, padding=1), *_norm(w[-1], g_all)]
         gen += [_Residual(w[-1], g_all) for _ in range(blocks)]
         for cin, cout in zip(w[::-1], w[-2::-1]):
             gen += [nn.ConvTranspose2d(cin, cout, 3, stride=2, padding=1, output_padding=1),

@@ -24,21 +24,10 @@ from compressai.layers import GDN
 from compressai.models.utils import conv, deconv
 from torch import nn
 
-from engine.models.spatial import Bmshj2018
+from engine.models.spatial import Bmshj2018, Gain
 from engine.models.spectral_cae import SpectralCAE
 
 _PIXELS = 4096  # spectra per pass of the spectral network: bounds activation memory on large tiles
-
-
-class _Gain(nn.Module):
-    """A fixed factor: puts the spatial latent y on the quantiser's scale from the first step."""
-
-    def __init__(self, factor: float):
-        super().__init__()
-        self.factor = factor
-
-    def forward(self, t):
-        return t * self.factor
 
 
 class S2CNet(Bmshj2018):
@@ -47,7 +36,7 @@ class S2CNet(Bmshj2018):
         super().__init__(N, M, hyperprior=True, channels=latent)
         self.latent = latent
         self.multiple = 16  # y is /4, z is /16
-        self.g_a = nn.Sequential(conv(latent, N), GDN(N), conv(N, N, 5, 1), GDN(N), conv(N, M), _Gain(gain))
+        self.g_a = nn.Sequential(conv(latent, N), GDN(N), conv(N, N, 5, 1), GDN(N), conv(N, M), Gain(gain))
         # No inverse gain in g_s: its first layer is linear and learns the scale (the layer indexes stay
         # those of a plain model, so stage-1 files load).
         self.g_s = nn.Sequential(deconv(M, N), GDN(N, inverse=True), conv(N, N, 5, 1), GDN(N, inverse=True),

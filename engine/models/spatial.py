@@ -206,6 +206,17 @@ class CAE3D(_FactorizedLatent):
         return v[:, 0, :bands]
 
 
+class Gain(nn.Module):
+    """A fixed factor (no parameters): puts a latent on the quantiser's scale from the first step."""
+
+    def __init__(self, factor: float):
+        super().__init__()
+        self.factor = factor
+
+    def forward(self, t):
+        return t * self.factor
+
+
 class Bmshj2018(nn.Module):
     """Balle et al. 2017/2018 (CompressAI ``bmshj2018-factorized`` / ``-hyperprior``) for hyperspectral tiles.
 
