@@ -30,7 +30,8 @@ class Cae1d(LearnedCodecMixin, TileCodec):
     )
     pad_edge_tiles = False  # pixels are coded independently: padding would only add bits
     # Its 1D convolutions gave the same floats for any batch and 1 or 2 threads under oneDNN (measured),
-    # and PyTorch's own kernels cost 7x here; tests/engine/test_batch.py keeps checking it.
+    # as long as chunks are cut per tile (see _chunked); PyTorch's own kernels cost 7x here;
+    # tests/engine/test_batched_inference.py keeps checking it.
     exact_cpu_kernels = False
     # Training recipe per quality: architecture and rate-distortion trade-off (loss = lmbda*MSE + bpppc).
     recipes = {
@@ -59,13 +60,18 @@ class Cae1d(LearnedCodecMixin, TileCodec):
     def decode_tile(self, data: bytes, shape: tuple[int, int, int]) -> np.ndarray:
         return self.decode_tiles([(data, shape)])[0]
 
-    def _chunked(self, net, x):
-        """``net`` over pixel spectra (pixels, C, L) in chunks of _CHUNK pixels, result on the CPU."""
+    def _chunked(self, net, x, px: list[int]):
+        """``net`` over pixel spectra (pixels, C, L) of tiles of ``px`` pixels each, in chunks of _CHUNK
+        pixels, result on the CPU. On the CPU chunks never span two tiles: oneDNN's rounding depends on
+        the chunk's size, and a tile must decode the same whether it came alone or in a batch."""
         import torch
 
-        chunk = _CHUNK["cuda" if self.torch_device.startswith("cuda") else "cpu"]
+        cuda = self.torch_device.startswith("cuda")
+        chunk = _CHUNK["cuda" if cuda else "cpu"]
+        parts = [x] if cuda else x.split(px)
         with torch.no_grad(), onednn_off(self.exact_cpu_kernels):
-            return torch.cat([net(c.to(self.torch_device, non_blocking=True)).cpu() for c in x.split(chunk)])
+            return torch.cat([net(c.to(self.torch_device, non_blocking=True)).cpu()
+                              for part in parts for c in part.split(chunk)])
 
     def encode_tiles(self, tiles: list[np.ndarray]) -> list[bytes]:
         """The pixels of up to ``batch_size`` tiles go through the network together; one string per tile."""
@@ -78,7 +84,7 @@ class Cae1d(LearnedCodecMixin, TileCodec):
             x = torch.cat([to_device(tiles[i].reshape(bands, -1).T, "cpu") for i in run])[:, None, :]
             if self.torch_device.startswith("cuda"):
                 x = x.pin_memory()
-            y = self._chunked(self.model.analysis, x)
+            y = self._chunked(self.model.analysis, x, px)
             # (pixels, K, 1) -> (1, K, pixels, 1): one string per tile, entropy coded on the CPU.
             for part in y.split(px):
                 (string,) = self.model.entropy_bottleneck.compress(part.permute(1, 0, 2).unsqueeze(0))
@@ -103,7 +109,7 @@ class Cae1d(LearnedCodecMixin, TileCodec):
                 string = guarded_string(data, self.model.latent * rows * cols)
                 y_hats.append(self.model.entropy_bottleneck.decompress([string], (rows * cols, 1))[0].permute(1, 0, 2))
                 px.append(rows * cols)
-            x_hat = self._chunked(lambda c: self.model.synthesis(c, bands), torch.cat(y_hats))
+            x_hat = self._chunked(lambda c: self.model.synthesis(c, bands), torch.cat(y_hats), px)
             for i, part in zip(run, x_hat.split(px)):
                 _, rows, cols = items[i][1]
                 out.append(part[:, 0, :].T.reshape(bands, rows, cols).numpy().astype(np.float32, copy=False))
