@@ -148,9 +148,13 @@ def encode_payloads(raws: list[np.ndarray], header: Header, codec, decoder=None)
     coded = codec.encode_tiles([x for x, _, _, _ in prepared])
     if header.max_abs_error is None:
         return [b"".join([*parts, c]) for (_, parts, _, _), c in zip(prepared, coded)]
+    # The residual is taken against exactly what the decoder will reconstruct from these bytes.
+    decoder = decoder or codec
+    fulls = _codec_decode(decoder, [(c, _coded_shape(header, decoder, *raw.shape[1:]))
+                                    for raw, c in zip(raws, coded)])
     out = []
-    for raw, (_, parts, valid, masks), c in zip(raws, prepared, coded):
-        pred = _decode_learned(c, header, decoder or codec, raw.shape[1], raw.shape[2], masks)
+    for raw, (_, parts, valid, masks), c, full in zip(raws, prepared, coded, fulls):
+        pred = _to_source(full, header, *raw.shape[1:], masks)
         nan = masks[1] if len(masks) == 2 else None
         section = residual.encode_section(raw, pred, valid, header.max_abs_error,
                                           lambda rec, valid=valid, nan=nan: _finish(rec, header.nodata, valid, nan))
@@ -171,14 +175,16 @@ def residual_codec(coder):
     return get_codec(coder.info.id, coder.quality, "cpu", weights=coder.user_weights)
 
 
-def _to_dtype(x: np.ndarray, dtype: np.dtype, nodata: float | None, valid: np.ndarray | None) -> np.ndarray:
-    """Cast decoded samples to the source type; a valid sample never takes the nodata value."""
+def _to_dtype(x: np.ndarray, dtype: np.dtype, nodata: float | None, valid: np.ndarray | None,
+              nan: np.ndarray | None = None) -> np.ndarray:
+    """Cast decoded samples to the source type; a valid sample never takes the nodata value, invalid ones
+    take nodata (or NaN where ``nan`` is set)."""
     if dtype.kind in "iu":
         info = np.iinfo(dtype)
         out = np.clip(np.rint(x), info.min, info.max).astype(dtype)
     else:
         out = x.astype(dtype)
-    _finish(out, nodata, valid, None)
+    _finish(out, nodata, valid, nan)
     return out
 
 
@@ -246,8 +252,12 @@ def _parse_payload(payload: bytes, header: Header, codec, h: int, w: int):
         raise FormatError(f"tile has a no-data mask but nodata {header.nodata} is not a {dtype} value")
     if len(masks) == 2 and dtype.kind != "f":
         raise FormatError(f"tile has a NaN mask but the samples are {dtype}")
-    coded = (header.tile_rows, header.tile_cols) if codec.pad_edge_tiles else (h, w)
-    return masks, payload[pos:end], (bands, *coded), (payload[end:] if bounded else None)
+    return masks, payload[pos:end], _coded_shape(header, codec, h, w), (payload[end:] if bounded else None)
+
+
+def _coded_shape(header: Header, codec, h: int, w: int) -> tuple[int, int, int]:
+    """The shape a codec coded an h x w tile at: spatial codecs code edge tiles padded to the full tile."""
+    return (header.bands, *((header.tile_rows, header.tile_cols) if codec.pad_edge_tiles else (h, w)))
 
 
 def _codec_decode(codec, items: list[tuple[bytes, tuple[int, int, int]]]) -> list[np.ndarray]:
@@ -265,16 +275,8 @@ def _to_source(full: np.ndarray, header: Header, h: int, w: int, masks: list[np.
     """A decoded (normalised) tile in source units and type, cropped to (bands, h, w), masks applied."""
     offset, scale = _norm(header)
     x = full[:, :h, :w].astype(np.float64) * scale + offset
-    out = _to_dtype(x, np.dtype(header.dtype), header.nodata, ~masks[0] if masks else None)
-    if len(masks) == 2:
-        out[masks[1]] = np.nan
-    return out
-
-
-def _decode_learned(data: bytes, header: Header, codec, h: int, w: int, masks: list[np.ndarray]) -> np.ndarray:
-    """The codec's reconstruction of one tile in source units and type, masks applied."""
-    coded = (header.tile_rows, header.tile_cols) if codec.pad_edge_tiles else (h, w)
-    return _to_source(_codec_decode(codec, [(data, (header.bands, *coded))])[0], header, h, w, masks)
+    return _to_dtype(x, np.dtype(header.dtype), header.nodata, ~masks[0] if masks else None,
+                     masks[1] if len(masks) == 2 else None)
 
 
 def decode_payloads(items: list[tuple[bytes, int, int]], header: Header, codec) -> list[np.ndarray]:

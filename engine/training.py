@@ -105,15 +105,24 @@ def sensor_groups(names: list[str]) -> list[list[int]]:
     return list(groups.values())
 
 
-def rate_distortion_loss(out: dict, xb, vb, lmbda: float):
-    """lmbda * masked MSE + bits per value of every likelihood in ``out``; returns (loss, metrics)."""
+def masked_mse(x_hat, xb, vb):
+    """MSE over the valid samples only (``vb`` True); nodata samples teach the network nothing."""
+    w = vb.float()
+    return ((x_hat - xb) ** 2 * w).sum() / w.sum().clamp_min(1.0)
+
+
+def likelihood_bits(likelihoods):
+    """Total bits of a likelihood tensor, or of every tensor in a dict of them."""
     import torch
 
-    w = vb.float()
-    mse = ((out["x_hat"] - xb) ** 2 * w).sum() / w.sum().clamp_min(1.0)
-    lks = out["likelihoods"]
-    bits = sum((-torch.log2(lk)).sum() for lk in ([lks] if torch.is_tensor(lks) else lks.values()))
-    bpv = bits / xb.numel()
+    lks = [likelihoods] if torch.is_tensor(likelihoods) else likelihoods.values()
+    return sum((-torch.log2(lk)).sum() for lk in lks)
+
+
+def rate_distortion_loss(out: dict, xb, vb, lmbda: float):
+    """lmbda * masked MSE + bits per value of every likelihood in ``out``; returns (loss, metrics)."""
+    mse = masked_mse(out["x_hat"], xb, vb)
+    bpv = likelihood_bits(out["likelihoods"]) / xb.numel()
     return lmbda * mse + bpv, {"mse": mse.item(), "bpppc": bpv.item()}
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from engine.codecs.base import TileCodec
-from engine.codecs.learned import LearnedCodecMixin, guarded_string, pack_strings, unpack_strings
+from engine.codecs.learned import LearnedCodecMixin, guarded_string, pack_strings, to_device, unpack_strings
 from engine.codecs.spatial import random_patches
 from engine.errors import FormatError
 from engine.registry import CodecInfo, register
@@ -70,7 +70,7 @@ class BandClusterCodec(LearnedCodecMixin, TileCodec):
     def encode_tile(self, tile: np.ndarray) -> bytes:
         import torch
 
-        x = torch.from_numpy(np.ascontiguousarray(tile, dtype=np.float32))[None].to(self.torch_device)
+        x = to_device(tile[None], self.torch_device)
         with torch.no_grad():
             groups, shape = self.model.compress(x)
         return pack_strings(shape, groups)

@@ -125,13 +125,13 @@ class _HiFiCCodec(SpatialCodec):
         """
         import torch
 
-        from engine.models.hific import bits_of, ssim
+        from engine.models.hific import ssim
+        from engine.training import likelihood_bits, masked_mse
 
-        w = vb.float()
-        mse = ((out["x_hat"] - xb) ** 2 * w).sum() / w.sum().clamp_min(1.0)
+        mse = masked_mse(out["x_hat"], xb, vb)
         # Invalid samples count as perfect in SSIM, as in engine.metrics.ssim.
         s = ssim(xb, torch.where(vb, out["x_hat"], xb))
-        bpppc = bits_of(out["likelihoods"]) / xb.numel()
+        bpppc = likelihood_bits(out["likelihoods"]) / xb.numel()
         rate = bpppc * PAPER_BANDS
         if recipe.get("gan"):
             lam = target_rate_lambda(rate.item(), recipe["r_t"], recipe["lambda_a"], recipe["lambda_b"])

@@ -24,7 +24,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from engine.codecs.learned import guarded_string, onednn_off, pack_strings, unpack_strings
+from engine.codecs.learned import guarded_string, onednn_off, pack_strings, to_device, unpack_strings
 from engine.codecs.spatial import SpatialCodec, _weights
 from engine.errors import FormatError
 from engine.registry import CodecInfo, register
@@ -117,8 +117,9 @@ class MDIMDRFCodec(SpatialCodec):
         """lmbda * masked MSE + bits of the kept latent channels only (masked ones are never written)."""
         import torch
 
-        w = vb.float()
-        mse = ((out["x_hat"] - xb) ** 2 * w).sum() / w.sum().clamp_min(1.0)
+        from engine.training import masked_mse
+
+        mse = masked_mse(out["x_hat"], xb, vb)
         bits = (out["mask"] * -torch.log2(out["likelihoods"]["y"])).sum()
         bpv = bits / xb.numel()
         kept = out["mask"].mean()
@@ -138,7 +139,7 @@ class MDIMDRFCodec(SpatialCodec):
         import torch
         from compressai.entropy_models import EntropyModel
 
-        x = torch.from_numpy(np.ascontiguousarray(tile, dtype=np.float32))[None].to(self.torch_device)
+        x = to_device(tile[None], self.torch_device)
         with torch.no_grad(), onednn_off(self.exact_cpu_kernels):
             y, p = self.model.analyse(x)
             y, levels = y.cpu(), self.model.levels_of(p).cpu()

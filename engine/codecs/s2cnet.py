@@ -68,16 +68,11 @@ class S2CNetCodec(SpatialCodec):
         of it. u is a fixed target in the second term (detached): that term trains the spatial codec to
         reproduce the latent; the first term trains everything end to end.
         """
-        import torch
-
         from engine.training import rate_distortion_loss
 
+        loss, metrics = rate_distortion_loss(out, xb, vb, recipe["lmbda"])
         if recipe.get("stage") == "spectral":
-            return rate_distortion_loss(out, xb, vb, recipe["lmbda"])
-        w = vb.float()
-        mse = ((out["x_hat"] - xb) ** 2 * w).sum() / w.sum().clamp_min(1.0)
+            return loss, metrics
         latent_mse = ((out["u_hat"] - out["u"].detach()) ** 2).mean()
-        bits = sum((-torch.log2(lk)).sum() for lk in out["likelihoods"].values())
-        bpv = bits / xb.numel()
-        loss = recipe["lmbda"] * (mse + recipe["alpha"] * latent_mse) + bpv
-        return loss, {"mse": mse.item(), "bpppc": bpv.item(), "latent_mse": latent_mse.item()}
+        loss = loss + recipe["lmbda"] * recipe["alpha"] * latent_mse
+        return loss, {**metrics, "latent_mse": latent_mse.item()}

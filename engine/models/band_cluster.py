@@ -18,14 +18,9 @@ from compressai.layers import GDN
 from torch import nn
 
 from engine.band_partition import partition_for
+from engine.models.spatial import _pad_to
 
 MULTIPLE = 16  # total down-sampling of the analysis transform
-
-
-def _pad(x: torch.Tensor) -> torch.Tensor:
-    h, w = x.shape[-2:]
-    ph, pw = -h % MULTIPLE, -w % MULTIPLE
-    return nn.functional.pad(x, (0, pw, 0, ph), mode="replicate") if ph or pw else x
 
 
 def _analysis(n: int) -> nn.Sequential:
@@ -62,7 +57,7 @@ class BandCluster(nn.Module):
     def forward(self, x: torch.Tensor) -> dict:
         """Training pass (N, B, H, W): every band through its interval's model, additive-noise latents."""
         n, bands, h, w = x.shape
-        xp = _pad(x)
+        xp = _pad_to(x, MULTIPLE)
         parts, lks = [], {}
         for g, (s, e) in enumerate(self.intervals(bands)):
             if e == s:
@@ -75,7 +70,7 @@ class BandCluster(nn.Module):
 
     def compress(self, x: torch.Tensor) -> tuple[list[list[bytes]], tuple[int, int]]:
         """One tile (1, B, H, W) -> per interval, one rANS string per band; the latent's spatial shape."""
-        xp = _pad(x)
+        xp = _pad_to(x, MULTIPLE)
         groups, shape = [], self.latent_shape(*x.shape[-2:])
         for g, (s, e) in enumerate(self.intervals(x.shape[1])):
             if e == s:

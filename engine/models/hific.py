@@ -254,11 +254,6 @@ def ssim(ref: torch.Tensor, rec: torch.Tensor, data_range: float = 1.0) -> torch
     return smap.mean()
 
 
-def bits_of(likelihoods: dict) -> torch.Tensor:
-    """Total bits of every likelihood tensor in a model output."""
-    return sum((-torch.log2(lk)).sum() for lk in likelihoods.values())
-
-
 def feature_matching(fake: list[torch.Tensor], real: list[torch.Tensor]) -> torch.Tensor:
     """Mean L1 distance between discriminator features of the reconstruction and of the original."""
     return sum(F.l1_loss(f, r) for f, r in zip(fake, real)) / len(fake)
