@@ -3,7 +3,9 @@
 Trains a fresh model of a codec's recipe for a few steps on random patches of one training scene
 (MSE only, no rate term) and prints, every 50 steps, the MSE and how much the latent y and the output
 differ between the patches of a batch. For models with g_a and _in (the Balle-family ones). A latent that is the same for every patch (the hific-3d
-collapse, docs/codecs.md) shows as a "y differs" figure near 0 while "y std" is large.
+collapse, docs/codecs.md) shows as a "y differs" figure near 0 while "y std" is large. The recipes
+now code tiles relative to their per-band means (``center``); ``--arch center=false`` gives the
+collapsing recipe back.
 
     OMP_NUM_THREADS=2 .venv/bin/python scripts/probe_latent_use.py --codec hific-3d --steps 101
 """
@@ -11,6 +13,7 @@ collapse, docs/codecs.md) shows as a "y differs" figure near 0 while "y std" is 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -25,6 +28,8 @@ def main() -> None:
     ap.add_argument("--codec", default="hific-3d")
     ap.add_argument("--quality", type=int, default=2)
     ap.add_argument("--steps", type=int, default=101)
+    ap.add_argument("--arch", action="append", default=[], metavar="KEY=VALUE",
+                    help="change one key of the recipe's architecture, e.g. center=false")
     ap.add_argument("--scene", default=str(ROOT.parent / "shared/data/hsi/train/aviris_losangeles_urban_1.tif"))
     args = ap.parse_args()
 
@@ -37,7 +42,11 @@ def main() -> None:
 
     torch.manual_seed(0)
     cls = codec_class(args.codec)
-    model = cls.build_model(cls.recipes[args.quality]["arch"]).train()
+    arch = dict(cls.recipes[args.quality]["arch"])
+    for kv in args.arch:
+        key, value = kv.split("=", 1)
+        arch[key] = json.loads(value)
+    model = cls.build_model(arch).train()
     x, valid = prepare_scene(gdal.Open(args.scene).ReadAsArray(), None)
     rng = np.random.default_rng(0)
     opt = torch.optim.Adam([p for n, p in model.named_parameters() if not n.endswith("quantiles")], lr=1e-3)
@@ -50,7 +59,8 @@ def main() -> None:
         if step % 50 == 0:
             with torch.no_grad():
                 model.eval()
-                y = model.g_a(model._in(xb))
+                xin = model.centre(xb, model.tile_means(xb)) if getattr(model, "center", False) else xb
+                y = model.g_a(model._in(xin))
                 out = model(xb)["x_hat"]
                 model.train()
             print(f"step {step}: mse {mse.item():.5f}  y std {y.std().item():.3f}  "

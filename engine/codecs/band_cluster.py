@@ -35,7 +35,8 @@ class BandClusterCodec(LearnedCodecMixin, TileCodec):
     )
     patch = 32  # a factorized prior has no spatial context: small patches, more steps per CPU minute
     # Five intervals as the paper's AVIRIS partition; intervals hold 1/32 to 0.4 of the bands.
-    recipes = {q: {"arch": {"groups": 5, "N": 48, "min_frac": 1 / 32, "max_frac": 0.4},
+    recipes = {q: {"arch": {"groups": 5, "N": 48, "min_frac": 1 / 32, "max_frac": 0.4, "center": True,
+                            "input_gain": 20.0},
                    "lmbda": lmbda, "batch": 2}
                for q, lmbda in ((1, 500.0), (2, 4000.0), (3, 30000.0))}
 
@@ -85,6 +86,8 @@ class BandClusterCodec(LearnedCodecMixin, TileCodec):
         if [len(g) for g in groups] != self.model.strings_per_group(bands):
             raise FormatError(f"tile strings per band interval {[len(g) for g in groups]} do not fit "
                               f"{bands} bands")
+        if self.model.center and len(groups[-1][0]) != 2 * bands:
+            raise FormatError(f"tile means of {len(groups[-1][0])} bytes, {2 * bands} expected")
         # compressai's rANS decoder reads without bounds checks: see guarded_string.
         n = self.model.symbols_per_string(latent_shape)
         groups = [[guarded_string(s, n) for s in g] for g in groups]

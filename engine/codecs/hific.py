@@ -159,10 +159,11 @@ def _weights(codec_id: str) -> dict[int, str]:
 # Our widths (the paper's, from HiFiC, in brackets): E 16/24/32/48/64 (60/120/240/480/960), latent 48
 # (220), hyperprior 32 (320), G 2 residual blocks (9), band adapter 16 channels (none: fixed 369 bands).
 ARCH_SE = {"widths": [16, 24, 32, 48, 64], "M": 48, "hyper": 32, "blocks": 2, "se": "eg-norm",
-           "conv3d": False, "adapter": 16, "gain": 16.0}
+           "conv3d": False, "adapter": 16, "gain": 16.0, "center": True, "input_gain": 20.0}
 # HiFiC_3D: first E / last G convolutions 3D (3 x 3 x 3, 2 channels, 8 band groups), no SE blocks.
 ARCH_3D = {"widths": [16, 24, 32, 48, 64], "M": 48, "hyper": 32, "blocks": 2, "se": "none",
-           "conv3d": True, "groups": 8, "conv3d_channels": 2, "gain": 16.0}
+           "conv3d": True, "groups": 8, "conv3d_channels": 2, "gain": 16.0,
+           "center": True, "input_gain": 20.0}
 
 
 _PAPER = ("Byju, Fuchs, Walda, Demir, Generative Adversarial Networks for Spatio-Spectral Compression of "

@@ -7,7 +7,9 @@ The model is :class:`engine.models.mdim.MDIMDRF`. What the tile payload holds (p
    largest tile the pipeline allows);
 2. the level map (h * w symbols in 1..L), rANS-coded with the histogram as its distribution;
 3. the latent symbols of the kept channels only (channel c is kept at a position whose level l has
-   c < l * M / L), rANS-coded with the factorized prior's per-channel tables.
+   c < l * M / L), rANS-coded with the factorized prior's per-channel tables;
+4. for weights built with ``center`` (the shipped ones), the tile's per-band means (float16), see
+   :class:`engine.models.spatial.TileMeans`.
 
 The decoder reads the levels first, derives the mask from them, then knows exactly which symbols follow:
 masked channels cost no bits at all and decode to zero. Nothing but the payload is needed.
@@ -33,7 +35,7 @@ _PRECISION = 16  # compressai's rANS coder works with 16-bit cumulative frequenc
 
 ARCH = {"N": 48, "M": 192, "adapter": 32, "levels": 16, "width": 64, "depths": 3, "drf": True,
         "window": 5, "kernel": 3, "gain": 16.0,
-        "warmup": 300}
+        "warmup": 300, "center": True, "input_gain": 20.0}
 # The paper's ablation variants (constructible, trainable with a user's recipe; not shipped).
 ABLATIONS = {"mdim": {**ARCH, "drf": False}, "sdim-drf": {**ARCH, "depths": 1},
              "sdim": {**ARCH, "depths": 1, "drf": False}}
@@ -140,7 +142,11 @@ class MDIMDRFCodec(SpatialCodec):
         from compressai.entropy_models import EntropyModel
 
         x = to_device(tile[None], self.torch_device)
+        side = []
         with torch.no_grad(), onednn_off(self.exact_cpu_kernels):
+            if self.model.center:
+                m = self.model.tile_means(x)
+                x, side = self.model.centre(x, m), [self.model.means_to_strings(m)]
             y, p = self.model.analyse(x)
             y, levels = y.cpu(), self.model.levels_of(p).cpu()
             mask = self.model.mask_of(levels)[0]
@@ -148,10 +154,11 @@ class MDIMDRFCodec(SpatialCodec):
             index, means = self._channel_tables(mask)
             # The factorized prior's coder called on the kept elements only (its own compress codes all).
             y_string = EntropyModel.compress(self.model.entropy_bottleneck, y[0][mask][None], index, means)[0]
-        return pack_strings(tuple(y.shape[2:]), [[hist], [level_string], [y_string]])
+        return pack_strings(tuple(y.shape[2:]), [[hist], [level_string], [y_string], *side])
 
     def _decode_latent(self, data: bytes, shape: tuple[int, int, int]):
-        """The tile's entropy-decoded latent (1, M, h, w), masked channels zero, on the CPU."""
+        """The tile's entropy-decoded latent (1, M, h, w), masked channels zero, on the CPU, and its
+        per-band means (1, B) or None."""
         import torch
         from compressai.entropy_models import EntropyModel
 
@@ -159,9 +166,16 @@ class MDIMDRFCodec(SpatialCodec):
         latent_shape, groups = unpack_strings(data, 1)
         if latent_shape != self.model.latent_shape(bands, rows, cols):
             raise FormatError(f"tile latent shape {latent_shape} does not fit a {bands} x {rows} x {cols} tile")
-        if len(groups) != 3 or any(len(g) != 1 for g in groups):
-            raise FormatError("an mdim-drf tile holds three strings (histogram, levels, latent)")
-        (hist,), (level_string,), (y_string,) = groups
+        n = 4 if self.model.center else 3
+        if len(groups) != n or any(len(g) != 1 for g in groups):
+            raise FormatError(f"an mdim-drf tile of these weights holds {n} strings (histogram, levels, latent"
+                              f"{', means' if n == 4 else ''})")
+        (hist,), (level_string,), (y_string,) = groups[:3]
+        band_means = None
+        if self.model.center:
+            if len(groups[3][0]) != 2 * bands:
+                raise FormatError(f"tile means of {len(groups[3][0])} bytes, {2 * bands} expected")
+            band_means = self.model.means_from_strings(groups[3], bands)
         h, w = latent_shape
         levels = decode_levels(hist, level_string, self.model.levels, h * w)
         mask = self.model.mask_of(torch.from_numpy(levels).reshape(1, 1, h, w))[0]
@@ -172,18 +186,20 @@ class MDIMDRFCodec(SpatialCodec):
                                              means)
             y_hat = torch.zeros(1, self.model.M, h, w)
             y_hat[0][mask] = values[0]
-        return y_hat
+        return y_hat, band_means
 
     def decode_symbols(self, data: bytes, shape: tuple[int, int, int]) -> list[np.ndarray]:
         """The entropy-decoded latent: what must agree on every device."""
-        return [self._decode_latent(data, shape).numpy()]
+        return [self._decode_latent(data, shape)[0].numpy()]
 
     def decode_tile(self, data: bytes, shape: tuple[int, int, int]) -> np.ndarray:
         import torch
 
-        y_hat = self._decode_latent(data, shape)
+        y_hat, band_means = self._decode_latent(data, shape)
         with torch.no_grad(), onednn_off(self.exact_cpu_kernels):
             x_hat = self.model.synthesise(y_hat.to(self.torch_device), shape[0], shape[1:])
+            if band_means is not None:
+                x_hat = self.model.uncentre(x_hat, band_means)
         return x_hat[0].cpu().numpy().astype(np.float32, copy=False)
 
     # One tile per pass: each tile's level map keeps its own set of latent elements.

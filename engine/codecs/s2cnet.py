@@ -22,7 +22,7 @@ from engine.registry import CodecInfo, register
 
 # One architecture for every rate (K = 16 latent values per pixel), so one pre-trained spectral
 # autoencoder serves all three rates.
-_ARCH = {"latent": 16, "width": 32, "positions": 32, "N": 48, "M": 96}
+_ARCH = {"latent": 16, "width": 32, "positions": 32, "N": 48, "M": 96, "center": True, "input_gain": 100.0}
 
 
 @register

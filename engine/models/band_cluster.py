@@ -5,7 +5,8 @@ linear in the number of bands), each by the model of the spectral interval the b
 is Balle's factorized-prior autoencoder with 48 filters: analysis 9x9 stride 4, 5x5 stride 2, 5x5 stride 2
 with GDN between (/16), the mirrored synthesis with inverse GDN, and one learned density per latent
 channel (EntropyBottleneck). The partition per band count lives in the architecture (see
-:mod:`engine.band_partition`).
+:mod:`engine.band_partition`). ``center`` / ``input_gain``: each band is coded relative to its tile mean,
+sent as float16 in a last group of strings (:class:`engine.models.spatial.TileMeans`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from compressai.layers import GDN
 from torch import nn
 
 from engine.band_partition import partition_for
-from engine.models.spatial import _pad_to
+from engine.models.spatial import TileMeans, _pad_to
 
 MULTIPLE = 16  # total down-sampling of the analysis transform
 
@@ -39,10 +40,11 @@ def _chunks(net: nn.Module, t: torch.Tensor, n: int = 32) -> torch.Tensor:
     return net(t) if t.shape[0] <= n else torch.cat([net(c) for c in t.split(n)])
 
 
-class BandCluster(nn.Module):
+class BandCluster(TileMeans, nn.Module):
     def __init__(self, groups: int = 5, N: int = 48, partitions: dict | None = None, gain: float = 8.0,
-                 min_frac: float = 1 / 32, max_frac: float = 0.4):
+                 min_frac: float = 1 / 32, max_frac: float = 0.4, center: bool = False, input_gain: float = 1.0):
         super().__init__()
+        self.center, self.input_gain = center, input_gain
         self.groups, self.N, self.gain = groups, N, gain
         self.partitions = {str(k): list(v) for k, v in (partitions or {}).items()}
         self.g_a = nn.ModuleList(_analysis(N) for _ in range(groups))
@@ -57,7 +59,8 @@ class BandCluster(nn.Module):
     def forward(self, x: torch.Tensor) -> dict:
         """Training pass (N, B, H, W): every band through its interval's model, additive-noise latents."""
         n, bands, h, w = x.shape
-        xp = _pad_to(x, MULTIPLE)
+        m = self.tile_means(x) if self.center else None
+        xp = _pad_to(self.centre(x, m) if self.center else x, MULTIPLE)
         parts, lks = [], {}
         for g, (s, e) in enumerate(self.intervals(bands)):
             if e == s:
@@ -66,11 +69,14 @@ class BandCluster(nn.Module):
             y_hat, lk = self.entropy_bottleneck[g](self.gain * self.g_a[g](xg))
             lks[f"g{g}"] = lk
             parts.append(self.g_s[g](y_hat / self.gain).reshape(n, e - s, *xp.shape[-2:]))
-        return {"x_hat": torch.cat(parts, 1)[..., :h, :w], "likelihoods": lks}
+        x_hat = torch.cat(parts, 1)[..., :h, :w]
+        return {"x_hat": self.uncentre(x_hat, m) if self.center else x_hat, "likelihoods": lks}
 
     def compress(self, x: torch.Tensor) -> tuple[list[list[bytes]], tuple[int, int]]:
-        """One tile (1, B, H, W) -> per interval, one rANS string per band; the latent's spatial shape."""
-        xp = _pad_to(x, MULTIPLE)
+        """One tile (1, B, H, W) -> per interval, one rANS string per band (then the means' string with
+        ``center``); the latent's spatial shape."""
+        m = self.tile_means(x) if self.center else None
+        xp = _pad_to(self.centre(x, m) if self.center else x, MULTIPLE)
         groups, shape = [], self.latent_shape(*x.shape[-2:])
         for g, (s, e) in enumerate(self.intervals(x.shape[1])):
             if e == s:
@@ -78,7 +84,7 @@ class BandCluster(nn.Module):
                 continue
             y = (self.gain * _chunks(self.g_a[g], xp[0, s:e, None])).cpu()
             groups.append(self.entropy_bottleneck[g].compress(y))
-        return groups, shape
+        return groups + ([self.means_to_strings(m)] if self.center else []), shape
 
     def decompress(self, groups: list[list[bytes]], shape, bands: int, size, device) -> torch.Tensor:
         parts = []
@@ -87,10 +93,11 @@ class BandCluster(nn.Module):
                 continue
             y_hat = self.entropy_bottleneck[g].decompress(groups[g], shape).to(device)
             parts.append(_chunks(self.g_s[g], y_hat / self.gain)[:, 0])
-        return torch.cat(parts)[None, :, :size[0], :size[1]]
+        x_hat = torch.cat(parts)[None, :, :size[0], :size[1]]
+        return self.uncentre(x_hat, self.means_from_strings(groups[-1], bands)) if self.center else x_hat
 
     def strings_per_group(self, bands: int) -> list[int]:
-        return [e - s for s, e in self.intervals(bands)]
+        return [e - s for s, e in self.intervals(bands)] + ([1] if self.center else [])
 
     def symbols_per_string(self, shape: tuple[int, ...]) -> int:
         return self.N * math.prod(shape)

@@ -15,6 +15,9 @@ Any band count:
   G's last features are unfolded to ``groups`` band groups, linearly interpolated to the B bands and
   convolved in 3D down to one channel.
 
+``center=True``: per-band tile means as side information (an HSIC deviation from HiFiC, see
+:class:`engine.models.spatial.TileMeans`).
+
 Squeeze-and-excitation (SE) blocks (reduction 2) sit after normalisation layers, placed by ``se``:
 ``"eg-norm"`` after every ChannelNorm of E and G (the paper's best), ``"e-norm"`` after every ChannelNorm
 of E, ``"e-first"`` after E's first ChannelNorm only, ``"none"`` (HiFiC_opt / HiFiC_3D).
@@ -26,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.models.spatial import BandAdapter, Bmshj2018, Gain, _pad_to
+from engine.models.spatial import BandAdapter, CentredHyperprior, Gain, _pad_to
 
 SE_PLACEMENTS = ("none", "e-first", "e-norm", "eg-norm")
 
@@ -115,19 +118,20 @@ class _Tail3d(nn.Module):
         return self.conv(v)[:, 0]
 
 
-class HiFiC(Bmshj2018):
+class HiFiC(CentredHyperprior):
     """HiFiC_SE / HiFiC_3D codec model (see the module docstring); widths are arguments.
 
     ``widths``: E's channels after its first convolution and after each stride-2 convolution (5 values;
     G mirrors them). ``M``: latent channels; ``hyper``: hyperprior channels; ``blocks``: G's residual
     blocks. ``adapter``: band-adapter channels (2D variant); ``conv3d_channels`` x ``groups`` must equal
     ``widths[0]`` in the 3D variant. ``gain``: a fixed factor on y (and 1 / gain in G) that puts the
-    latent on the quantiser's scale from the start (training runs are short here).
+    latent on the quantiser's scale from the start (training runs are short here). ``center`` /
+    ``input_gain``: per-band tile means as side information (:class:`TileMeans`).
     """
 
     def __init__(self, widths=(16, 24, 32, 48, 64), M: int = 64, hyper: int = 48, blocks: int = 2,
                  se: str = "eg-norm", conv3d: bool = False, adapter: int = 16, groups: int = 8,
-                 conv3d_channels: int = 2, gain: float = 1.0):
+                 conv3d_channels: int = 2, gain: float = 1.0, center: bool = False, input_gain: float = 1.0):
         if se not in SE_PLACEMENTS:
             raise ValueError(f"se placement {se!r}: choose one of {SE_PLACEMENTS}")
         if len(widths) != 5:
@@ -138,6 +142,7 @@ class HiFiC(Bmshj2018):
         # adapter are replaced below.
         super().__init__(N=hyper, M=M, hyperprior=True, adapter=0 if conv3d else adapter)
         self.se_placement, self.conv3d = se, conv3d
+        self.center, self.input_gain = center, input_gain
         e_first, e_all, g_all = se != "none", se in ("e-norm", "eg-norm"), se == "eg-norm"
         w = list(widths)
 
@@ -175,11 +180,30 @@ class HiFiC(Bmshj2018):
     def forward(self, x: torch.Tensor) -> dict:
         """As the parent's, plus the quantised latent ``y_hat`` that conditions the discriminator."""
         h, w = x.shape[-2:]
+        m = self.tile_means(x) if self.center else None
+        if self.center:
+            x = self.centre(x, m)
         y = self.g_a(self._in(_pad_to(x, self.multiple)))
         z_hat, z_lk = self.entropy_bottleneck(self.h_a(torch.abs(y)))
         y_hat, y_lk = self.gaussian_conditional(y, self.h_s(z_hat))
         x_hat = self._out(self.g_s(y_hat), x.shape[1])[..., :h, :w]
+        if self.center:
+            x_hat = self.uncentre(x_hat, m)
         return {"x_hat": x_hat, "likelihoods": {"y": y_lk, "z": z_lk}, "y_hat": y_hat}
+
+    # With ``center``, a third group of strings holds each tile's means (float16 bytes, one per band).
+    def compress(self, x: torch.Tensor):
+        if not self.center:
+            return super().compress(x)
+        m = self.tile_means(x)
+        groups, shape = super().compress(self.centre(x, m))
+        return groups + [self.means_to_strings(m)], shape
+
+    def decompress(self, strings, shape, bands: int, size, device):
+        x_hat = super().decompress(strings, shape, bands, size, device)
+        if not self.center:
+            return x_hat
+        return self.uncentre(x_hat, self.means_from_strings(strings[2], bands))
 
     def se_l1(self) -> torch.Tensor:
         """Sum of the SE blocks' l1 penalties (zero without SE blocks)."""

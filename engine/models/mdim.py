@@ -35,7 +35,7 @@ from compressai.layers import GDN
 from compressai.models.utils import conv, deconv
 from torch import nn
 
-from engine.models.spatial import BandAdapter, _pad_to
+from engine.models.spatial import BandAdapter, TileMeans, _pad_to
 
 # The centre is always part of its own receptive field; positions outside the map never are (unless
 # the map is smaller than the field, then they read zeros).
@@ -167,15 +167,19 @@ class ImportanceNet(nn.Module):
         return out
 
 
-class MDIMDRF(nn.Module):
-    """Balle analysis/synthesis over all bands (band adapter), latent channels masked by importance levels."""
+class MDIMDRF(TileMeans, nn.Module):
+    """Balle analysis/synthesis over all bands (band adapter), latent channels masked by importance levels.
+
+    ``center`` / ``input_gain``: per-band tile means as side information (:class:`TileMeans`).
+    """
 
     multiple = 16
 
     def __init__(self, N: int = 48, M: int = 192, adapter: int = 32, levels: int = 16, width: int = 64,
                  depths: int = 3, drf: bool = True, window: int = 5, kernel: int = 3, gain: float = 16.0,
-                 warmup: int = 0):
+                 warmup: int = 0, center: bool = False, input_gain: float = 1.0):
         super().__init__()
+        self.center, self.input_gain = center, input_gain
         if M % levels:
             raise ValueError(f"latent channels M={M} must be a multiple of the levels L={levels}")
         self.M, self.levels, self.gain, self.warmup = M, levels, gain, warmup
@@ -224,7 +228,8 @@ class MDIMDRF(nn.Module):
         return self.adapter.decode(self.g_s(y_hat / self.gain), bands)[..., :size[0], :size[1]]
 
     def forward(self, x: torch.Tensor) -> dict:
-        y, p = self.analyse(x)
+        m = self.tile_means(x) if self.center else None
+        y, p = self.analyse(self.centre(x, m) if self.center else x)
         if self.training:
             self.steps_seen += 1
         if self.training and self.steps_seen <= self.warmup:
@@ -235,6 +240,8 @@ class MDIMDRF(nn.Module):
             mask = self.training_mask(p)
         y_hat, lk = self.entropy_bottleneck(y)
         x_hat = self.synthesise(y_hat * mask, x.shape[1], x.shape[-2:])
+        if self.center:
+            x_hat = self.uncentre(x_hat, m)
         return {"x_hat": x_hat, "likelihoods": {"y": lk}, "mask": mask, "importance": p}
 
     def aux_loss(self) -> torch.Tensor:

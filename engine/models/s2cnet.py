@@ -8,7 +8,8 @@ map back into spectra::
     x (N,B,H,W) -> spectral encoder per pixel -> u (N,K,H,W) -> g_a -> y -> Q, hyperprior (z) -> y_hat
     y_hat -> g_s -> u_hat (N,K,H,W) -> spectral decoder per pixel -> x_hat (N,B,H,W)
 
-Only y and z are written. The spectral autoencoder's own entropy model is used in the first training
+Only y and z are written, and with ``center`` the per-channel means of the tile's latent map (float16,
+:class:`engine.models.spatial.TileMeans`): the map is coded relative to them. The spectral autoencoder's own entropy model is used in the first training
 stage alone (pre-training it as a codec of its own, on single spectra (N,1,B)).
 
 Where it differs from the hyperprior model of ``bmshj2018-hyperprior``: the analysis and synthesis
@@ -24,16 +25,17 @@ from compressai.layers import GDN
 from compressai.models.utils import conv, deconv
 from torch import nn
 
-from engine.models.spatial import Bmshj2018, Gain
+from engine.models.spatial import CentredHyperprior, Gain, _chunked
 from engine.models.spectral_cae import SpectralCAE
 
 _PIXELS = 4096  # spectra per pass of the spectral network: bounds activation memory on large tiles
 
 
-class S2CNet(Bmshj2018):
+class S2CNet(CentredHyperprior):
     def __init__(self, latent: int = 16, width: int = 32, positions: int = 32, N: int = 48, M: int = 96,
-                 gain: float = 16.0):
+                 gain: float = 16.0, center: bool = False, input_gain: float = 1.0):
         super().__init__(N, M, hyperprior=True, channels=latent)
+        self.center, self.input_gain = center, input_gain
         self.latent = latent
         self.multiple = 16  # y is /4, z is /16
         self.g_a = nn.Sequential(conv(latent, N), GDN(N), conv(N, N, 5, 1), GDN(N), conv(N, M), Gain(gain))
@@ -67,11 +69,34 @@ class S2CNet(Bmshj2018):
         if x.dim() == 3:
             return self.spectral(x)
         h, w = x.shape[-2:]
-        pad = (0, -w % self.multiple, 0, -h % self.multiple)
         u = self._in(x)
-        y = self.g_a(nn.functional.pad(u, pad, mode="replicate") if any(pad) else u)
+        m = self.tile_means(u) if self.center else None
+        y = self.g_a(self._pad(self.centre(u, m) if self.center else u))
         z_hat, z_lk = self.entropy_bottleneck(self.h_a(torch.abs(y)))
         y_hat, y_lk = self.gaussian_conditional(y, self.h_s(z_hat))
         u_hat = self.g_s(y_hat)[..., :h, :w]
+        if self.center:
+            u_hat = self.uncentre(u_hat, m)
         return {"x_hat": self._out(u_hat, x.shape[1]), "likelihoods": {"y": y_lk, "z": z_lk},
                 "u": u, "u_hat": u_hat}
+
+    def _pad(self, u: torch.Tensor) -> torch.Tensor:
+        h, w = u.shape[-2:]
+        pad = (0, -w % self.multiple, 0, -h % self.multiple)
+        return nn.functional.pad(u, pad, mode="replicate") if any(pad) else u
+
+    def compress(self, x: torch.Tensor):
+        if not self.center:
+            return super().compress(x)
+        # The means are those of the unpadded map, as in training.
+        u = self._in(x)
+        m = self.tile_means(u)
+        groups, shape = self.compress_latent(_chunked(self.g_a, self._pad(self.centre(u, m))).cpu())
+        return groups + [self.means_to_strings(m)], shape
+
+    def decompress(self, strings, shape, bands: int, size, device):
+        if not self.center:
+            return super().decompress(strings, shape, bands, size, device)
+        y_hat = self.decode_symbols(strings, shape)[0]
+        u_hat = self.uncentre(_chunked(self.g_s, y_hat.to(device)), self.means_from_strings(strings[2], self.latent))
+        return self._out(u_hat, bands)[..., :size[0], :size[1]]

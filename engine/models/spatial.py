@@ -217,6 +217,43 @@ class Gain(nn.Module):
         return t * self.factor
 
 
+class TileMeans:
+    """Per-band tile means as side information, for models built with ``center=True``.
+
+    The tile is coded relative to its per-band means, which travel as float16 (2 bytes per band per
+    tile) next to the latent; the centred tile is scaled by ``input_gain``. Normalised hyperspectral tiles
+    vary little around their mean spectrum (std across patches about 0.01 of the range): without the
+    means, the all-bands codecs learned to draw the mean image and ignore their input in our short
+    training runs (scripts/probe_latent_use.py, docs/codecs.md).
+    """
+
+    center: bool = False
+    input_gain: float = 1.0
+
+    @staticmethod
+    def tile_means(x: torch.Tensor) -> torch.Tensor:
+        """Per-band means (N, B) of a tile batch, rounded to float16 as they are written."""
+        return x.mean((2, 3)).half().float()
+
+    def centre(self, x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        return (x - m[..., None, None]) * self.input_gain
+
+    def uncentre(self, x_hat: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        return x_hat / self.input_gain + m[..., None, None].to(x_hat.device)
+
+    @staticmethod
+    def means_to_strings(m: torch.Tensor) -> list[bytes]:
+        return [row.astype("<f2").tobytes() for row in m.cpu().numpy()]
+
+    @staticmethod
+    def means_from_strings(strings: list[bytes], bands: int) -> torch.Tensor:
+        """(N, B) float32 means; a short string reads as zeros (decoders get zero-padded strings anyway)."""
+        import numpy as np
+
+        m = np.stack([np.frombuffer((bytes(s) + bytes(2 * bands))[:2 * bands], "<f2") for s in strings])
+        return torch.from_numpy(m.astype(np.float32))
+
+
 class Bmshj2018(nn.Module):
     """Balle et al. 2017/2018 (CompressAI ``bmshj2018-factorized`` / ``-hyperprior``) for hyperspectral tiles.
 
@@ -269,7 +306,10 @@ class Bmshj2018(nn.Module):
         return {"x_hat": self._out(self.g_s(y_hat), x.shape[1])[..., :h, :w], "likelihoods": lks}
 
     def compress(self, x: torch.Tensor) -> tuple[list[list[bytes]], tuple[int, ...]]:
-        y = _chunked(self.g_a, self._in(_pad_to(x, self.multiple))).cpu()
+        return self.compress_latent(_chunked(self.g_a, self._in(_pad_to(x, self.multiple))).cpu())
+
+    def compress_latent(self, y: torch.Tensor) -> tuple[list[list[bytes]], tuple[int, ...]]:
+        """The rANS strings of a latent y (CPU) and the coded latent shape."""
         if not self.hyperprior:
             return [self.entropy_bottleneck.compress(y)], tuple(y.shape[2:])
         # Entropy parameters (scales) are computed on the CPU from the decoded z: the decoder derives
@@ -328,3 +368,22 @@ class Bmshj2018(nn.Module):
     def update_tables(self) -> None:
         if self.hyperprior:
             self.gaussian_conditional.update_scale_table(_SCALES, force=True)
+
+
+class CentredHyperprior(TileMeans, Bmshj2018):
+    """A scale-hyperprior model whose tiles may carry their means (``center``, :class:`TileMeans`).
+
+    The means are a third group of strings, one per tile, after y's and z's; they are not entropy coded.
+    Subclasses choose what the means are taken of (their ``compress`` / ``decompress``).
+    """
+
+    def decode_symbols(self, strings, shape) -> list[torch.Tensor]:
+        if not self.center:
+            return super().decode_symbols(strings, shape)
+        # The strings arrive zero-padded (guarded_string): a truncated one would read zeros, not crash.
+        return super().decode_symbols(strings[:2], shape) + [
+            torch.tensor([list(s) for s in strings[2]], dtype=torch.uint8)]
+
+    def symbols_per_string(self, shape: tuple[int, ...]) -> list[int]:
+        return super().symbols_per_string(shape) + ([0] if self.center else [])
+

@@ -109,4 +109,19 @@ def test_training_stores_one_partition_per_band_count_and_codes_any_band_count(t
         data = codec.encode_tile(tile)
         out = BandClusterCodec(2, device="cpu", weights=tmp_path / "band-cluster-q2.pt").decode_tile(data, tile.shape)
         assert out.shape == tile.shape and np.isfinite(out).all()
-        assert sum(codec.model.strings_per_group(bands)) == bands
+        # One string per band, and one for the tile's per-band means (the recipe's ``center``).
+        assert codec.model.strings_per_group(bands)[-1] == 1
+        assert sum(codec.model.strings_per_group(bands)) == bands + 1
+    # The means travel as float16 in the last string; the decoder adds them back from the bytes.
+    from engine.codecs.learned import pack_strings, unpack_strings
+    from engine.errors import FormatError
+
+    tile = np.random.default_rng(0).random((60, 20, 18)).astype(np.float32)
+    shape, groups = unpack_strings(codec.encode_tile(tile), 4096)
+    np.testing.assert_array_equal(np.frombuffer(groups[-1][0], "<f2"), tile.mean((1, 2)).astype("<f2"))
+    base = codec.decode_tile(pack_strings(shape, groups), tile.shape)
+    up = (np.frombuffer(groups[-1][0], "<f2") + np.float16(0.25)).astype("<f2").tobytes()
+    np.testing.assert_allclose(codec.decode_tile(pack_strings(shape, [*groups[:-1], [up]]), tile.shape) - base,
+                               0.25, atol=1e-3)
+    with pytest.raises(FormatError, match="means"):
+        codec.decode_tile(pack_strings(shape, [*groups[:-1], [up[:-2]]]), tile.shape)

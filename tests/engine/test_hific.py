@@ -8,6 +8,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from engine.codecs.hific import LAMBDA_B, PAPER_BANDS, TABLE_I, HiFiC3D, HiFiCSE, target_rate_lambda  # noqa: E402
+from engine.codecs.learned import onednn_off  # noqa: E402
 from engine.errors import InputError  # noqa: E402
 from engine.metrics import ssim as ssim_metric  # noqa: E402
 from engine.models.hific import SE_PLACEMENTS, HiFiC, SqueezeExcite, ssim  # noqa: E402
@@ -99,6 +100,48 @@ def test_3d_variant_any_band_count(bands):
         groups, shape = model.compress(x)
         y = model.decompress(groups, shape, bands, (16, 16), "cpu")
     assert y.shape == x.shape and torch.isfinite(y).all()
+
+
+@pytest.mark.parametrize("arch", [TINY, TINY_3D])
+def test_tile_means_travel_as_side_information(arch):
+    """center=True: the per-band means are written as float16 and added back from the bytes alone."""
+    model = HiFiC(**arch, center=True, input_gain=20.0).eval()
+    model.update_tables()
+    model.entropy_bottleneck.update(force=True)
+    x = torch.from_numpy(smooth((2, 7, 16, 16)))
+    x[1] += torch.linspace(0, 3, 7)[:, None, None]  # a second tile with other means
+    with torch.no_grad():
+        groups, shape = model.compress(x)
+        assert len(groups) == 3 and len(model.symbols_per_string(shape)) == 3
+        means = [np.frombuffer(s, "<f2") for s in groups[2]]
+        assert [m.size for m in means] == [7, 7]
+        np.testing.assert_array_equal(np.stack(means), x.mean((2, 3)).numpy().astype("<f2"))
+        y = model.decompress(groups, shape, 7, (16, 16), "cpu")
+        # Other means, same latent: the output moves by exactly the difference of the means.
+        shifted = [[s for s in groups[0]], groups[1], [(np.frombuffer(s, "<f2") + np.float16(1)).tobytes()
+                                                        for s in groups[2]]]
+        y2 = model.decompress(shifted, shape, 7, (16, 16), "cpu")
+    assert y.shape == x.shape
+    # The untrained network adds little; the means put each tile at its own level.
+    assert (y.mean((2, 3)) - x.mean((2, 3))).abs().max() < 0.5
+    np.testing.assert_allclose((y2 - y).numpy(), 1.0, atol=1e-3)
+    # Training's forward sees the same float16-rounded means as the decoder.
+    out = model(x)["x_hat"]
+    assert out.shape == x.shape
+
+
+def test_centred_codec_round_trip_is_batch_exact():
+    model = HiFiC(**TINY_3D, center=True, input_gain=20.0).eval()
+    model.update_tables()
+    model.entropy_bottleneck.update(force=True)
+    x = torch.from_numpy(np.stack([smooth((5, 16, 16), s) for s in range(3)]))
+    with torch.no_grad(), onednn_off():  # as the codec runs it (oneDNN rounds by batch size)
+        g3, shape = model.compress(x)
+        g1, _ = model.compress(x[1:2])
+        assert [g[1] for g in g3] == [g[0] for g in g1]
+        y3 = model.decompress(g3, shape, 5, (16, 16), "cpu")
+        y1 = model.decompress(g1, shape, 5, (16, 16), "cpu")
+    np.testing.assert_array_equal(y3[1:2].numpy(), y1.numpy())
 
 
 def _scenes():

@@ -178,24 +178,46 @@ def _tile(bands=20, rows=40, cols=36, seed=0):
     return np.einsum("bk,khw->bhw", mix, base).astype(np.float32)
 
 
-@pytest.mark.parametrize("name", ["full", *ABLATIONS])
+@pytest.mark.parametrize("name", ["full", "uncentred", *ABLATIONS])
 def test_every_variant_round_trips_from_bytes(name, tmp_path):
-    arch = SMALL if name == "full" else {**ABLATIONS[name], **{k: SMALL[k] for k in ("N", "M", "adapter",
-                                                                                     "levels", "width")}}
+    arch = {"full": SMALL, "uncentred": {**SMALL, "center": False}}.get(name) or \
+        {**ABLATIONS[name], **{k: SMALL[k] for k in ("N", "M", "adapter", "levels", "width")}}
     codec, path = _codec(arch, tmp_path)
     tile = _tile()
     data = codec.encode_tile(tile)
     out = get_codec("mdim-drf", 2, device="cpu", weights=path).decode_tile(data, tile.shape)
     assert out.shape == tile.shape and out.dtype == np.float32 and np.isfinite(out).all()
     # The decoder uses the bytes only: the same output as the encoder's model on the masked latent.
+    x = torch.from_numpy(tile)[None]
+    m = codec.model.tile_means(x)
     with torch.no_grad():
-        y, p = codec.model.analyse(torch.from_numpy(tile)[None])
+        y, p = codec.model.analyse(codec.model.centre(x, m) if arch["center"] else x)
         mask = codec.model.mask_of(codec.model.levels_of(p))
         eb = codec.model.entropy_bottleneck
         med = eb.quantiles[:, 0, 1][None, :, None, None]
         y_hat = (torch.round(y - med) + med) * mask
-        ref = codec.model.synthesise(y_hat, tile.shape[0], tile.shape[1:])[0].numpy()
+        ref = codec.model.synthesise(y_hat, tile.shape[0], tile.shape[1:])
+        ref = (codec.model.uncentre(ref, m) if arch["center"] else ref)[0].numpy()
     np.testing.assert_allclose(out, ref, atol=1e-4)
+
+
+def test_tile_means_are_side_information(tmp_path):
+    """center: the payload ends with the per-band float16 means; the decoder adds them back."""
+    from engine.codecs.learned import pack_strings, unpack_strings
+
+    codec, _ = _codec(SMALL, tmp_path)
+    tile = _tile()
+    shape, groups = unpack_strings(codec.encode_tile(tile), 1)
+    assert len(groups) == 4
+    np.testing.assert_array_equal(np.frombuffer(groups[3][0], "<f2"), tile.mean((1, 2)).astype("<f2"))
+    base = codec.decode_tile(pack_strings(shape, groups), tile.shape)
+    up = (np.frombuffer(groups[3][0], "<f2") + np.float16(0.5)).astype("<f2").tobytes()
+    moved = codec.decode_tile(pack_strings(shape, [*groups[:3], [up]]), tile.shape)
+    np.testing.assert_allclose(moved - base, 0.5, atol=1e-3)
+    with pytest.raises(FormatError, match="means"):
+        codec.decode_tile(pack_strings(shape, [*groups[:3], [groups[3][0][:-2]]]), tile.shape)
+    with pytest.raises(FormatError, match="4 strings"):
+        codec.decode_tile(pack_strings(shape, groups[:3]), tile.shape)
 
 
 def test_masked_channels_cost_fewer_bits(tmp_path, monkeypatch):

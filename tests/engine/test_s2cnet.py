@@ -61,3 +61,28 @@ def test_mixed_loss_weighs_spectral_and_latent_errors_and_rate():
     assert loss.item() == pytest.approx(recipe["lmbda"] * (0.01 + recipe["alpha"] * 0.25) + bits / 16, rel=1e-5)
     loss.backward()
     assert out["u"].grad is None  # the encoder's latent is the target of the latent term, not trained by it
+
+
+@pytest.mark.parametrize("center", [True, False])
+def test_latent_map_means_travel_as_side_information(center):
+    """center: the tile's latent map is coded relative to its per-channel means (float16, a third group)."""
+    from engine.codecs.learned import onednn_off
+    from engine.models.s2cnet import S2CNet
+
+    torch.manual_seed(0)
+    model = S2CNet(latent=4, width=8, positions=8, N=8, M=8, center=center, input_gain=100.0).eval()
+    model.update_tables()
+    model.entropy_bottleneck.update(force=True)
+    x = torch.from_numpy(np.random.default_rng(2).random((1, 12, 20, 20)).astype(np.float32))
+    with torch.no_grad(), onednn_off():
+        groups, shape = model.compress(x)
+        assert len(groups) == (3 if center else 2) == len(model.symbols_per_string(shape))
+        out = model.decompress(groups, shape, 12, (20, 20), "cpu")
+        u = model._in(x)
+        if center:
+            m = model.tile_means(u)
+            np.testing.assert_array_equal(np.frombuffer(groups[2][0], "<f2"), m[0].numpy().astype("<f2"))
+            y_hat = model.decode_symbols(groups, shape)[0]
+            ref = model._out(model.uncentre(model.g_s(y_hat), m), 12)[..., :20, :20]
+            np.testing.assert_allclose(out.numpy(), ref.numpy(), atol=1e-5)
+    assert out.shape == x.shape and torch.isfinite(out).all()
