@@ -14,11 +14,19 @@ from engine.errors import CodecError, FormatError
 _DERIVED = ("_quantized_cdf", "_offset", "_cdf_length", "scale_table")
 
 
-def save_weights(model, arch: dict, path) -> None:
-    """Store the architecture and the learned parameters (derived coder tables left out)."""
+def save_weights(model, arch: dict, path, half: bool = False) -> None:
+    """Store the architecture and the learned parameters (derived coder tables left out).
+
+    ``half``: floating-point tensors stored as float16 (half the file; the shipped weights), except the
+    entropy models' quantiles, which set the coder's tables. :func:`load_weights` casts them back to
+    float32, so encoder and decoder see the same rounded values.
+    """
     import torch
 
     state = {k: v.detach().cpu() for k, v in model.state_dict().items() if not k.endswith(_DERIVED)}
+    if half:
+        state = {k: v.half() if v.is_floating_point() and not k.endswith("quantiles") else v
+                 for k, v in state.items()}
     torch.save({"arch": dict(arch), "state_dict": state}, path)
 
 

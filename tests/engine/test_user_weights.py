@@ -62,3 +62,31 @@ def test_training_cancel_writes_nothing(tmp_path):
         train(TrainConfig("cae1d", 1, steps=10, batch=8, device="cpu"), [("x_a.tif", CUBE, None)], tmp_path,
               progress=lambda step, total, m: step < 2)
     assert not list(tmp_path.iterdir())
+
+
+def test_half_weights_load_as_float32_and_round_trip(tmp_path):
+    """save_weights(half=True): float16 on disk, float32 in the model, same bytes encoder and decoder."""
+    import torch
+
+    from engine.codecs.learned import load_weights, save_weights
+    from engine.codecs.spatial import Bmshj2018Factorized
+    from engine.registry import get_codec
+    from tests.engine.test_codecs import smooth_tile
+
+    arch = {"N": 8, "M": 8, "adapter": 4}
+    torch.manual_seed(0)
+    model = Bmshj2018Factorized.build_model(arch)
+    save_weights(model, arch, tmp_path / "full.pt")
+    save_weights(model, arch, tmp_path / "bmshj2018-factorized-q2.pt", half=True)
+    blob = torch.load(tmp_path / "bmshj2018-factorized-q2.pt", weights_only=True)["state_dict"]
+    assert blob["g_a.0.weight"].dtype == torch.float16
+    assert blob["entropy_bottleneck.quantiles"].dtype == torch.float32  # the coder's tables stay exact
+    assert (tmp_path / "bmshj2018-factorized-q2.pt").stat().st_size < 0.7 * (tmp_path / "full.pt").stat().st_size
+    half = load_weights(Bmshj2018Factorized.build_model, tmp_path / "bmshj2018-factorized-q2.pt")
+    assert all(p.dtype == torch.float32 for p in half.parameters())
+    assert torch.equal(half.g_a[0].weight, model.g_a[0].weight.half().float())
+    tile = smooth_tile(20, 16, 16)
+    w = tmp_path / "bmshj2018-factorized-q2.pt"
+    data = get_codec("bmshj2018-factorized", 2, device="cpu", weights=w).encode_tile(tile)
+    out = get_codec("bmshj2018-factorized", 2, device="cpu", weights=w).decode_tile(data, tile.shape)
+    assert out.shape == tile.shape and np.isfinite(out).all()
