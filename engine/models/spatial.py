@@ -232,8 +232,12 @@ class TileMeans:
 
     @staticmethod
     def tile_means(x: torch.Tensor) -> torch.Tensor:
-        """Per-band means (N, B) of a tile batch, rounded to float16 as they are written."""
-        return x.mean((2, 3)).half().float()
+        """Per-band means (N, B) of a tile batch, rounded to float16 as they are written.
+
+        Detached: side information needs no gradient, and one through the float16 rounding would be cast
+        to float16 and overflow (s2cnet's joint training went NaN that way).
+        """
+        return x.detach().mean((2, 3)).half().float()
 
     def centre(self, x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
         return (x - m[..., None, None]) * self.input_gain
