@@ -43,7 +43,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from engine.errors import CancelledError, InputError
+from engine.errors import CancelledError, CodecError, InputError
 from engine.normalise import fill_invalid, normalisation, valid_mask, valid_range
 
 
@@ -254,6 +254,10 @@ def train(config: TrainConfig, scenes: Sequence, out_dir: Path,
         loss, metrics = loss_of(out, xb, vb)
         if adversary is not None:
             loss = loss + adversary.generator_loss(out, xb, vb)
+        if not torch.isfinite(loss):
+            # Diverged: stop before NaN reaches the weights (a NaN file would be written and fail later).
+            raise CodecError(f"training diverged at step {step} (the loss is {loss.item()}); no weights "
+                             "written; try a lower --lr")
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(main_params, 1.0)

@@ -73,7 +73,7 @@ def main() -> None:
         data = codec.encode_tile(x)
         enc = best_of(lambda: codec.encode_tile(x), args.repeats)
         dec = best_of(lambda: codec.decode_tile(data, x.shape), args.repeats)
-        parts = codec.model.strings_per_group(bands)
+        parts = [e - s for s, e in codec.model.intervals(bands)]
         rows.append((bands, enc, dec, len(data) * 8 / x.size, parts))
         print(f"{bands} bands: encode {enc:.3f} s, decode {dec:.3f} s", flush=True)
 

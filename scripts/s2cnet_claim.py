@@ -8,7 +8,7 @@ baseline's measured points of all its qualities; "out of range" where the baseli
 sides), and each baseline's lowest-rate point. No BD-rate: over the nearly flat PSNR ranges of these
 curves the polynomial fit extrapolates wildly.
 
-    python scripts/s2cnet_claim.py docs/benchmarks/bench.json docs/benchmarks/bench_s2cnet_band_cluster.json
+    python scripts/s2cnet_claim.py docs/benchmarks/bench.json docs/benchmarks/bench.json
 """
 
 from __future__ import annotations

@@ -64,6 +64,22 @@ def test_training_cancel_writes_nothing(tmp_path):
     assert not list(tmp_path.iterdir())
 
 
+def test_diverged_training_stops_and_writes_no_weights(tmp_path, monkeypatch):
+    import torch
+
+    from engine.codecs.cae1d import Cae1d
+
+    def nan_after_two(model, out, xb, vb, recipe, calls=[]):
+        calls.append(1)
+        loss = ((out["x_hat"] - xb) ** 2).mean()
+        return (loss * torch.tensor(float("nan")) if len(calls) > 2 else loss), {"mse": loss.item()}
+
+    monkeypatch.setattr(Cae1d, "training_loss", staticmethod(nan_after_two), raising=False)
+    with pytest.raises(CodecError, match="diverged at step 3"):
+        train(TrainConfig("cae1d", 1, steps=10, batch=8, device="cpu"), [("x_a.tif", CUBE, None)], tmp_path)
+    assert not list(tmp_path.glob("*.pt")) and not list(tmp_path.glob("*.json"))
+
+
 def test_half_weights_load_as_float32_and_round_trip(tmp_path):
     """save_weights(half=True): float16 on disk, float32 in the model, same bytes encoder and decoder."""
     import torch
