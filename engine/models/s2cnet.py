@@ -94,6 +94,9 @@ class S2CNet(CentredHyperprior):
         groups, shape = self.compress_latent(_chunked(self.g_a, self._pad(self.centre(u, m))).cpu())
         return groups + [self.means_to_strings(m)], shape
 
+    def means_bytes(self, bands: int) -> int:
+        return 2 * self.latent
+
     def decompress(self, strings, shape, bands: int, size, device):
         if not self.center:
             return super().decompress(strings, shape, bands, size, device)

@@ -384,10 +384,14 @@ class CentredHyperprior(TileMeans, Bmshj2018):
     def decode_symbols(self, strings, shape) -> list[torch.Tensor]:
         if not self.center:
             return super().decode_symbols(strings, shape)
-        # The strings arrive zero-padded (guarded_string): a truncated one would read zeros, not crash.
+        # The codec has checked the means' length; the strings arrive zero-padded (guarded_string).
         return super().decode_symbols(strings[:2], shape) + [
             torch.tensor([list(s) for s in strings[2]], dtype=torch.uint8)]
 
     def symbols_per_string(self, shape: tuple[int, ...]) -> list[int]:
         return super().symbols_per_string(shape) + ([0] if self.center else [])
+
+    def means_bytes(self, bands: int) -> int:
+        """Length of one tile's means string (float16 per band; s2cnet: per latent channel)."""
+        return 2 * bands
 

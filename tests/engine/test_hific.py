@@ -192,3 +192,20 @@ def test_two_stage_training_through_the_loop(cls, tiny_recipes, tmp_path):
 def test_gan_stage_needs_a_codec_with_an_adversary(tmp_path):
     with pytest.raises(InputError, match="adversarial"):
         train(TrainConfig("cae1d", 1, steps=1, gan=True, device="cpu"), _scenes(), tmp_path)
+
+
+@pytest.mark.parametrize("codec_id", ["hific-se", "hific-3d"])
+def test_shipped_codec_checks_the_means_string(codec_id):
+    from engine.codecs.learned import pack_strings, unpack_strings
+    from engine.errors import FormatError
+    from engine.registry import get_codec
+
+    codec = get_codec(codec_id, 1, device="cpu")
+    assert codec.model.center  # the shipped weights send tile means
+    tile = smooth((9, 16, 16))
+    shape, groups = unpack_strings(codec.encode_tile(tile), 64)
+    assert [len(s) for s in groups[2]] == [18]
+    np.testing.assert_array_equal(np.frombuffer(groups[2][0], "<f2"), tile.mean((1, 2)).astype("<f2"))
+    for bad in (groups[2][0][:-2], groups[2][0] + b"\0\0"):
+        with pytest.raises(FormatError, match="means"):
+            codec.decode_tile(pack_strings(shape, [*groups[:2], [bad]]), tile.shape)
