@@ -27,6 +27,22 @@ def _free_qgis_objects_before_qgis_exits(qgis_app):
     gc.collect()
 
 
+def _aux_files() -> set[Path]:
+    return set(DATA.rglob("*.aux.xml")) if DATA.is_dir() else set()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _shared_data_stays_untouched():
+    """The shared data is read only: a test that opened a scene in QGIS once left a .aux.xml (QGIS's
+    histograms, saved by GDAL) beside it, which later runs read as band metadata."""
+    before = _aux_files()
+    yield
+    new = sorted(_aux_files() - before)
+    for path in new:
+        path.unlink()  # restore the data for the next run, then fail
+    assert not new, f"tests wrote {[str(p) for p in new]} into the shared data"
+
+
 def shared_scenes(split: str) -> list[Path]:
     """Scenes of ../shared/data/hsi/<split>; the caller skips when the list is empty."""
     return sorted((DATA / split).glob("*.tif")) if (DATA / split).is_dir() else []

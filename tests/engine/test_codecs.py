@@ -99,7 +99,8 @@ def test_centred_codecs_follow_their_input(codec_id):
         out = codec.decode_tile(codec.encode_tile(tile), tile.shape)
         corr = np.corrcoef((tile - means).ravel(), (out - means).ravel())[0, 1]
         psnr = 10 * np.log10(1.0 / float(np.mean((out - tile) ** 2)))
-        # Measured 2026-12-02: correlation 0.38-0.75, PSNR 0.6-3.5 dB above the means' 28.6 dB.
+        # Measured 2026-12-02: correlation 0.24-0.75 (hific-3d q1 lowest), PSNR 0.1-3.5 dB above the means'
+        # 28.6 dB.
         assert corr > 0.2 and psnr > means_psnr, f"{codec_id} q{q}: correlation {corr:.2f}, {psnr:.1f} dB"
 
 

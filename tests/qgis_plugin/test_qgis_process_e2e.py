@@ -1,6 +1,7 @@
 """End to end: the launcher's qgis_process compresses a real scene; QGIS reopens the sidecar."""
 
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -36,17 +37,21 @@ def read_band(layer, band):
 @pytest.mark.skipif(not SCENE.exists(), reason=f"real scene {SCENE} is absent")
 def test_qgis_process_compress_then_open_sidecar_in_qgis(qgis_app, tmp_path):
     assert LAUNCHER.exists(), f"{LAUNCHER} is missing: run scripts/setup.sh"
+    # A copy: QGIS computes histograms of a layer it opens and GDAL saves them in a .aux.xml beside the
+    # raster. Beside the shared scene, that file changed what later runs read as band metadata.
+    scene = tmp_path / SCENE.name
+    shutil.copyfile(SCENE, scene)
     out = tmp_path / "c.hsic"
     # A throw-away profile: the launcher must enable the plugin there by itself.
     env = {**os.environ, "QGIS_CUSTOM_CONFIG_PATH": str(tmp_path / "profile")}
-    cmd = [str(LAUNCHER), "run", "hsic:compress", "--", f"INPUT={SCENE}", f"OUTPUT={out}"]
+    cmd = [str(LAUNCHER), "run", "hsic:compress", "--", f"INPUT={scene}", f"OUTPUT={out}"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, f"qgis_process failed ({proc.returncode}):\n{proc.stderr}\n{proc.stdout}"
     assert out.exists()
 
     import hsi_gdal  # allows the sidecar's Python pixel function in this process
 
-    source = QgsRasterLayer(str(SCENE), "source", "gdal")
+    source = QgsRasterLayer(str(scene), "source", "gdal")
     layer = QgsRasterLayer(f"{out}.vrt", "compressed", "gdal")
     try:
         assert layer.isValid()
