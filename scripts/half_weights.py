@@ -25,8 +25,6 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True, help="folder for the converted files")
     args = ap.parse_args()
 
-    import torch
-
     from engine.codecs.learned import load_weights, save_weights
     from engine.registry import codec_class
 
@@ -36,9 +34,9 @@ def main() -> None:
         if not m:
             sys.exit(f"{path}: expected a name <codec>-q<N>.pt")
         cls = codec_class(m.group(1))
-        arch = torch.load(path, map_location="cpu", weights_only=True)["arch"]
-        model = load_weights(cls.build_model, path)
-        save_weights(model, arch, args.out / path.name, half=True)
+        archs: list[dict] = []  # the file's own architecture, as load_weights reads it
+        model = load_weights(lambda arch: archs.append(arch) or cls.build_model(arch), path)
+        save_weights(model, archs[0], args.out / path.name, half=True)
         record = path.with_suffix(".json")
         if record.is_file() and record.resolve() != (args.out / record.name).resolve():
             shutil.copyfile(record, args.out / record.name)

@@ -59,7 +59,7 @@ def main() -> None:
         if step % 50 == 0:
             with torch.no_grad():
                 model.eval()
-                xin = model.centre(xb, model.tile_means(xb)) if getattr(model, "center", False) else xb
+                xin = model.centre(xb)[0] if hasattr(model, "centre") else xb
                 y = model.g_a(model._in(xin))
                 out = model(xb)["x_hat"]
                 model.train()

@@ -86,8 +86,7 @@ class BandClusterCodec(LearnedCodecMixin, TileCodec):
         if [len(g) for g in groups] != self.model.strings_per_group(bands):
             raise FormatError(f"tile strings per band interval {[len(g) for g in groups]} do not fit "
                               f"{bands} bands")
-        if self.model.center and len(groups[-1][0]) != 2 * bands:
-            raise FormatError(f"tile means of {len(groups[-1][0])} bytes, {2 * bands} expected")
+        self.model.check_means(groups, bands)
         # compressai's rANS decoder reads without bounds checks: see guarded_string.
         n = self.model.symbols_per_string(latent_shape)
         groups = [[guarded_string(s, n) for s in g] for g in groups]

@@ -142,11 +142,8 @@ class MDIMDRFCodec(SpatialCodec):
         from compressai.entropy_models import EntropyModel
 
         x = to_device(tile[None], self.torch_device)
-        side = []
         with torch.no_grad(), onednn_off(self.exact_cpu_kernels):
-            if self.model.center:
-                m = self.model.tile_means(x)
-                x, side = self.model.centre(x, m), [self.model.means_to_strings(m)]
+            x, m = self.model.centre(x)
             y, p = self.model.analyse(x)
             y, levels = y.cpu(), self.model.levels_of(p).cpu()
             mask = self.model.mask_of(levels)[0]
@@ -154,7 +151,7 @@ class MDIMDRFCodec(SpatialCodec):
             index, means = self._channel_tables(mask)
             # The factorized prior's coder called on the kept elements only (its own compress codes all).
             y_string = EntropyModel.compress(self.model.entropy_bottleneck, y[0][mask][None], index, means)[0]
-        return pack_strings(tuple(y.shape[2:]), [[hist], [level_string], [y_string], *side])
+        return pack_strings(tuple(y.shape[2:]), [[hist], [level_string], [y_string], *self.model.means_groups(m)])
 
     def _decode_latent(self, data: bytes, shape: tuple[int, int, int]):
         """The tile's entropy-decoded latent (1, M, h, w), masked channels zero, on the CPU, and its
@@ -170,12 +167,8 @@ class MDIMDRFCodec(SpatialCodec):
         if len(groups) != n or any(len(g) != 1 for g in groups):
             raise FormatError(f"an mdim-drf tile of these weights holds {n} strings (histogram, levels, latent"
                               f"{', means' if n == 4 else ''})")
+        self.model.check_means(groups, bands)
         (hist,), (level_string,), (y_string,) = groups[:3]
-        band_means = None
-        if self.model.center:
-            if len(groups[3][0]) != 2 * bands:
-                raise FormatError(f"tile means of {len(groups[3][0])} bytes, {2 * bands} expected")
-            band_means = self.model.means_from_strings(groups[3], bands)
         h, w = latent_shape
         levels = decode_levels(hist, level_string, self.model.levels, h * w)
         mask = self.model.mask_of(torch.from_numpy(levels).reshape(1, 1, h, w))[0]
@@ -186,7 +179,7 @@ class MDIMDRFCodec(SpatialCodec):
                                              means)
             y_hat = torch.zeros(1, self.model.M, h, w)
             y_hat[0][mask] = values[0]
-        return y_hat, band_means
+        return y_hat, self.model.read_means(groups, bands)
 
     def decode_symbols(self, data: bytes, shape: tuple[int, int, int]) -> list[np.ndarray]:
         """The entropy-decoded latent: what must agree on every device."""
@@ -198,8 +191,7 @@ class MDIMDRFCodec(SpatialCodec):
         y_hat, band_means = self._decode_latent(data, shape)
         with torch.no_grad(), onednn_off(self.exact_cpu_kernels):
             x_hat = self.model.synthesise(y_hat.to(self.torch_device), shape[0], shape[1:])
-            if band_means is not None:
-                x_hat = self.model.uncentre(x_hat, band_means)
+            x_hat = self.model.uncentre(x_hat, band_means)
         return x_hat[0].cpu().numpy().astype(np.float32, copy=False)
 
     # One tile per pass: each tile's level map keeps its own set of latent elements.

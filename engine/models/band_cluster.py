@@ -59,8 +59,8 @@ class BandCluster(TileMeans, nn.Module):
     def forward(self, x: torch.Tensor) -> dict:
         """Training pass (N, B, H, W): every band through its interval's model, additive-noise latents."""
         n, bands, h, w = x.shape
-        m = self.tile_means(x) if self.center else None
-        xp = _pad_to(self.centre(x, m) if self.center else x, MULTIPLE)
+        x_in, m = self.centre(x)
+        xp = _pad_to(x_in, MULTIPLE)
         parts, lks = [], {}
         for g, (s, e) in enumerate(self.intervals(bands)):
             if e == s:
@@ -70,13 +70,13 @@ class BandCluster(TileMeans, nn.Module):
             lks[f"g{g}"] = lk
             parts.append(self.g_s[g](y_hat / self.gain).reshape(n, e - s, *xp.shape[-2:]))
         x_hat = torch.cat(parts, 1)[..., :h, :w]
-        return {"x_hat": self.uncentre(x_hat, m) if self.center else x_hat, "likelihoods": lks}
+        return {"x_hat": self.uncentre(x_hat, m), "likelihoods": lks}
 
     def compress(self, x: torch.Tensor) -> tuple[list[list[bytes]], tuple[int, int]]:
         """One tile (1, B, H, W) -> per interval, one rANS string per band (then the means' string with
         ``center``); the latent's spatial shape."""
-        m = self.tile_means(x) if self.center else None
-        xp = _pad_to(self.centre(x, m) if self.center else x, MULTIPLE)
+        x_in, m = self.centre(x)
+        xp = _pad_to(x_in, MULTIPLE)
         groups, shape = [], self.latent_shape(*x.shape[-2:])
         for g, (s, e) in enumerate(self.intervals(x.shape[1])):
             if e == s:
@@ -84,7 +84,7 @@ class BandCluster(TileMeans, nn.Module):
                 continue
             y = (self.gain * _chunks(self.g_a[g], xp[0, s:e, None])).cpu()
             groups.append(self.entropy_bottleneck[g].compress(y))
-        return groups + ([self.means_to_strings(m)] if self.center else []), shape
+        return groups + self.means_groups(m), shape
 
     def decompress(self, groups: list[list[bytes]], shape, bands: int, size, device) -> torch.Tensor:
         parts = []
@@ -94,7 +94,7 @@ class BandCluster(TileMeans, nn.Module):
             y_hat = self.entropy_bottleneck[g].decompress(groups[g], shape).to(device)
             parts.append(_chunks(self.g_s[g], y_hat / self.gain)[:, 0])
         x_hat = torch.cat(parts)[None, :, :size[0], :size[1]]
-        return self.uncentre(x_hat, self.means_from_strings(groups[-1], bands)) if self.center else x_hat
+        return self.uncentre(x_hat, self.read_means(groups, bands))
 
     def strings_per_group(self, bands: int) -> list[int]:
         return [e - s for s, e in self.intervals(bands)] + ([1] if self.center else [])

@@ -180,30 +180,22 @@ class HiFiC(CentredHyperprior):
     def forward(self, x: torch.Tensor) -> dict:
         """As the parent's, plus the quantised latent ``y_hat`` that conditions the discriminator."""
         h, w = x.shape[-2:]
-        m = self.tile_means(x) if self.center else None
-        if self.center:
-            x = self.centre(x, m)
-        y = self.g_a(self._in(_pad_to(x, self.multiple)))
+        x_in, m = self.centre(x)
+        y = self.g_a(self._in(_pad_to(x_in, self.multiple)))
         z_hat, z_lk = self.entropy_bottleneck(self.h_a(torch.abs(y)))
         y_hat, y_lk = self.gaussian_conditional(y, self.h_s(z_hat))
         x_hat = self._out(self.g_s(y_hat), x.shape[1])[..., :h, :w]
-        if self.center:
-            x_hat = self.uncentre(x_hat, m)
-        return {"x_hat": x_hat, "likelihoods": {"y": y_lk, "z": z_lk}, "y_hat": y_hat}
+        return {"x_hat": self.uncentre(x_hat, m), "likelihoods": {"y": y_lk, "z": z_lk}, "y_hat": y_hat}
 
     # With ``center``, a third group of strings holds each tile's means (float16 bytes, one per band).
     def compress(self, x: torch.Tensor):
-        if not self.center:
-            return super().compress(x)
-        m = self.tile_means(x)
-        groups, shape = super().compress(self.centre(x, m))
-        return groups + [self.means_to_strings(m)], shape
+        x_in, m = self.centre(x)
+        groups, shape = super().compress(x_in)
+        return groups + self.means_groups(m), shape
 
     def decompress(self, strings, shape, bands: int, size, device):
         x_hat = super().decompress(strings, shape, bands, size, device)
-        if not self.center:
-            return x_hat
-        return self.uncentre(x_hat, self.means_from_strings(strings[2], bands))
+        return self.uncentre(x_hat, self.read_means(strings, bands))
 
     def se_l1(self) -> torch.Tensor:
         """Sum of the SE blocks' l1 penalties (zero without SE blocks)."""

@@ -228,8 +228,8 @@ class MDIMDRF(TileMeans, nn.Module):
         return self.adapter.decode(self.g_s(y_hat / self.gain), bands)[..., :size[0], :size[1]]
 
     def forward(self, x: torch.Tensor) -> dict:
-        m = self.tile_means(x) if self.center else None
-        y, p = self.analyse(self.centre(x, m) if self.center else x)
+        x_in, m = self.centre(x)
+        y, p = self.analyse(x_in)
         if self.training:
             self.steps_seen += 1
         if self.training and self.steps_seen <= self.warmup:
@@ -240,8 +240,7 @@ class MDIMDRF(TileMeans, nn.Module):
             mask = self.training_mask(p)
         y_hat, lk = self.entropy_bottleneck(y)
         x_hat = self.synthesise(y_hat * mask, x.shape[1], x.shape[-2:])
-        if self.center:
-            x_hat = self.uncentre(x_hat, m)
+        x_hat = self.uncentre(x_hat, m)
         return {"x_hat": x_hat, "likelihoods": {"y": lk}, "mask": mask, "importance": p}
 
     def aux_loss(self) -> torch.Tensor:

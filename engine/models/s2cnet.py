@@ -70,13 +70,11 @@ class S2CNet(CentredHyperprior):
             return self.spectral(x)
         h, w = x.shape[-2:]
         u = self._in(x)
-        m = self.tile_means(u) if self.center else None
-        y = self.g_a(self._pad(self.centre(u, m) if self.center else u))
+        u_in, m = self.centre(u)
+        y = self.g_a(self._pad(u_in))
         z_hat, z_lk = self.entropy_bottleneck(self.h_a(torch.abs(y)))
         y_hat, y_lk = self.gaussian_conditional(y, self.h_s(z_hat))
-        u_hat = self.g_s(y_hat)[..., :h, :w]
-        if self.center:
-            u_hat = self.uncentre(u_hat, m)
+        u_hat = self.uncentre(self.g_s(y_hat)[..., :h, :w], m)
         return {"x_hat": self._out(u_hat, x.shape[1]), "likelihoods": {"y": y_lk, "z": z_lk},
                 "u": u, "u_hat": u_hat}
 
@@ -89,17 +87,15 @@ class S2CNet(CentredHyperprior):
         if not self.center:
             return super().compress(x)
         # The means are those of the unpadded map, as in training.
-        u = self._in(x)
-        m = self.tile_means(u)
-        groups, shape = self.compress_latent(_chunked(self.g_a, self._pad(self.centre(u, m))).cpu())
-        return groups + [self.means_to_strings(m)], shape
+        u_in, m = self.centre(self._in(x))
+        groups, shape = self.compress_latent(_chunked(self.g_a, self._pad(u_in)).cpu())
+        return groups + self.means_groups(m), shape
 
     def means_bytes(self, bands: int) -> int:
         return 2 * self.latent
 
     def decompress(self, strings, shape, bands: int, size, device):
-        if not self.center:
-            return super().decompress(strings, shape, bands, size, device)
+        # The parent's, with the map's means added back before the spectral decoder.
         y_hat = self.decode_symbols(strings, shape)[0]
-        u_hat = self.uncentre(_chunked(self.g_s, y_hat.to(device)), self.means_from_strings(strings[2], self.latent))
+        u_hat = self.uncentre(_chunked(self.g_s, y_hat.to(device)), self.read_means(strings, bands))
         return self._out(u_hat, bands)[..., :size[0], :size[1]]

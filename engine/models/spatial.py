@@ -239,22 +239,43 @@ class TileMeans:
         """
         return x.detach().mean((2, 3)).half().float()
 
-    def centre(self, x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
-        return (x - m[..., None, None]) * self.input_gain
+    def centre(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """What the analysis reads and the means to send: ``(x, None)`` without ``center``."""
+        if not self.center:
+            return x, None
+        m = self.tile_means(x)
+        return (x - m[..., None, None]) * self.input_gain, m
 
-    def uncentre(self, x_hat: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
-        return x_hat / self.input_gain + m[..., None, None].to(x_hat.device)
+    def uncentre(self, x_hat: torch.Tensor, m: torch.Tensor | None) -> torch.Tensor:
+        """Inverse of :meth:`centre` on a reconstruction; ``x_hat`` itself when ``m`` is None."""
+        return x_hat if m is None else x_hat / self.input_gain + m[..., None, None].to(x_hat.device)
 
     @staticmethod
-    def means_to_strings(m: torch.Tensor) -> list[bytes]:
-        return [row.astype("<f2").tobytes() for row in m.cpu().numpy()]
+    def means_groups(m: torch.Tensor | None) -> list[list[bytes]]:
+        """The group of strings holding the means (one float16 string per tile), or none."""
+        return [] if m is None else [[row.astype("<f2").tobytes() for row in m.cpu().numpy()]]
 
-    @staticmethod
-    def means_from_strings(strings: list[bytes], bands: int) -> torch.Tensor:
-        """(N, B) float32 means; a short string reads as zeros (decoders get zero-padded strings anyway)."""
+    def means_bytes(self, bands: int) -> int:
+        """Length of one tile's means string: float16 per band (s2cnet: per latent channel)."""
+        return 2 * bands
+
+    def check_means(self, groups: list[list[bytes]], bands: int) -> None:
+        """FormatError unless the last group of a tile's (raw) strings holds means of the right length."""
+        from engine.errors import FormatError
+
+        if self.center and any(len(s) != self.means_bytes(bands) for s in groups[-1]):
+            raise FormatError(f"tile means of {[len(s) for s in groups[-1]]} bytes, "
+                              f"{self.means_bytes(bands)} expected")
+
+    def read_means(self, groups: list[list[bytes]], bands: int) -> torch.Tensor | None:
+        """(N, B) float32 means from the last group of strings (None without ``center``); checked by
+        :meth:`check_means` beforehand, zero-padded strings (guarded_string) read the same."""
+        if not self.center:
+            return None
         import numpy as np
 
-        m = np.stack([np.frombuffer((bytes(s) + bytes(2 * bands))[:2 * bands], "<f2") for s in strings])
+        n = self.means_bytes(bands)
+        m = np.stack([np.frombuffer(bytes(s)[:n], "<f2") for s in groups[-1]])
         return torch.from_numpy(m.astype(np.float32))
 
 
@@ -377,21 +398,11 @@ class Bmshj2018(nn.Module):
 class CentredHyperprior(TileMeans, Bmshj2018):
     """A scale-hyperprior model whose tiles may carry their means (``center``, :class:`TileMeans`).
 
-    The means are a third group of strings, one per tile, after y's and z's; they are not entropy coded.
-    Subclasses choose what the means are taken of (their ``compress`` / ``decompress``).
+    The means are a third group of strings, one per tile, after y's and z's; they are not entropy coded
+    (``decode_symbols`` reads y's and z's groups only). Subclasses choose what the means are taken of
+    (their ``compress`` / ``decompress``).
     """
-
-    def decode_symbols(self, strings, shape) -> list[torch.Tensor]:
-        if not self.center:
-            return super().decode_symbols(strings, shape)
-        # The codec has checked the means' length; the strings arrive zero-padded (guarded_string).
-        return super().decode_symbols(strings[:2], shape) + [
-            torch.tensor([list(s) for s in strings[2]], dtype=torch.uint8)]
 
     def symbols_per_string(self, shape: tuple[int, ...]) -> list[int]:
         return super().symbols_per_string(shape) + ([0] if self.center else [])
-
-    def means_bytes(self, bands: int) -> int:
-        """Length of one tile's means string (float16 per band; s2cnet: per latent channel)."""
-        return 2 * bands
 
