@@ -1,0 +1,148 @@
+"""Golden files: one small .hsic per registered codec and quality, kept forever in tests/golden/.
+
+The archive promise is that a file written by any earlier version decodes to the same samples forever.
+These files were written once (``write``); tests/engine/test_golden.py decodes each and compares the
+SHA-256 of its decoded samples with the one recorded here. ``check`` also re-encodes every case and
+compares the bytes, which is what a change that must not alter behaviour (a refactor) has to keep.
+
+    .venv/bin/python scripts/golden.py check          # decode checksums + byte-identical re-encode
+    .venv/bin/python scripts/golden.py write --new    # add cases for codecs/qualities not yet golden
+
+``write`` never overwrites an existing golden file: an old file is history, not a fixture to refresh.
+The input is a 40 x 36 crop of the bundled EnMAP sample (hsi_gdal/sample), so nothing of ../shared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+GOLDEN = ROOT / "tests" / "golden"
+INDEX = GOLDEN / "golden.json"
+SAMPLE = ROOT / "hsi_gdal" / "sample" / "enmap_potsdam_sample.tif"
+CROP = (8, 20, 40, 36)  # y0, x0, rows, cols: 2 x 2 tiles of 32, edge tiles of 8 x 4 pixels
+TILE = 32
+# Format features that are not a codec: a stored overview level and the error-bounded residual section.
+EXTRA = [
+    {"name": "cae1d-q2-overview", "codec": "cae1d", "quality": 2, "overviews": [2]},
+    {"name": "cae1d-q1-bounded4", "codec": "cae1d", "quality": 1, "max_abs_error": 4.0},
+]
+
+
+def sample_scene():
+    """(SceneInfo, cube) of the crop, metadata included, read with GDAL."""
+    from osgeo import gdal
+
+    from engine.pipeline import SceneInfo
+
+    gdal.UseExceptions()
+    ds = gdal.Open(str(SAMPLE))
+    y0, x0, rows, cols = CROP
+    cube = ds.ReadAsArray(x0, y0, cols, rows)
+    b1 = ds.GetRasterBand(1)
+    gt = list(ds.GetGeoTransform())
+    gt[0] += x0 * gt[1]
+    gt[3] += y0 * gt[5]
+    bands = [ds.GetRasterBand(i + 1) for i in range(ds.RasterCount)]
+    info = SceneInfo(rows=rows, cols=cols, bands=ds.RasterCount, dtype=str(cube.dtype), nodata=b1.GetNoDataValue(),
+                     crs_wkt=ds.GetProjection(), geotransform=tuple(gt),
+                     band_descriptions=tuple(b.GetDescription() for b in bands),
+                     band_metadata=tuple(b.GetMetadata() for b in bands))
+    return info, cube
+
+
+def cases() -> list[dict]:
+    from engine.registry import list_codecs
+
+    out = [{"name": f"{i.id}-q{q}", "codec": i.id, "quality": q} for i in list_codecs() for q in i.qualities]
+    return out + EXTRA
+
+
+def encode(case: dict, info, cube, dst: Path) -> None:
+    from engine.pipeline import compress_scene
+
+    def read_window(y0, x0, h, w):
+        return cube[:, y0:y0 + h, x0:x0 + w]
+
+    compress_scene(info, read_window, str(dst), case["codec"], case["quality"], device="cpu", tile_size=TILE,
+                   overviews=tuple(case.get("overviews", ())), max_abs_error=case.get("max_abs_error"))
+
+
+def decoded_sha256(path: Path) -> str:
+    """SHA-256 of every decoded sample (full resolution, then each stored overview level), as stored."""
+    from engine.pipeline import SceneDecoder
+
+    from engine.overviews import LevelDecoder, read_levels
+
+    dec = SceneDecoder(str(path), device="cpu")
+    try:
+        h = hashlib.sha256(np.ascontiguousarray(dec.read()).tobytes())
+        for factor, level in sorted(read_levels(dec.reader).items()):
+            lv = LevelDecoder(level, dec.codec)
+            whole = lv.read(0, 0, lv.header.rows, lv.header.cols, list(range(lv.header.bands)))
+            h.update(np.ascontiguousarray(whole).tobytes())
+    finally:
+        dec.close()
+    return h.hexdigest()
+
+
+def load_index() -> dict:
+    return json.loads(INDEX.read_text()) if INDEX.exists() else {}
+
+
+def write(new_only: bool) -> None:
+    GOLDEN.mkdir(parents=True, exist_ok=True)
+    index = load_index()
+    info, cube = sample_scene()
+    for case in cases():
+        path = GOLDEN / f"{case['name']}.hsic"
+        if path.exists():
+            continue
+        encode(case, info, cube, path)
+        index[case["name"]] = {**case, "file_sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+                               "decoded_sha256": decoded_sha256(path)}
+        print(f"wrote {path.name} ({path.stat().st_size} bytes)")
+    INDEX.write_text(json.dumps(index, indent=1, sort_keys=True) + "\n")
+
+
+def check() -> int:
+    index = load_index()
+    info, cube = sample_scene()
+    bad = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, case in sorted(index.items()):
+            path = GOLDEN / f"{name}.hsic"
+            dec = decoded_sha256(path)
+            again = Path(tmp) / f"{name}.hsic"
+            encode(case, info, cube, again)
+            same_bytes = hashlib.sha256(again.read_bytes()).hexdigest() == case["file_sha256"]
+            ok = dec == case["decoded_sha256"] and same_bytes
+            bad += not ok
+            print(f"{'ok ' if ok else 'BAD'} {name}: decode {'same' if dec == case['decoded_sha256'] else 'DIFFERS'}, "
+                  f"re-encode {'byte-identical' if same_bytes else 'DIFFERS'}")
+    print(f"{len(index) - bad}/{len(index)} golden cases unchanged")
+    return 1 if bad else 0
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("mode", choices=["write", "check"])
+    p.add_argument("--new", action="store_true", help="write: only cases not yet golden (the default anyway)")
+    a = p.parse_args()
+    if a.mode == "write":
+        write(a.new)
+        return 0
+    return check()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
