@@ -3,16 +3,7 @@
 A level of factor ``f`` is the scene block-averaged over ``f x f`` pixels (no-data samples left out;
 a block with no valid sample is no-data), coded with the scene's own codec, normalisation and tile
 size. Levels are computed from the source at compress time and stored in the container's trailer
-(format 1.1, ``docs/format.md``)::
-
-    8        magic b"HSICOVR1"
-    4        u32 J, length of the JSON descriptor
-    J        JSON {"levels": [{"factor": f, "rows": R, "cols": C}, ...]}, finest level first
-    4        u32 CRC32 of the bytes above
-    16 * M   per tile, levels in order, each row-major: u64 offset from the trailer start, u32 length,
-             u32 CRC32 of the payload
-    4        u32 CRC32 of the tile index
-    ...      tile payloads (the same payload format as full-resolution tiles)
+(format 1.1, ``docs/format.md``) as the overview section of :mod:`engine.format.overview`.
 
 Their bits are in the file, so they count in the rate: a level of factor 4 costs about 1/16 of the
 full-resolution payload, factor 16 about 1/256.
@@ -21,26 +12,20 @@ full-resolution payload, factor 16 about 1/256.
 from __future__ import annotations
 
 import dataclasses
-import json
-import struct
 import threading
-import zlib
 from collections import OrderedDict
 from typing import Callable
 
 import numpy as np
 
-from engine.container import Header, HsicReader
-from engine.errors import FormatError
+from engine.format import overview as section
+from engine.format.container import Header, HsicReader
 from engine.normalise import valid_mask
+from engine.payloads import decode_payload, encode_payload, to_dtype
 from engine.tiling import TileGrid
 
-MAGIC = b"HSICOVR1"
 BASE_FACTOR = 4
 MIN_SIZE = 64  # a level is kept while its longer side has at least this many pixels
-_U32 = struct.Struct("<I")
-_ENTRY = struct.Struct("<QII")
-_MAX_DESCRIPTOR = 1 << 20
 
 ReadWindow = Callable[[int, int, int, int], np.ndarray]
 
@@ -87,8 +72,6 @@ def level_window(header: Header, read_window: ReadWindow, factor: int, y0: int, 
     stays bounded whatever the factor; ``check(fraction of this window done)`` runs after each read
     (progress and cancel).
     """
-    from engine.pipeline import _to_dtype  # the cast the decoder uses: a valid sample never becomes nodata
-
     step = factor * max(1, 128 // factor)
     out = np.empty((header.bands, h, w))
     valid = np.ones((header.bands, h, w), dtype=bool)
@@ -105,14 +88,13 @@ def level_window(header: Header, read_window: ReadWindow, factor: int, y0: int, 
     nodata = header.nodata
     if nodata is None and not valid.all():  # only NaN sources have invalid samples without a nodata
         nodata = float("nan")
-    return _to_dtype(np.where(valid, out, 0), np.dtype(header.dtype), nodata, None if valid.all() else valid)
+    # The cast the decoder uses: a valid sample never becomes nodata.
+    return to_dtype(np.where(valid, out, 0), np.dtype(header.dtype), nodata, None if valid.all() else valid)
 
 
 def build_section(header: Header, read_window: ReadWindow, coder, factors: tuple[int, ...],
                   progress: Callable[[float], None] | None = None) -> bytes:
     """The overview trailer for ``factors`` (b"" for none), coding each level's tiles with ``coder``."""
-    from engine.pipeline import encode_payload
-
     if not factors:
         return b""
     levels, payloads = [], []
@@ -126,23 +108,11 @@ def build_section(header: Header, read_window: ReadWindow, coder, factors: tuple
             payloads.append(encode_payload(raw, lh, coder))
             done += 1
         levels.append({"factor": f, "rows": lh.rows, "cols": lh.cols})
-    head = MAGIC + _json_block(levels)
-    head += _U32.pack(zlib.crc32(head))
-    pos = len(head) + _ENTRY.size * len(payloads) + _U32.size
-    index = bytearray()
-    for p in payloads:
-        index += _ENTRY.pack(pos, len(p), zlib.crc32(p))
-        pos += len(p)
-    return b"".join([head, index, _U32.pack(zlib.crc32(index)), *payloads])
+    return section.pack_section(levels, payloads)
 
 
 def _size(header: Header, f: int) -> tuple[int, int]:
     return -(-header.rows // f), -(-header.cols // f)
-
-
-def _json_block(levels: list) -> bytes:
-    text = json.dumps({"levels": levels}, sort_keys=True, separators=(",", ":")).encode()
-    return _U32.pack(len(text)) + text
 
 
 class Level:
@@ -154,54 +124,14 @@ class Level:
         self.grid = TileGrid(self.header.rows, self.header.cols, header.tile_rows, header.tile_cols)
 
     def read_tile(self, i: int) -> bytes:
-        offset, length, crc = self.entries[i]
-        data = self.reader.read_trailer(offset, length)
-        if zlib.crc32(data) != crc:
-            raise FormatError(f"{self.reader.path}: overview tile {i} of factor {self.factor} CRC mismatch")
-        return data
+        return section.read_tile(self.reader, self.entries[i], f"overview tile {i} of factor {self.factor}")
 
 
 def read_levels(reader: HsicReader) -> dict[int, Level]:
     """The levels stored in a file's trailer, by factor ({} for files without overviews)."""
-    start, end = reader.trailer_range
-    if end - start == 0:
-        return {}
-    where = reader.path
-    if end - start < len(MAGIC) + 2 * _U32.size:
-        raise FormatError(f"{where}: overview section is truncated")
-    head = reader.read_trailer(0, len(MAGIC) + _U32.size)
-    if head[:len(MAGIC)] != MAGIC:
-        raise FormatError(f"{where}: unknown data after the last tile (not an overview section)")
-    (j,) = _U32.unpack_from(head, len(MAGIC))
-    if j > min(_MAX_DESCRIPTOR, end - start):
-        raise FormatError(f"{where}: overview descriptor length {j} is corrupt")
-    text = reader.read_trailer(len(head), j + _U32.size)
-    if zlib.crc32(text[:j], zlib.crc32(head)) != _U32.unpack_from(text, j)[0]:
-        raise FormatError(f"{where}: overview descriptor CRC mismatch (corrupt file)")
-    try:
-        levels = json.loads(text[:j])["levels"]
-        factors = [int(lv["factor"]) for lv in levels]
-    except (ValueError, KeyError, TypeError) as e:
-        raise FormatError(f"{where}: overview descriptor is not valid ({e})") from None
     h = reader.header
-    if any(f < 2 for f in factors) or len(set(factors)) != len(factors):
-        raise FormatError(f"{where}: overview factors {factors} are not valid")
-    counts = [TileGrid(*_size(h, f), h.tile_rows, h.tile_cols).n_tiles for f in factors]
-    index_pos = len(head) + j + _U32.size
-    m = sum(counts)
-    raw = reader.read_trailer(index_pos, m * _ENTRY.size + _U32.size)
-    if zlib.crc32(raw[:-_U32.size]) != _U32.unpack_from(raw, m * _ENTRY.size)[0]:
-        raise FormatError(f"{where}: overview index CRC mismatch (corrupt file)")
-    entries = list(_ENTRY.iter_unpack(raw[:-_U32.size]))
-    data_start = index_pos + len(raw)
-    for offset, length, _ in entries:
-        if offset < data_start or start + offset + length > end:
-            raise FormatError(f"{where}: overview tile at [{offset}, {offset + length}) is out of place")
-    out, k = {}, 0
-    for f, c in zip(factors, counts):
-        out[f] = Level(reader, h, f, entries[k:k + c])
-        k += c
-    return out
+    levels = section.read_section(reader, lambda f: TileGrid(*_size(h, f), h.tile_rows, h.tile_cols).n_tiles)
+    return {f: Level(reader, h, f, entries) for f, entries in levels}
 
 
 class LevelDecoder:
@@ -215,8 +145,6 @@ class LevelDecoder:
         self.decoded_tiles = 0  # cache misses, for tests and stats
 
     def tile(self, i: int) -> np.ndarray:
-        from engine.pipeline import decode_payload
-
         with self._lock:
             if i in self._cache:
                 self._cache.move_to_end(i)

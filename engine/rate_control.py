@@ -29,8 +29,8 @@ from typing import Callable
 import numpy as np
 
 from engine import metrics
-from engine.container import Header
 from engine.errors import InputError
+from engine.format.container import Header
 from engine.normalise import valid_mask
 from engine.pipeline import (DEFAULT_TILE, Progress, ReadWindow, SceneDecoder, SceneInfo, check_progress,
                              compress_scene, scene_range)

@@ -1,59 +1,29 @@
 """The one registry of codecs.
 
-A codec class registers itself with a frozen :class:`CodecInfo` under a fixed id; ``get_codec`` and
-``list_codecs`` are the only ways in. Importing this module is cheap (no torch): codec modules are
-imported lazily, the first time the registry is consulted.
+A codec class registers itself (:func:`register`) with a frozen :class:`~engine.codecs.base.CodecInfo`
+under an id of the codec table (:mod:`engine.codec_ids`); ``get_codec``, ``codec_class``, ``get_info``
+and ``list_codecs`` are the only ways in. Importing this module is cheap (no torch): a codec's module is
+imported, as the table names it, the first time the codec is asked for.
 """
 
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
+from engine.codec_ids import CODEC_NUMBERS, codec_module
+from engine.codecs.base import CodecInfo, TileCodec
 from engine.errors import CodecError
-
-if TYPE_CHECKING:
-    from engine.codecs.base import TileCodec
 
 DEFAULT_CODEC = "cae1d"
 
-# Modules that define codecs; each registers its classes on import.
-_CODEC_MODULES = ("engine.codecs.cae1d", "engine.codecs.spatial", "engine.codecs.mdim",
-                  "engine.codecs.band_cluster", "engine.codecs.s2cnet", "engine.codecs.hific")
-
-
-@dataclass(frozen=True)
-class CodecInfo:
-    """Facts about a codec, kept in one place next to its class."""
-
-    id: str
-    title: str
-    paper: str
-    qualities: tuple[int, ...]
-    default_quality: int
-    # Weights file per quality, relative to engine/weights ("" for codecs without weights).
-    weights: dict[int, str] = field(default_factory=dict)
-
-    def check_quality(self, quality: int | None) -> int:
-        """Return a valid quality (the default when None) or raise CodecError."""
-        if quality is None:
-            return self.default_quality
-        if isinstance(quality, bool) or not isinstance(quality, int) or quality not in self.qualities:
-            raise CodecError(
-                f"codec {self.id!r} has no quality {quality!r}; choose one of "
-                f"{', '.join(map(str, self.qualities))}"
-            )
-        return quality
-
-
 _REGISTRY: dict[str, type[TileCodec]] = {}
-_loaded = False
 
 
 def register(cls: type[TileCodec]) -> type[TileCodec]:
-    """Class decorator: register a codec class under ``cls.info.id`` (an id may be used once)."""
-    info = cls.info
+    """Class decorator: register a codec class under ``cls.info.id`` (an id of the table, used once)."""
+    info: CodecInfo = cls.info
+    if info.id not in CODEC_NUMBERS:
+        raise CodecError(f"codec id {info.id!r} is not in the codec table (engine/codec_ids.py)")
     if info.id in _REGISTRY:
         raise CodecError(f"codec id {info.id!r} is registered twice")
     if info.default_quality not in info.qualities:
@@ -62,22 +32,25 @@ def register(cls: type[TileCodec]) -> type[TileCodec]:
     return cls
 
 
+def _load(codec_id: str) -> None:
+    if isinstance(codec_id, str) and codec_id in _REGISTRY:
+        return
+    module = codec_module(codec_id)  # CodecError for an id not in the table
+    if codec_id not in _REGISTRY:
+        importlib.import_module(module)
+        if codec_id not in _REGISTRY:
+            raise CodecError(f"module {module} does not register codec {codec_id!r}")
+
+
 def _load_all() -> None:
-    global _loaded
-    if not _loaded:
-        _loaded = True
-        for name in _CODEC_MODULES:
-            importlib.import_module(name)
+    for codec_id in CODEC_NUMBERS:
+        _load(codec_id)
 
 
 def codec_class(codec_id: str) -> type[TileCodec]:
     """The registered class for ``codec_id`` (CodecError naming the known ids otherwise)."""
-    _load_all()
-    try:
-        return _REGISTRY[codec_id]
-    except (KeyError, TypeError):
-        known = ", ".join(sorted(_REGISTRY))
-        raise CodecError(f"unknown codec {codec_id!r}; known codecs: {known}") from None
+    _load(codec_id)
+    return _REGISTRY[codec_id]
 
 
 def get_codec(codec_id: str, quality: int | None = None, device: str = "auto", weights=None) -> TileCodec:
@@ -96,6 +69,6 @@ def get_info(codec_id: str) -> CodecInfo:
 
 
 def list_codecs() -> list[CodecInfo]:
-    """Infos of all registered codecs, sorted by id."""
+    """Infos of all codecs of the table, sorted by id."""
     _load_all()
-    return [_REGISTRY[k].info for k in sorted(_REGISTRY)]
+    return [_REGISTRY[k].info for k in sorted(CODEC_NUMBERS)]

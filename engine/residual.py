@@ -22,14 +22,7 @@ under a two-sided geometric model (one of :data:`N_MODELS`, chosen per band; out
 escaped by the coder's bypass mode) and ``shift`` raw low bits (wide residuals: float sources). The
 models are built with integer arithmetic only, so encoder and decoder derive the same tables anywhere.
 
-Section layout (after the tile's learned payload)::
-
-    u32 CRC32 of the learned reconstruction P (source type, C order): the decoder's must match
-    u32 n, zlib of per band: 3 x i16 prediction weights (x 2^-10), u8 model, u8 shift, i64 centre
-    u32 n, rANS strings of the high parts (valid samples, band-major): one per group of whole bands
-           of at least 2^20 samples (the last group may be smaller), each as u32 length + bytes
-    u32 n, raw low bits (bands in order, per sample its ``shift`` low bits, LSB first)
-    u32 count, u32 n, zlib of count u32 sample-index gaps and count exact samples (source type)
+The section's byte layout is :mod:`engine.format.residual`'s.
 """
 
 from __future__ import annotations
@@ -41,7 +34,9 @@ import zlib
 
 import numpy as np
 
+from engine.codecs.learned import guarded_string
 from engine.errors import CodecError, FormatError, InputError
+from engine.format import residual as section
 
 PRECISION = 16  # compressai's rANS works with 16-bit CDFs
 HALF_WIDTH = 127  # symbols -127..127 per model, larger high parts escape (bypass coding)
@@ -247,15 +242,6 @@ def _choose(q: np.ndarray) -> tuple[int, int]:
     return best[1], best[2]
 
 
-def _low_bits(lo: np.ndarray, shift: int) -> np.ndarray:
-    """The ``shift`` low bits of each value (uint64), LSB first, as a flat bool array."""
-    bits = np.unpackbits(lo.astype("<u8").view(np.uint8).reshape(-1, 8), axis=1, bitorder="little")
-    return bits[:, :shift].reshape(-1)
-
-
-_PARAM = struct.Struct("<hhhBBq")  # per band: 3 prediction weights, model, shift, centre
-
-
 def _groups(counts: list[int], size: int = 1 << 20) -> list[tuple[int, int]]:
     """Ranges [a, b) of bands coded as one rANS string: whole bands, at least ``size`` samples (but the last)."""
     out, a, total = [], 0, 0
@@ -269,8 +255,9 @@ def _groups(counts: list[int], size: int = 1 << 20) -> list[tuple[int, int]]:
     return out
 
 
-def encode_q(q_bands: list[np.ndarray], weights: list[tuple[int, int, int]]) -> tuple[bytes, bytes, bytes]:
-    """(band parameters, rANS string, low bits) for per-band q arrays (valid samples); see the module doc."""
+def encode_q(q_bands: list[np.ndarray], weights: list[tuple[int, int, int]]) -> tuple[list[tuple], bytes, bytes]:
+    """(band parameters, packed rANS strings, low bits) for per-band q arrays (valid samples); see the
+    module doc."""
     from compressai.ans import RansEncoder
 
     params, symbols, indexes, low = [], [], [], []
@@ -279,21 +266,19 @@ def encode_q(q_bands: list[np.ndarray], weights: list[tuple[int, int, int]]) -> 
         with np.errstate(over="ignore"):
             q = q - centre  # modulo 2^64 like the decoder's sum
         model, shift = _choose(q)
-        params.append(_PARAM.pack(*w, model, shift, centre))
+        params.append((*w, model, shift, centre))
         hi = q >> shift
         symbols.append(hi)
         indexes.append(np.full(hi.size, model, dtype=np.int64))
         if shift:
-            low.append(_low_bits((q - (hi << shift)).view(np.uint64), shift))
+            low.append(((q - (hi << shift)).view(np.uint64), shift))
     strings = []
     for a, b in _groups([s.size for s in symbols]):  # bounded lists: Python ints cost ~36 bytes each
         sym, idx = np.concatenate(symbols[a:b]), np.concatenate(indexes[a:b])
         s = RansEncoder().encode_with_indexes(sym.tolist(), idx.tolist(), CDFS, [len(c) for c in CDFS],
                                               [-HALF_WIDTH] * N_MODELS)
-        strings += [struct.pack("<I", len(s)), s]
-    string = b"".join(strings)
-    packed = np.packbits(np.concatenate(low)).tobytes() if low else b""
-    return b"".join(params), string, packed
+        strings.append(s)
+    return params, section.pack_strings(strings), section.pack_low_bits(low)
 
 
 def decode_q(params: list[tuple], string: bytes, packed: bytes,
@@ -301,40 +286,24 @@ def decode_q(params: list[tuple], string: bytes, packed: bytes,
     """Inverse of :func:`encode_q` for bands of ``counts`` valid samples; FormatError if inconsistent."""
     from compressai.ans import RansDecoder
 
-    from engine.codecs.learned import guarded_string
-
     models, shifts, centres = [p[3] for p in params], [p[4] for p in params], [p[5] for p in params]
     if any(m >= N_MODELS for m in models) or any(s > MAX_SHIFT for s in shifts):
         raise FormatError("residual section names an unknown model or shift")
-    low_bits = sum(c * s for c, s in zip(counts, shifts))
-    if len(packed) != -(-low_bits // 8):
-        raise FormatError(f"residual low bits are {len(packed)} bytes, expected {-(-low_bits // 8)}")
-    his, pos = [], 0
-    for a, b in _groups(counts):
-        (size,) = struct.unpack_from("<I", string, pos)
-        if pos + 4 + size > len(string):
-            raise FormatError("residual string runs past the end of its part")
+    lows = section.unpack_low_bits(packed, counts, shifts)
+    groups = _groups(counts)
+    his = []
+    for (a, b), s in zip(groups, section.unpack_strings(string, len(groups))):
         m = sum(counts[a:b])
         idx = np.repeat(np.array(models[a:b], dtype=np.int64), counts[a:b]).tolist()
         his.append(np.asarray(RansDecoder().decode_with_indexes(
-            guarded_string(string[pos + 4:pos + 4 + size], m), idx, CDFS, [len(c) for c in CDFS],
-            [-HALF_WIDTH] * N_MODELS), dtype=np.int64))
-        pos += 4 + size
-    if pos != len(string):
-        raise FormatError("trailing bytes after the residual strings")
+            guarded_string(s, m), idx, CDFS, [len(c) for c in CDFS], [-HALF_WIDTH] * N_MODELS), dtype=np.int64))
     hi = np.concatenate(his) if his else np.zeros(0, np.int64)
-    bits = np.unpackbits(np.frombuffer(packed, dtype=np.uint8), count=low_bits) if low_bits else None
-    out, pos, bpos = [], 0, 0
-    for c, s, centre in zip(counts, shifts, centres):
+    out, pos = [], 0
+    for c, s, centre, lo in zip(counts, shifts, centres, lows):
         h = hi[pos:pos + c]
         pos += c
         with np.errstate(over="ignore"):
             if s:
-                b = bits[bpos:bpos + c * s].reshape(c, s)
-                bpos += c * s
-                full = np.zeros((c, 64), dtype=np.uint8)
-                full[:, :s] = b
-                lo = np.packbits(full, axis=1, bitorder="little").view("<u8").reshape(c).view(np.int64)
                 h = (h << s) + lo
             out.append(h + np.int64(centre))
     return out
@@ -343,34 +312,6 @@ def decode_q(params: list[tuple], string: bytes, packed: bytes,
 # ---------------------------------------------------------------------------------------------
 # The section
 # ---------------------------------------------------------------------------------------------
-
-def _pack_exceptions(where: np.ndarray, values: np.ndarray) -> bytes:
-    gaps = np.diff(where, prepend=0).astype("<u4")
-    blob = zlib.compress(gaps.tobytes() + values.astype(values.dtype.newbyteorder("<")).tobytes(), 9)
-    return struct.pack("<II", where.size, len(blob)) + blob
-
-
-def _inflate(data: bytes, size: int, what: str) -> bytes:
-    """Exactly ``size`` bytes inflated from ``data`` (bounded: no deflate bomb)."""
-    d = zlib.decompressobj()
-    raw = d.decompress(data, size + 1)
-    if len(raw) != size or not d.eof or d.unused_data or d.unconsumed_tail:
-        raise FormatError(f"residual {what} have the wrong size")
-    return raw
-
-
-def _unpack_exceptions(data: bytes, pos: int, dtype: np.dtype, size: int) -> tuple[np.ndarray, np.ndarray, int]:
-    count, n = struct.unpack_from("<II", data, pos)
-    pos += 8
-    if count > size or pos + n > len(data):
-        raise FormatError("residual exceptions are larger than the tile")
-    raw = _inflate(data[pos:pos + n], count * (4 + dtype.itemsize), "exceptions")
-    where = np.cumsum(np.frombuffer(raw[:4 * count], dtype="<u4").astype(np.int64))
-    if count and (where[-1] >= size or (count > 1 and np.any(np.diff(where) <= 0))):
-        raise FormatError("residual exceptions point outside the tile")
-    values = np.frombuffer(raw[4 * count:], dtype=dtype.newbyteorder("<")).astype(dtype)
-    return where, values, pos + n
-
 
 def _crc(pred: np.ndarray) -> int:
     return zlib.crc32(np.ascontiguousarray(pred).tobytes())
@@ -393,31 +334,13 @@ def encode_section(raw: np.ndarray, pred: np.ndarray, valid: np.ndarray, e: floa
     rec = dom.decode(v).reshape(pred.shape)
     finish(rec)
     where = np.flatnonzero(valid & ~within_bound(x, rec, e))
-    head = zlib.compress(params, 9)
-    return b"".join([struct.pack("<I", _crc(pred)), struct.pack("<I", len(head)), head,
-                     struct.pack("<I", len(string)), string, struct.pack("<I", len(packed)), packed,
-                     _pack_exceptions(where, x.reshape(-1)[where])])
+    return section.pack_section(_crc(pred), params, string, packed, where, x.reshape(-1)[where])
 
 
 def decode_section(data: bytes, pred: np.ndarray, valid: np.ndarray, e: float, finish) -> np.ndarray:
     """The error-bounded tile from the learned tile ``pred`` and a section written by :func:`encode_section`."""
     bands = valid.shape[0]
-    try:
-        (crc,) = struct.unpack_from("<I", data, 0)
-        pos = 4
-        parts = []
-        for _ in range(3):
-            (n,) = struct.unpack_from("<I", data, pos)
-            if pos + 4 + n > len(data):
-                raise FormatError("residual section runs past the end of the tile")
-            parts.append(data[pos + 4:pos + 4 + n])
-            pos += 4 + n
-        params = list(_PARAM.iter_unpack(_inflate(parts[0], _PARAM.size * bands, "band parameters")))
-        where, values, pos = _unpack_exceptions(data, pos, pred.dtype, pred.size)
-    except (struct.error, zlib.error) as err:
-        raise FormatError(f"corrupt residual section: {err}") from None
-    if pos != len(data):
-        raise FormatError("trailing bytes after the residual section")
+    crc, params, string, packed, where, values = section.unpack_section(data, bands, pred.dtype, pred.size)
     if _crc(pred) != crc:
         # Other hardware or libraries rounded the network's arithmetic differently: the bound would not hold.
         raise CodecError("the learned reconstruction differs from the encoder's (a damaged tile, or this "
@@ -425,7 +348,7 @@ def decode_section(data: bytes, pred: np.ndarray, valid: np.ndarray, e: float, f
                          "decode it with the HSIC, torch and CPU type it was written with")
     vb = _flat(valid)
     try:
-        qs = decode_q(params, parts[1], parts[2], vb.sum(axis=1).tolist())
+        qs = decode_q(params, string, packed, vb.sum(axis=1).tolist())
     except (ValueError, RuntimeError, OverflowError, struct.error) as err:
         raise FormatError(f"corrupt residual section: {type(err).__name__}: {err}") from None
     q = np.zeros(vb.shape, np.int64)

@@ -6,25 +6,10 @@ from one scene) and a batch of training samples from it, as the codec class defi
 drawn sensor by sensor (see :func:`sensor_groups`). Large datasets (HySpecNet-11k: 11k patches) are
 loaded lazily with a small cache of prepared scenes.
 
-A codec class may customise training through optional hooks (all classmethods):
-
-- ``prepare_arch(arch, scenes)``: complete the architecture from the training data before the model is
-  built (e.g. a band partition found from band correlations); ``scenes`` is a list of (name, x, valid)
-  prepared cubes. Not called when fine-tuning from ``init`` (the file's architecture is kept).
-- ``training_loss(model, out, xb, vb, recipe)`` -> (loss, metrics): the generator's loss; metrics must
-  hold "mse" and "bpppc" floats. Default: :func:`rate_distortion_loss`.
-- ``make_adversary(model, recipe, device)`` -> an object or None: a second network trained alongside
-  (a GAN discriminator). It has ``generator_loss(out, xb, vb)`` (a tensor added to the loss),
-  ``step(out, xb, vb)`` (updates itself on the detached output; returns a dict of floats) and
-  ``state_dict()`` / ``load_state_dict()`` for checkpoints. It is not saved with the weights.
-  ``TrainConfig.gan`` (``hsic train --gan``) sets ``recipe["gan"] = True`` for the hooks: codecs trained
-  in two stages (first without, then with the adversary) tell the stages apart by it.
-
-A codec trained in stages (``s2cnet``: spectral pre-training, then joint training) has a class attribute
-``stages``: an ordered dict of stage name -> recipe entries that replace the quality's recipe entries
-(``TrainConfig.stage`` picks one, default the last; the recipe gets ``"stage"`` so the hooks can tell).
-The last stage writes the codec's weights ``<codec>-q<quality>.pt``; an earlier one writes
-``<codec>-<stage>-q<quality>.pt``, to be passed as ``init`` to the next.
+What a codec trains with (its recipes, stages, loss, batches, adversary) it declares on its class: the
+training hooks of :class:`engine.codecs.learned.LearnedCodecMixin`, documented there. The last stage
+of a codec trained in stages writes ``<codec>-q<quality>.pt``; an earlier one ``<codec>-<stage>-q<quality>.pt``,
+to be passed as ``init`` to the next.
 
 A checkpoint (model, optimisers, random states) is written every ``checkpoint_every`` steps; with
 ``resume`` a run interrupted at any point continues from its last checkpoint as if never stopped.
@@ -43,8 +28,12 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from engine.codecs.learned import LearnedCodecMixin, load_weights, save_weights
+from engine.device import resolve_device
 from engine.errors import CancelledError, CodecError, InputError
 from engine.normalise import fill_invalid, normalisation, valid_mask, valid_range
+from engine.registry import codec_class
+from engine.weight_files import file_sha256
 
 
 @dataclass(frozen=True)
@@ -105,27 +94,6 @@ def sensor_groups(names: list[str]) -> list[list[int]]:
     return list(groups.values())
 
 
-def masked_mse(x_hat, xb, vb):
-    """MSE over the valid samples only (``vb`` True); nodata samples teach the network nothing."""
-    w = vb.float()
-    return ((x_hat - xb) ** 2 * w).sum() / w.sum().clamp_min(1.0)
-
-
-def likelihood_bits(likelihoods):
-    """Total bits of a likelihood tensor, or of every tensor in a dict of them."""
-    import torch
-
-    lks = [likelihoods] if torch.is_tensor(likelihoods) else likelihoods.values()
-    return sum((-torch.log2(lk)).sum() for lk in lks)
-
-
-def rate_distortion_loss(out: dict, xb, vb, lmbda: float):
-    """lmbda * masked MSE + bits per value of every likelihood in ``out``; returns (loss, metrics)."""
-    mse = masked_mse(out["x_hat"], xb, vb)
-    bpv = likelihood_bits(out["likelihoods"]) / xb.numel()
-    return lmbda * mse + bpv, {"mse": mse.item(), "bpppc": bpv.item()}
-
-
 def _atomic_save(obj, path: Path) -> None:
     import torch
 
@@ -147,20 +115,15 @@ def train(config: TrainConfig, scenes: Sequence, out_dir: Path,
     """
     import torch
 
-    from engine.codecs.base import file_sha256
-    from engine.codecs.learned import load_weights, save_weights
-    from engine.device import resolve_device
-    from engine.registry import codec_class
-
     cls = codec_class(config.codec)
     quality = cls.info.check_quality(config.quality)
-    if not hasattr(cls, "recipes"):
+    if not issubclass(cls, LearnedCodecMixin) or quality not in cls.recipes:
         raise InputError(f"codec {config.codec!r} has nothing to train")
     scenes = as_scenes(scenes)
     if not scenes:
         raise InputError("no training scenes given")
     recipe = cls.recipes[quality]
-    stages = getattr(cls, "stages", {})
+    stages = cls.stages
     stage = config.stage or (list(stages)[-1] if stages else None)
     if stage is not None:
         if stage not in stages:
@@ -168,7 +131,7 @@ def train(config: TrainConfig, scenes: Sequence, out_dir: Path,
             raise InputError(f"codec {config.codec!r} has no training stage {stage!r}{known}")
         recipe = {**recipe, **stages[stage], "stage": stage}
     if config.gan:
-        if not hasattr(cls, "make_adversary"):
+        if not cls.adversarial:
             raise InputError(f"codec {config.codec!r} has no adversarial (GAN) training stage")
         recipe = {**recipe, "gan": True}
     steps = config.steps or recipe.get("steps", 4000)
@@ -203,10 +166,10 @@ def train(config: TrainConfig, scenes: Sequence, out_dir: Path,
                              f"it has {', '.join(recipe['arch'])}")
         recipe = {**recipe, "arch": {**recipe["arch"], **config.arch}}
     if init is None:
-        if hasattr(cls, "prepare_arch"):
-            recipe = {**recipe, "arch": cls.prepare_arch(dict(recipe["arch"]),
-                                                         [(s.name, *scene(k)) for k, s in enumerate(scenes)
-                                                          if k < cache_scenes])}
+        # A generator: scenes are read only by codecs whose architecture depends on them.
+        recipe = {**recipe, "arch": cls.prepare_arch(dict(recipe["arch"]),
+                                                     ((s.name, *scene(k)) for k, s in enumerate(scenes)
+                                                      if k < cache_scenes))}
         model = cls.build_model(recipe["arch"]).to(device).train()
     else:
         archs: list[dict] = []  # the architecture stored in the file, which may differ from the recipe's
@@ -217,13 +180,7 @@ def train(config: TrainConfig, scenes: Sequence, out_dir: Path,
     opt = torch.optim.Adam(main_params, lr=config.lr)
     aux_opt = torch.optim.Adam(aux_params, lr=1e-3)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, [int(steps * 0.75), int(steps * 0.9)], 0.2)
-    lmbda = recipe["lmbda"]
-    adversary = cls.make_adversary(model, recipe, device) if hasattr(cls, "make_adversary") else None
-
-    def loss_of(out, xb, vb):
-        if hasattr(cls, "training_loss"):
-            return cls.training_loss(model, out, xb, vb, recipe)
-        return rate_distortion_loss(out, xb, vb, lmbda)
+    adversary = cls.make_adversary(model, recipe, device)
 
     first = 1
     ema: dict[str, float] = {}
@@ -251,7 +208,7 @@ def train(config: TrainConfig, scenes: Sequence, out_dir: Path,
                   for a in cls.training_batch(x_np, valid_np, rng, batch, recipe))
 
         out = model(xb)
-        loss, metrics = loss_of(out, xb, vb)
+        loss, metrics = cls.training_loss(model, out, xb, vb, recipe)
         if adversary is not None:
             loss = loss + adversary.generator_loss(out, xb, vb)
         if not torch.isfinite(loss):

@@ -1,4 +1,8 @@
-"""A user's own weights file (from ``hsic train`` or ``hsic:train``) used in place of the installed one.
+"""Which weights file decodes a .hsic file: the installed one, a retired one from the archive, or a
+user's own file (from ``hsic train`` or ``hsic:train``) used in place of the installed one.
+
+A file written with installed weights that have since been retrained decodes with the archived copy of
+the weights of its digest (:func:`engine.weight_files.weights_by_digest`).
 
 The encoder records the file in the header (``codec_options``: its name and the absolute path it had)
 next to the digest every file carries (``weights_sha256``). The decoder finds it again: the file the
@@ -12,9 +16,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from engine.codecs.base import WEIGHTS_DIR, file_sha256
-from engine.container import Header
 from engine.errors import CodecError
+from engine.format.container import Header
+from engine.registry import get_info
+from engine.weight_files import file_sha256, installed_path, weights_by_digest
 
 NAME_KEY, PATH_KEY = "weights_file", "weights_path"
 
@@ -27,16 +32,12 @@ def codec_options(weights: str | os.PathLike | None) -> dict[str, str] | None:
     return {NAME_KEY: path.name, PATH_KEY: str(path)}
 
 
-def _installed(header: Header) -> Path | None:
-    from engine.registry import get_info
-
-    name = get_info(header.codec).weights.get(header.quality, "")
-    return WEIGHTS_DIR / name if name else None
-
-
 def find_weights(hsic_path: str | os.PathLike, header: Header,
                  weights: str | os.PathLike | None = None) -> Path | None:
     """The weights file to decode ``hsic_path`` with, or None for the installed weights.
+
+    Installed weights whose digest differs from the header's are replaced by the archived file of the
+    header's digest when there is one (otherwise None: the decoder reports the mismatch).
 
     ``weights``: a file the caller names; it must have the header's digest.
     """
@@ -49,11 +50,14 @@ def find_weights(hsic_path: str | os.PathLike, header: Header,
             raise CodecError(f"weights file {path} is not the one {hsic_path} was written with "
                              f"(digest {file_sha256(path)[:12]}, file needs {want[:12]})")
         return path
+    installed_name = get_info(header.codec).weights.get(header.quality, "")
+    found = weights_by_digest(installed_name, want) if installed_name else None
+    if found is not None and found != installed_path(installed_name):  # retired: the archived copy
+        return found
     name = header.codec_options.get(NAME_KEY)
     if not isinstance(name, str) or not name:
         return None  # written with the installed weights: SceneDecoder checks their digest
-    installed = _installed(header)
-    if installed is not None and installed.is_file() and file_sha256(installed) == want:
+    if found is not None:
         return None  # the user's weights have since been installed as the default ones
     recorded = header.codec_options.get(PATH_KEY)
     tried = [Path(recorded)] if isinstance(recorded, str) and recorded else []

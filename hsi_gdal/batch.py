@@ -44,7 +44,7 @@ def find_rasters(input_dir: str | os.PathLike, exclude: str | os.PathLike | None
 
 def is_complete(path: str | os.PathLike, codec: str, quality: int) -> bool:
     """Whether ``path`` is a whole .hsic file of this codec and quality (not merely present)."""
-    from engine.container import open_hsic
+    from engine.format.container import open_hsic
 
     try:
         with open_hsic(path) as r:
@@ -73,7 +73,7 @@ def compress_one(src: str, dst: str, codec: str, quality: int, device: str = "au
         if is_complete(dst, codec, quality):
             rec["status"] = "skipped"
             if not os.path.exists(dst + ".vrt"):  # a crash between the file and its sidecar
-                from engine.container import open_hsic
+                from engine.format.container import open_hsic
 
                 with open_hsic(dst) as r:
                     write_sidecar(dst, r.header)

@@ -14,9 +14,9 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
-import struct
 
-_PREFIX = struct.Struct("<8sHHHHII")  # the container's fixed prefix (engine/container.py)
+from engine.format.container import PREFIX as _PREFIX  # the container's fixed prefix
+
 _lib = None
 
 

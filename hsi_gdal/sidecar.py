@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import xml.etree.ElementTree as ET
 
-from engine.container import Header
+from engine.format.container import Header
 from hsi_gdal._gdal import GDAL_TYPE_NAMES, GDAL_TYPES
 from hsi_gdal.locate import header_key
 from hsi_gdal.spectral import IMAGERY, imagery_items
@@ -90,7 +90,7 @@ def sidecar_xml(hsic_path: str, header: Header, key: str | None = None,
 
 def write_sidecar(hsic_path: str, header: Header) -> str:
     """Write ``<hsic_path>.vrt`` atomically for the .hsic file just written; returns its path."""
-    from engine.container import open_hsic
+    from engine.format.container import open_hsic
     from engine.overviews import read_levels
 
     with open_hsic(hsic_path) as reader:

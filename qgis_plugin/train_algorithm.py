@@ -132,7 +132,7 @@ class TrainAlgorithm(QgsProcessingAlgorithm):
             if not os.path.isdir(os.path.dirname(os.path.abspath(dst))):
                 raise QgsProcessingException(f"{self.OUTPUT}: folder {os.path.dirname(dst)!r} does not exist")
             if not scratch and init is None:
-                from engine.codecs.base import WEIGHTS_DIR
+                from engine.weight_files import WEIGHTS_DIR
 
                 init = str(WEIGHTS_DIR / get_info(codec).weights[quality])
             feedback.pushInfo(f"{'training from scratch' if scratch else f'fine-tuning {init}'}: "

@@ -62,7 +62,7 @@ def mosaic(size: int, path: str) -> None:
 def main() -> int:
     size = int(sys.argv[1]) if len(sys.argv) > 1 else 512
     import hsi_gdal
-    from engine.container import open_hsic
+    from engine.format.container import open_hsic
     from engine.metrics import bpppc
     from hsi_gdal import pixelfn
     from osgeo import gdal

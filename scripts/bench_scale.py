@@ -160,7 +160,7 @@ def seam_psnr(ref_path: str, dec_path: str, tile: int, step: int = 512, width: i
 
 
 def bench(size: int, codec: str, scratch: str, log, seams: bool = True) -> dict:
-    from engine.container import open_hsic
+    from engine.format.container import open_hsic
 
     src, hsic, dec = (os.path.join(scratch, f"scene{size}{ext}") for ext in (".tif", ".hsic", "_dec.tif"))
     t = time.perf_counter()

@@ -225,7 +225,7 @@ def run_case(case: int, seed: int, bases: list[bytes], path: str) -> str:
     """Outcome of one case: 'ok', 'rejected:<HSICError subclass>' or 'unexpected:<type>: message'."""
     import numpy as np
 
-    from engine.container import open_hsic
+    from engine.format.container import open_hsic
     from engine.errors import HSICError
     from hsi_gdal import pixelfn
 

@@ -1,6 +1,6 @@
 """What the per-band tile means alone give: the floor a ``center`` codec must beat (docs/codecs.md).
 
-Codecs built with ``center`` (engine.models.spatial.TileMeans) send each tile's per-band means as
+Codecs built with ``center`` (engine.models.layers.TileMeans) send each tile's per-band means as
 float16; a decoder that output only those means would reach the PSNR / SAM printed here, at the rate
 of the means alone (2 bytes per band per tile, no header). Tiles of 128 x 128, as the pipeline's default.
 

@@ -6,7 +6,7 @@ data (a sensor), the partition into ``groups`` intervals from the bands' mean co
 (:meth:`BandClusterCodec.prepare_arch`) and stores it in the weights' architecture; a band count
 without a stored partition uses the rescaled partition of the nearest stored band count.
 
-Tile payload: :func:`engine.codecs.learned.pack_strings` with one group of strings per interval and
+Tile payload: :func:`engine.format.strings.pack_strings` with one group of strings per interval and
 one string per band.
 """
 
@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.codecs.base import TileCodec
-from engine.codecs.learned import LearnedCodecMixin, guarded_string, pack_strings, to_device, unpack_strings
+from engine.codecs.base import CodecInfo, TileCodec
+from engine.codecs.learned import LearnedCodecMixin, guarded_string, to_device
 from engine.codecs.spatial import random_patches
 from engine.errors import FormatError
-from engine.registry import CodecInfo, register
+from engine.format.strings import pack_strings, unpack_strings
+from engine.registry import register
 
 _MAX_STRINGS = 4096  # strings in one group: at most one per band
 
@@ -31,7 +32,6 @@ class BandClusterCodec(LearnedCodecMixin, TileCodec):
         paper="Mijares i Verdu et al., Hyperspectral remote sensing data compression with neural networks",
         qualities=(1, 2, 3),
         default_quality=2,
-        weights={q: f"band-cluster-q{q}.pt" for q in (1, 2, 3)},
     )
     patch = 32  # a factorized prior has no spatial context: small patches, more steps per CPU minute
     # Five intervals as the paper's AVIRIS partition; intervals hold 1/32 to 0.4 of the bands.

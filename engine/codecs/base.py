@@ -1,4 +1,5 @@
-"""The contract every codec follows: one tile (bands x rows x cols, normalised float32) to bytes and back.
+"""The contract every codec follows (:class:`TileCodec`: one tile, bands x rows x cols of normalised
+float32, to bytes and back) and the facts each codec declares about itself (:class:`CodecInfo`).
 
 Codecs are registered in :mod:`engine.registry`. This module imports no torch, so that listing codecs
 stays cheap (QGIS loads the plugin without the ML stack).
@@ -6,18 +7,49 @@ stays cheap (QGIS loads the plugin without the ML stack).
 
 from __future__ import annotations
 
-import hashlib
 import os
 from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 
+from engine import weight_files
 from engine.errors import CodecError, InputError
-from engine.registry import CodecInfo
 
-WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+
+@dataclass(frozen=True)
+class CodecInfo:
+    """Facts about a codec, kept in one place next to its class."""
+
+    id: str  # a row of the codec table, engine/codec_ids.py
+    title: str
+    paper: str
+    qualities: tuple[int, ...]
+    default_quality: int
+    uses_weights: bool = True
+    # Weights file names that differ from the default ``<id>-q<N>.pt`` (engine.weight_files), by quality.
+    weight_names: dict[int, str] = field(default_factory=dict)
+
+    @property
+    def weights(self) -> dict[int, str]:
+        """Weights file per quality, relative to engine/weights ({} for codecs without weights)."""
+        if not self.uses_weights:
+            return {}
+        return {q: self.weight_names.get(q) or weight_files.default_name(self.id, q) for q in self.qualities}
+
+    def check_quality(self, quality: int | None) -> int:
+        """Return a valid quality (the default when None) or raise CodecError."""
+        if quality is None:
+            return self.default_quality
+        if isinstance(quality, bool) or not isinstance(quality, int) or quality not in self.qualities:
+            raise CodecError(
+                f"codec {self.id!r} has no quality {quality!r}; choose one of "
+                f"{', '.join(map(str, self.qualities))}"
+            )
+        return quality
+
 
 # Tiles per forward pass. On a CPU one 128 x 128 tile already keeps the cores busy, so batching buys
 # nothing there; on a GPU several tiles per pass amortise kernel launches and transfers.
@@ -39,14 +71,6 @@ def batch_tiles(device: str) -> int:
     return DEFAULT_BATCH.get(device, 1)
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 class TileCodec(ABC):
     """A codec instance bound to one quality level and one device."""
 
@@ -66,7 +90,7 @@ class TileCodec(ABC):
         if self.user_weights is not None:
             return self.user_weights
         name = self.info.weights.get(self.quality, "")
-        return WEIGHTS_DIR / name if name else None
+        return weight_files.installed_path(name) if name else None
 
     @property
     def weights_sha256(self) -> str:
@@ -76,7 +100,7 @@ class TileCodec(ABC):
             return ""
         if not path.is_file():
             raise CodecError(f"weights for {self.info.id} quality {self.quality} are missing: {path}")
-        return file_sha256(path)
+        return weight_files.file_sha256(path)
 
     @property
     def batch_size(self) -> int:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.codecs.base import TileCodec, same_shape_runs
+from engine.codecs.base import CodecInfo, TileCodec, same_shape_runs
 from engine.codecs.learned import LearnedCodecMixin, guarded_string, onednn_off, to_device
-from engine.registry import CodecInfo, register
+from engine.registry import register
 
 # Pixels per forward pass. On the CPU a small batch bounds activation memory (width x bands x 4 bytes
 # per pixel and layer: ~30 MB for 1024 pixels) at no cost in speed; on a GPU a whole tile goes at once.
@@ -26,7 +26,6 @@ class Cae1d(LearnedCodecMixin, TileCodec):
         paper="Kuester et al., 1D-CAE, in Fuchs & Demir, HySpecNet-11k, IGARSS 2023",
         qualities=(1, 2, 3),
         default_quality=2,
-        weights={1: "cae1d-q1.pt", 2: "cae1d-q2.pt", 3: "cae1d-q3.pt"},
     )
     pad_edge_tiles = False  # pixels are coded independently: padding would only add bits
     # Its 1D convolutions gave the same floats for any batch and 1 or 2 threads under oneDNN (measured),
@@ -130,7 +129,6 @@ class Cae1dDeep(Cae1d):
         paper="Kuester et al., 1D-CAE, in Fuchs & Demir, HySpecNet-11k, IGARSS 2023",
         qualities=(1, 2, 3),
         default_quality=2,
-        weights={1: "cae1d-deep-q1.pt", 2: "cae1d-deep-q2.pt", 3: "cae1d-deep-q3.pt"},
     )
     recipes = {
         1: {"arch": {"latent": 7, "width": 32, "positions": 32, "depth": 4}, "lmbda": 1500.0, "steps": 6000},

@@ -18,8 +18,10 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from engine.codecs.base import CodecInfo
 from engine.codecs.spatial import SpatialCodec
-from engine.registry import CodecInfo, register
+from engine.losses import likelihood_bits, masked_mse
+from engine.registry import register
 
 # The paper's Table I: target rate r_t (bits per pixel of its 369-band patches) -> lambda_a.
 TABLE_I: dict[float, float] = {0.2: 2.0 ** 1, 0.4: 2.0 ** 0, 0.6: 2.0 ** -1, 0.8: 2.0 ** -2, 1.0: 2.0 ** -3}
@@ -110,6 +112,7 @@ class _HiFiCCodec(SpatialCodec):
     """Shared by both ids; they differ in architecture only."""
 
     patch: ClassVar[int] = 64  # the hyperprior down-samples by 64
+    adversarial: ClassVar[bool] = True  # stage 2 (``--gan``) trains a discriminator alongside
 
     @staticmethod
     def build_model(arch: dict):
@@ -126,7 +129,6 @@ class _HiFiCCodec(SpatialCodec):
         import torch
 
         from engine.models.hific import ssim
-        from engine.training import likelihood_bits, masked_mse
 
         mse = masked_mse(out["x_hat"], xb, vb)
         # Invalid samples count as perfect in SSIM, as in engine.metrics.ssim.
@@ -152,10 +154,6 @@ class _HiFiCCodec(SpatialCodec):
         return HiFiCAdversary(model.h_s[-2].out_channels, recipe, device)
 
 
-def _weights(codec_id: str) -> dict[int, str]:
-    return {q: f"{codec_id}-q{q}.pt" for q in QUALITY_TARGETS}
-
-
 # Our widths (the paper's, from HiFiC, in brackets): E 16/24/32/48/64 (60/120/240/480/960), latent 48
 # (220), hyperprior 32 (320), G 2 residual blocks (9), band adapter 16 channels (none: fixed 369 bands).
 ARCH_SE = {"widths": [16, 24, 32, 48, 64], "M": 48, "hyper": 32, "blocks": 2, "se": "eg-norm",
@@ -178,7 +176,6 @@ class HiFiCSE(_HiFiCCodec):
         paper=_PAPER,
         qualities=tuple(QUALITY_TARGETS),
         default_quality=2,
-        weights=_weights("hific-se"),
     )
     recipes = _recipes(ARCH_SE)
 
@@ -191,6 +188,5 @@ class HiFiC3D(_HiFiCCodec):
         paper=_PAPER,
         qualities=tuple(QUALITY_TARGETS),
         default_quality=2,
-        weights=_weights("hific-3d"),
     )
     recipes = _recipes(ARCH_3D)

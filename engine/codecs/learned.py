@@ -1,13 +1,19 @@
-"""What learned codecs share: loading weights safely and building the entropy coder's tables."""
+"""What learned codecs share: the base class :class:`LearnedCodecMixin` (its weights, devices and the
+training hooks engine.training calls), loading and saving weights safely, building the entropy coder's
+tables, and reading rANS strings safely (:func:`guarded_string`). Their strings are packed into tile
+payloads by :mod:`engine.format.strings`."""
 
 from __future__ import annotations
 
 import pickle
-import struct
 import threading
 from contextlib import contextmanager
+from typing import ClassVar, Iterable
 
-from engine.errors import CodecError, FormatError
+import numpy as np
+
+from engine.errors import CodecError
+from engine.losses import rate_distortion_loss
 
 # Buffers that the entropy models derive (EntropyBottleneck.update(), the Gaussian conditional's fixed
 # scale table); not stored in weight files, and ignored when a file has them.
@@ -103,7 +109,6 @@ def onednn_off(active: bool = True):
 
 def to_device(array, device: str):
     """A float32 tensor of ``array`` on ``device``; to a GPU through pinned memory, without blocking."""
-    import numpy as np
     import torch
 
     t = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
@@ -113,7 +118,62 @@ def to_device(array, device: str):
 
 
 class LearnedCodecMixin:
-    """Loads the codec's weights for its quality; networks go to the device, entropy coding stays on the CPU."""
+    """Loads the codec's weights for its quality; networks go to the device, entropy coding stays on the CPU.
+
+    It also declares how :func:`engine.training.train` trains the codec: the class attributes and class
+    methods under "Training" below, whose defaults fit a plain rate-distortion codec. A codec overrides
+    what it needs; ``build_model`` and ``training_batch`` it must define.
+    """
+
+    # --- Training (engine.training) --------------------------------------------------------------------
+    # Per quality: the recipe of ``hsic train``: "arch" (build_model's arguments), "lmbda", and optionally
+    # "batch" (default 256), "steps" (default 4000) and whatever the codec's own hooks read.
+    recipes: ClassVar[dict[int, dict]] = {}
+    # For codecs trained in stages: stage name -> recipe entries replacing the quality's, in training order
+    # (TrainConfig.stage picks one, default the last; the recipe gets "stage"). The last stage writes
+    # ``<id>-q<N>.pt``, an earlier one ``<id>-<stage>-q<N>.pt``, to be passed as ``init`` to the next.
+    stages: ClassVar[dict[str, dict]] = {}
+    # Whether the codec has an adversarial (GAN) stage (``hsic train --gan``: recipe["gan"] = True), in
+    # which :meth:`make_adversary` returns the second network.
+    adversarial: ClassVar[bool] = False
+
+    @staticmethod
+    def build_model(arch: dict):
+        """The codec's network (a torch module) for an architecture (a recipe's or a weights file's "arch")."""
+        raise NotImplementedError
+
+    @classmethod
+    def training_batch(cls, cube: np.ndarray, valid: np.ndarray, rng: np.random.Generator, batch: int,
+                       recipe: dict) -> tuple[np.ndarray, np.ndarray]:
+        """A batch of training samples and their valid masks, drawn with ``rng`` from one prepared scene
+        (``cube`` normalised (bands, rows, cols), ``valid`` its mask)."""
+        raise NotImplementedError
+
+    @classmethod
+    def prepare_arch(cls, arch: dict, scenes: Iterable[tuple[str, np.ndarray, np.ndarray]]) -> dict:
+        """The architecture completed from the training data before the model is built (e.g. a band
+        partition found from band correlations); ``scenes`` yields (name, x, valid) prepared cubes and is
+        read only if needed. Not called when fine-tuning (the weights file's architecture is kept).
+        Default: ``arch`` unchanged."""
+        return arch
+
+    @classmethod
+    def training_loss(cls, model, out: dict, xb, vb, recipe: dict):
+        """(loss, metrics) of the generator for one batch; metrics hold at least "mse" and "bpppc" floats.
+        Default: :func:`engine.losses.rate_distortion_loss` with the recipe's "lmbda"."""
+        return rate_distortion_loss(out, xb, vb, recipe["lmbda"])
+
+    @classmethod
+    def make_adversary(cls, model, recipe: dict, device):
+        """A second network trained alongside (a GAN discriminator), or None (the default).
+
+        It has ``generator_loss(out, xb, vb)`` (a tensor added to the loss), ``step(out, xb, vb)`` (updates
+        itself on the detached output; returns a dict of floats) and ``state_dict()`` /
+        ``load_state_dict()`` for checkpoints; it is not saved with the weights.
+        """
+        return None
+
+    # --- Coding ----------------------------------------------------------------------------------------
 
     # Children kept on the CPU: entropy models, and whatever computes entropy-coding parameters, so that
     # the indexes the coder uses are the same on every machine.
@@ -145,47 +205,3 @@ class LearnedCodecMixin:
         for name, child in self.model.named_children():
             if name not in self.cpu_modules:
                 child.to(self.torch_device)
-
-
-def pack_strings(shape: tuple[int, ...], groups: list[list[bytes]]) -> bytes:
-    """Serialise a latent shape and groups of rANS strings (e.g. [y strings, z strings]) into one payload.
-
-    Layout: u8 ndim, u16 x ndim shape, u8 group count, then per group u32 count and, per string, u32 length
-    and the bytes. The lengths cost a few bytes per tile; they are counted in the rate like everything else.
-    """
-    parts = [struct.pack("<B", len(shape)), struct.pack(f"<{len(shape)}H", *shape), struct.pack("<B", len(groups))]
-    for group in groups:
-        parts.append(struct.pack("<I", len(group)))
-        for s in group:
-            parts += [struct.pack("<I", len(s)), s]
-    return b"".join(parts)
-
-
-def unpack_strings(data: bytes, max_strings: int) -> tuple[tuple[int, ...], list[list[bytes]]]:
-    """Inverse of :func:`pack_strings`; FormatError on anything malformed (never reads past ``data``)."""
-    try:
-        (ndim,) = struct.unpack_from("<B", data, 0)
-        shape = struct.unpack_from(f"<{ndim}H", data, 1)
-        pos = 1 + 2 * ndim
-        (ngroups,) = struct.unpack_from("<B", data, pos)
-        pos += 1
-        groups = []
-        for _ in range(ngroups):
-            (count,) = struct.unpack_from("<I", data, pos)
-            pos += 4
-            if count > max_strings:
-                raise FormatError(f"tile holds {count} strings, at most {max_strings} expected")
-            group = []
-            for _ in range(count):
-                (n,) = struct.unpack_from("<I", data, pos)
-                pos += 4
-                if pos + n > len(data):
-                    raise FormatError("tile string runs past the end of the tile")
-                group.append(data[pos:pos + n])
-                pos += n
-            groups.append(group)
-    except struct.error as e:
-        raise FormatError(f"corrupt tile: {e}") from None
-    if pos != len(data):
-        raise FormatError("trailing bytes after the tile's strings")
-    return tuple(shape), groups

@@ -1,7 +1,7 @@
 """``mdim-drf``: content-based compression with a multi-depth importance map and DRF convolution.
 
 The model is :class:`engine.models.mdim.MDIMDRF`. What the tile payload holds (packed with
-:func:`engine.codecs.learned.pack_strings`, latent shape (h, w) = tile size / 16):
+:func:`engine.format.strings.pack_strings`, latent shape (h, w) = tile size / 16):
 
 1. the histogram of the importance levels (L u16 counts, which sum to h * w: at most 16384 for the
    largest tile the pipeline allows);
@@ -9,7 +9,7 @@ The model is :class:`engine.models.mdim.MDIMDRF`. What the tile payload holds (p
 3. the latent symbols of the kept channels only (channel c is kept at a position whose level l has
    c < l * M / L), rANS-coded with the factorized prior's per-channel tables;
 4. for weights built with ``center`` (the shipped ones), the tile's per-band means (float16), see
-   :class:`engine.models.spatial.TileMeans`.
+   :class:`engine.models.layers.TileMeans`.
 
 The decoder reads the levels first, derives the mask from them, then knows exactly which symbols follow:
 masked channels cost no bits at all and decode to zero. Nothing but the payload is needed.
@@ -21,15 +21,17 @@ on or off; the shipped weights are the full model (MDIM + DRF). Its BASE (no imp
 
 from __future__ import annotations
 
-import struct
 from typing import ClassVar
 
 import numpy as np
 
-from engine.codecs.learned import guarded_string, onednn_off, pack_strings, to_device, unpack_strings
-from engine.codecs.spatial import SpatialCodec, _weights
+from engine.codecs.base import CodecInfo
+from engine.codecs.learned import guarded_string, onednn_off, to_device
+from engine.codecs.spatial import SpatialCodec
 from engine.errors import FormatError
-from engine.registry import CodecInfo, register
+from engine.format.strings import pack_counts, pack_strings, unpack_counts, unpack_strings
+from engine.losses import masked_mse
+from engine.registry import register
 
 _PRECISION = 16  # compressai's rANS coder works with 16-bit cumulative frequencies
 
@@ -60,7 +62,7 @@ def encode_levels(levels: np.ndarray, n_levels: int) -> tuple[bytes, bytes]:
 
     symbols = levels.reshape(-1).astype(np.int64) - 1
     counts = np.bincount(symbols, minlength=n_levels)
-    hist = struct.pack(f"<{n_levels}H", *counts.tolist())
+    hist = pack_counts(counts.tolist())
     if np.count_nonzero(counts) == 1:
         # One level everywhere: the histogram says it all. (compressai's encoder also overflows its
         # output buffer on a single-symbol string: it reserves one word per symbol, the flush writes two.)
@@ -75,7 +77,7 @@ def decode_levels(hist: bytes, string: bytes, n_levels: int, count: int) -> np.n
 
     if len(hist) != 2 * n_levels:
         raise FormatError(f"importance histogram of {len(hist)} bytes, {2 * n_levels} expected")
-    counts = np.array(struct.unpack(f"<{n_levels}H", hist))
+    counts = np.array(unpack_counts(hist, n_levels))
     if counts.sum() != count:
         raise FormatError(f"importance histogram counts {counts.sum()} levels, the tile has {count}")
     if np.count_nonzero(counts) == 1:
@@ -100,7 +102,6 @@ class MDIMDRFCodec(SpatialCodec):
               "weighted map with dynamic receptive field convolution, IJIMAI 2022",
         qualities=(1, 2, 3),
         default_quality=2,
-        weights=_weights("mdim-drf", (1, 2, 3)),
     )
     # Trained from scratch at a low lmbda (20-200), every level fell to the floor (one group of channels):
     # channels masked early never learn to carry anything, so opening them never pays. So the top rate
@@ -114,12 +115,10 @@ class MDIMDRFCodec(SpatialCodec):
 
         return MDIMDRF(**arch)
 
-    @staticmethod
-    def training_loss(model, out, xb, vb, recipe):
+    @classmethod
+    def training_loss(cls, model, out, xb, vb, recipe):
         """lmbda * masked MSE + bits of the kept latent channels only (masked ones are never written)."""
         import torch
-
-        from engine.training import masked_mse
 
         mse = masked_mse(out["x_hat"], xb, vb)
         bits = (out["mask"] * -torch.log2(out["likelihoods"]["y"])).sum()

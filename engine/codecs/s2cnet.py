@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from engine.codecs.base import CodecInfo
 from engine.codecs.cae1d import Cae1d
 from engine.codecs.spatial import SpatialCodec
-from engine.registry import CodecInfo, register
+from engine.losses import rate_distortion_loss
+from engine.registry import register
 
 # One architecture for every rate (K = 16 latent values per pixel), so one pre-trained spectral
 # autoencoder serves all three rates. Not ``center`` (the latent map's means as side information, as the
@@ -37,7 +39,6 @@ class S2CNetCodec(SpatialCodec):
               "spatio-spectral approach (S2C-Net)",
         qualities=(1, 2, 3),
         default_quality=2,
-        weights={q: f"s2cnet-q{q}.pt" for q in (1, 2, 3)},
     )
     patch = 32
     # alpha weighs the latent-map MSE in the mixed loss; u is the spectral latent before its quantiser
@@ -62,8 +63,8 @@ class S2CNetCodec(SpatialCodec):
             return Cae1d.training_batch(cube, valid, rng, batch, recipe)
         return super().training_batch(cube, valid, rng, batch, recipe)
 
-    @staticmethod
-    def training_loss(model, out: dict, xb, vb, recipe: dict):
+    @classmethod
+    def training_loss(cls, model, out: dict, xb, vb, recipe: dict):
         """Spectral stage: lmbda * MSE + bits per value of the spectral latent (the cae1d loss).
 
         Joint stage, the mixed loss: lmbda * (MSE(x, x_hat) + alpha * MSE(u, u_hat)) + bits per value of
@@ -71,8 +72,6 @@ class S2CNetCodec(SpatialCodec):
         of it. u is a fixed target in the second term (detached): that term trains the spatial codec to
         reproduce the latent; the first term trains everything end to end.
         """
-        from engine.training import rate_distortion_loss
-
         loss, metrics = rate_distortion_loss(out, xb, vb, recipe["lmbda"])
         if recipe.get("stage") == "spectral":
             return loss, metrics

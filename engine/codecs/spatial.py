@@ -3,7 +3,7 @@
 
 A tile (bands, rows, cols) goes through the model as one image; rows and cols are padded inside the
 model to what its down-sampling needs. The rANS strings (and the latent shape) are packed into the tile
-payload with :func:`engine.codecs.learned.pack_strings`.
+payload with :func:`engine.format.strings.pack_strings`.
 
 Balle's codecs have two modes, told apart by the quality number: 1-3 take all bands as input channels
 (through the band adapter), 11-13 code band by band with one shared single-channel model.
@@ -15,18 +15,14 @@ from typing import ClassVar
 
 import numpy as np
 
-from engine.codecs.base import TileCodec, same_shape_runs
-from engine.codecs.learned import (LearnedCodecMixin, guarded_string, onednn_off, pack_strings, to_device,
-                                   unpack_strings)
+from engine.codecs.base import CodecInfo, TileCodec, same_shape_runs
+from engine.codecs.learned import LearnedCodecMixin, guarded_string, onednn_off, to_device
 from engine.errors import FormatError
-from engine.registry import CodecInfo, register
+from engine.format.strings import pack_strings, unpack_strings
+from engine.registry import register
 
 # Latent strings per tile are one per image in the batch: 1, or one per band in the band-by-band mode.
 _MAX_STRINGS = 4096
-
-
-def _weights(codec_id: str, qualities) -> dict[int, str]:
-    return {q: f"{codec_id}-q{q}.pt" for q in qualities}
 
 
 # Rate-distortion trade-offs of the three rates. One architecture for all three, so the outer rates are
@@ -60,7 +56,6 @@ def random_patches(cube: np.ndarray, valid: np.ndarray, rng: np.random.Generator
 class SpatialCodec(LearnedCodecMixin, TileCodec):
     """A learned codec whose model codes whole tiles (see the module docstring)."""
 
-    recipes: ClassVar[dict[int, dict]]
     patch: ClassVar[int] = 32  # training patch size (pixels)
 
     @classmethod
@@ -137,7 +132,6 @@ class SSCNetCodec(SpatialCodec):
         paper="La Grassa et al., SSCNet, in Fuchs & Demir, HySpecNet-11k, IGARSS 2023",
         qualities=(1, 2, 3),
         default_quality=2,
-        weights=_weights("sscnet", (1, 2, 3)),
     )
     recipes = _recipes({"latent": 128, "width": 32, "adapter": 32}, lmbdas=_LMBDAS_SATURATED)
 
@@ -156,7 +150,6 @@ class CAE3DCodec(SpatialCodec):
         paper="Chong et al., 3D-CAE, in Fuchs & Demir, HySpecNet-11k, IGARSS 2023",
         qualities=(1, 2, 3),
         default_quality=2,
-        weights=_weights("cae3d", (1, 2, 3)),
     )
     recipes = _recipes({"latent": 8, "width": 8}, batch=4)
 
@@ -180,7 +173,6 @@ class Bmshj2018Factorized(SpatialCodec):
         paper="Balle, Laparra, Simoncelli, End-to-end optimized image compression, ICLR 2017",
         qualities=(1, 2, 3, 11, 12, 13),
         default_quality=2,
-        weights=_weights("bmshj2018-factorized", (1, 2, 3, 11, 12, 13)),
     )
     recipes = _bmshj_recipes()
 
@@ -199,7 +191,6 @@ class Bmshj2018Hyperprior(SpatialCodec):
         paper="Balle et al., Variational image compression with a scale hyperprior, ICLR 2018",
         qualities=(1, 2, 3, 11, 12, 13),
         default_quality=2,
-        weights=_weights("bmshj2018-hyperprior", (1, 2, 3, 11, 12, 13)),
     )
     recipes = {q: {**r, "batch": r["batch"] // 2} for q, r in _bmshj_recipes().items()}
     recipes[3] = {**recipes[3], "lmbda": _LMBDAS_SATURATED[2]}

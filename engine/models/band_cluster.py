@@ -6,7 +6,7 @@ is Balle's factorized-prior autoencoder with 48 filters: analysis 9x9 stride 4, 
 with GDN between (/16), the mirrored synthesis with inverse GDN, and one learned density per latent
 channel (EntropyBottleneck). The partition per band count lives in the architecture (see
 :mod:`engine.band_partition`). ``center`` / ``input_gain``: each band is coded relative to its tile mean,
-sent as float16 in a last group of strings (:class:`engine.models.spatial.TileMeans`).
+sent as float16 in a last group of strings (:class:`engine.models.layers.TileMeans`).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from compressai.layers import GDN
 from torch import nn
 
 from engine.band_partition import partition_for
-from engine.models.spatial import TileMeans, _pad_to
+from engine.models.layers import TileMeans, chunked, pad_to
 
 MULTIPLE = 16  # total down-sampling of the analysis transform
 
@@ -33,11 +33,6 @@ def _synthesis(n: int) -> nn.Sequential:
     return nn.Sequential(nn.ConvTranspose2d(n, n, 5, 2, 2, 1), GDN(n, inverse=True),
                          nn.ConvTranspose2d(n, n, 5, 2, 2, 1), GDN(n, inverse=True),
                          nn.ConvTranspose2d(n, 1, 9, 4, 4, 3))
-
-
-def _chunks(net: nn.Module, t: torch.Tensor, n: int = 32) -> torch.Tensor:
-    """Bounded memory: a group may hold a hundred bands of a large tile."""
-    return net(t) if t.shape[0] <= n else torch.cat([net(c) for c in t.split(n)])
 
 
 class BandCluster(TileMeans, nn.Module):
@@ -60,7 +55,7 @@ class BandCluster(TileMeans, nn.Module):
         """Training pass (N, B, H, W): every band through its interval's model, additive-noise latents."""
         n, bands, h, w = x.shape
         x_in, m = self.centre(x)
-        xp = _pad_to(x_in, MULTIPLE)
+        xp = pad_to(x_in, MULTIPLE)
         parts, lks = [], {}
         for g, (s, e) in enumerate(self.intervals(bands)):
             if e == s:
@@ -76,13 +71,13 @@ class BandCluster(TileMeans, nn.Module):
         """One tile (1, B, H, W) -> per interval, one rANS string per band (then the means' string with
         ``center``); the latent's spatial shape."""
         x_in, m = self.centre(x)
-        xp = _pad_to(x_in, MULTIPLE)
+        xp = pad_to(x_in, MULTIPLE)
         groups, shape = [], self.latent_shape(*x.shape[-2:])
         for g, (s, e) in enumerate(self.intervals(x.shape[1])):
             if e == s:
                 groups.append([])
                 continue
-            y = (self.gain * _chunks(self.g_a[g], xp[0, s:e, None])).cpu()
+            y = (self.gain * chunked(self.g_a[g], xp[0, s:e, None], 32)).cpu()
             groups.append(self.entropy_bottleneck[g].compress(y))
         return groups + self.means_groups(m), shape
 
@@ -92,7 +87,7 @@ class BandCluster(TileMeans, nn.Module):
             if e == s:
                 continue
             y_hat = self.entropy_bottleneck[g].decompress(groups[g], shape).to(device)
-            parts.append(_chunks(self.g_s[g], y_hat / self.gain)[:, 0])
+            parts.append(chunked(self.g_s[g], y_hat / self.gain, 32)[:, 0])
         x_hat = torch.cat(parts)[None, :, :size[0], :size[1]]
         return self.uncentre(x_hat, self.read_means(groups, bands))
 

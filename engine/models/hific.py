@@ -16,7 +16,7 @@ Any band count:
   convolved in 3D down to one channel.
 
 ``center=True``: per-band tile means as side information (an HSIC deviation from HiFiC, see
-:class:`engine.models.spatial.TileMeans`).
+:class:`engine.models.layers.TileMeans`).
 
 Squeeze-and-excitation (SE) blocks (reduction 2) sit after normalisation layers, placed by ``se``:
 ``"eg-norm"`` after every ChannelNorm of E and G (the paper's best), ``"e-norm"`` after every ChannelNorm
@@ -29,7 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.models.spatial import BandAdapter, CentredHyperprior, Gain, _pad_to
+from engine.models.layers import BandAdapter, Gain, pad_to
+from engine.models.spatial import CentredHyperprior
 
 SE_PLACEMENTS = ("none", "e-first", "e-norm", "eg-norm")
 
@@ -181,7 +182,7 @@ class HiFiC(CentredHyperprior):
         """As the parent's, plus the quantised latent ``y_hat`` that conditions the discriminator."""
         h, w = x.shape[-2:]
         x_in, m = self.centre(x)
-        y = self.g_a(self._in(_pad_to(x_in, self.multiple)))
+        y = self.g_a(self._in(pad_to(x_in, self.multiple)))
         z_hat, z_lk = self.entropy_bottleneck(self.h_a(torch.abs(y)))
         y_hat, y_lk = self.gaussian_conditional(y, self.h_s(z_hat))
         x_hat = self._out(self.g_s(y_hat), x.shape[1])[..., :h, :w]

@@ -35,7 +35,7 @@ from compressai.layers import GDN
 from compressai.models.utils import conv, deconv
 from torch import nn
 
-from engine.models.spatial import BandAdapter, TileMeans, _pad_to
+from engine.models.layers import BandAdapter, TileMeans, pad_to
 
 # The centre is always part of its own receptive field; positions outside the map never are (unless
 # the map is smaller than the field, then they read zeros).
@@ -199,7 +199,7 @@ class MDIMDRF(TileMeans, nn.Module):
         """Latent y (N, M, h, w) and importance map p (N, 1, h, w) of a tile batch."""
         # The fixed gain puts latents on the quantiser's scale from the start (training runs are short, as
         # for SSCNet); the importance network reads the latent before the gain.
-        y = self.g_a(self.adapter.encode(_pad_to(x, self.multiple)))
+        y = self.g_a(self.adapter.encode(pad_to(x, self.multiple)))
         return self.gain * y, self.importance(y)
 
     def levels_of(self, p: torch.Tensor) -> torch.Tensor:

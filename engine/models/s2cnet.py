@@ -9,7 +9,7 @@ map back into spectra::
     y_hat -> g_s -> u_hat (N,K,H,W) -> spectral decoder per pixel -> x_hat (N,B,H,W)
 
 Only y and z are written, and with ``center`` the per-channel means of the tile's latent map (float16,
-:class:`engine.models.spatial.TileMeans`): the map is coded relative to them. The spectral autoencoder's own entropy model is used in the first training
+:class:`engine.models.layers.TileMeans`): the map is coded relative to them. The spectral autoencoder's own entropy model is used in the first training
 stage alone (pre-training it as a codec of its own, on single spectra (N,1,B)).
 
 Where it differs from the hyperprior model of ``bmshj2018-hyperprior``: the analysis and synthesis
@@ -25,7 +25,8 @@ from compressai.layers import GDN
 from compressai.models.utils import conv, deconv
 from torch import nn
 
-from engine.models.spatial import CentredHyperprior, Gain, _chunked
+from engine.models.layers import Gain, chunked
+from engine.models.spatial import CentredHyperprior
 from engine.models.spectral_cae import SpectralCAE
 
 _PIXELS = 4096  # spectra per pass of the spectral network: bounds activation memory on large tiles
@@ -88,7 +89,7 @@ class S2CNet(CentredHyperprior):
             return super().compress(x)
         # The means are those of the unpadded map, as in training.
         u_in, m = self.centre(self._in(x))
-        groups, shape = self.compress_latent(_chunked(self.g_a, self._pad(u_in)).cpu())
+        groups, shape = self.compress_latent(chunked(self.g_a, self._pad(u_in)).cpu())
         return groups + self.means_groups(m), shape
 
     def means_bytes(self, bands: int) -> int:
@@ -97,5 +98,5 @@ class S2CNet(CentredHyperprior):
     def decompress(self, strings, shape, bands: int, size, device):
         # The parent's, with the map's means added back before the spectral decoder.
         y_hat = self.decode_symbols(strings, shape)[0]
-        u_hat = self.uncentre(_chunked(self.g_s, y_hat.to(device)), self.read_means(strings, bands))
+        u_hat = self.uncentre(chunked(self.g_s, y_hat.to(device)), self.read_means(strings, bands))
         return self._out(u_hat, bands)[..., :size[0], :size[1]]

@@ -1,7 +1,9 @@
 """Spatial and spatio-spectral autoencoders for whole tiles: SSCNet, 3D-CAE and Balle et al.'s codecs.
 
 All of them take a normalised tile batch (N, B, H, W) for any band count B and code a quantised latent
-with CompressAI's entropy models; ``compress``/``decompress`` return/accept rANS strings.
+with CompressAI's entropy models; ``compress``/``decompress`` return/accept rANS strings. Also here:
+:class:`Bmshj2018` and :class:`CentredHyperprior` (its scale hyperprior with tile means), the parents of
+the s2cnet and HiFiC models. Parts shared with other models live in :mod:`engine.models.layers`.
 
 Any band count: a 2D network needs a fixed channel count, so the 2D models start and end with a
 :class:`BandAdapter`, a 1x1 spectral projection whose weights are curves over the normalised band
@@ -24,46 +26,10 @@ from compressai.layers import GDN
 from compressai.models.utils import conv, deconv
 from torch import nn
 
+from engine.models.layers import BandAdapter, TileMeans, chunked, pad_to
+
 # Scale table of CompressAI's hyperprior models (log-spaced from 0.11 to 256).
 _SCALES = torch.exp(torch.linspace(torch.log(torch.tensor(0.11)), torch.log(torch.tensor(256.0)), 64)).tolist()
-
-
-class BandAdapter(nn.Module):
-    """Band-count-independent 1x1 projection between B spectral bands and C feature channels."""
-
-    def __init__(self, channels: int, knots: int = 512):
-        super().__init__()
-        self.knots = knots
-        self.w_in = nn.Parameter(torch.randn(channels, knots) / knots ** 0.5)
-        self.b_in = nn.Parameter(torch.zeros(channels))
-        self.w_out = nn.Parameter(torch.randn(channels, knots) / channels ** 0.5)
-        self.b_out = nn.Parameter(torch.zeros(1, knots))
-
-    @staticmethod
-    def _at(curves: torch.Tensor, bands: int) -> torch.Tensor:
-        """Sample (rows, knots) curves at ``bands`` evenly spaced positions -> (rows, bands)."""
-        return F.interpolate(curves[None], size=bands, mode="linear", align_corners=True)[0]
-
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        bands = x.shape[1]
-        # Mean rather than sum over bands: features keep their scale whatever B is.
-        w = self._at(self.w_in, bands) * (self.knots / bands)
-        return torch.einsum("cb,nbhw->nchw", w, x) + self.b_in[:, None, None]
-
-    def decode(self, h: torch.Tensor, bands: int) -> torch.Tensor:
-        w = self._at(self.w_out, bands)
-        return torch.einsum("cb,nchw->nbhw", w, h) + self._at(self.b_out, bands)[0][:, None, None]
-
-
-def _pad_to(x: torch.Tensor, multiple: int) -> torch.Tensor:
-    h, w = x.shape[-2:]
-    ph, pw = -h % multiple, -w % multiple
-    return F.pad(x, (0, pw, 0, ph), mode="replicate") if ph or pw else x
-
-
-def _chunked(net: nn.Module, t: torch.Tensor, n: int = 16) -> torch.Tensor:
-    """``net`` over the batch in chunks: the band-by-band mode has one image per band (bounded memory)."""
-    return net(t) if t.shape[0] <= n else torch.cat([net(c) for c in t.split(n)])
 
 
 class _FactorizedLatent(nn.Module):
@@ -79,12 +45,12 @@ class _FactorizedLatent(nn.Module):
 
     def forward(self, x: torch.Tensor) -> dict:
         h, w = x.shape[-2:]
-        y_hat, lk = self.entropy_bottleneck(self.analysis(_pad_to(x, self.multiple)))
+        y_hat, lk = self.entropy_bottleneck(self.analysis(pad_to(x, self.multiple)))
         x_hat = self.synthesis(y_hat, x.shape[1])[..., :h, :w]
         return {"x_hat": x_hat, "likelihoods": {"y": lk}}
 
     def compress(self, x: torch.Tensor) -> tuple[list[bytes], tuple[int, ...]]:
-        y = self.analysis(_pad_to(x, self.multiple)).cpu()
+        y = self.analysis(pad_to(x, self.multiple)).cpu()
         return [self.entropy_bottleneck.compress(y)], tuple(y.shape[2:])
 
     def decode_symbols(self, strings: list[list[bytes]], shape: tuple[int, ...]) -> list[torch.Tensor]:
@@ -206,79 +172,6 @@ class CAE3D(_FactorizedLatent):
         return v[:, 0, :bands]
 
 
-class Gain(nn.Module):
-    """A fixed factor (no parameters): puts a latent on the quantiser's scale from the first step."""
-
-    def __init__(self, factor: float):
-        super().__init__()
-        self.factor = factor
-
-    def forward(self, t):
-        return t * self.factor
-
-
-class TileMeans:
-    """Per-band tile means as side information, for models built with ``center=True``.
-
-    The tile is coded relative to its per-band means, which travel as float16 (2 bytes per band per
-    tile) next to the latent; the centred tile is scaled by ``input_gain``. Normalised hyperspectral tiles
-    vary little around their mean spectrum (std across patches about 0.01 of the range): without the
-    means, the all-bands codecs learned to draw the mean image and ignore their input in our short
-    training runs (scripts/probe_latent_use.py, docs/codecs.md).
-    """
-
-    center: bool = False
-    input_gain: float = 1.0
-
-    @staticmethod
-    def tile_means(x: torch.Tensor) -> torch.Tensor:
-        """Per-band means (N, B) of a tile batch, rounded to float16 as they are written.
-
-        Detached: side information needs no gradient, and one through the float16 rounding would be cast
-        to float16 and overflow (s2cnet's joint training went NaN that way).
-        """
-        return x.detach().mean((2, 3)).half().float()
-
-    def centre(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """What the analysis reads and the means to send: ``(x, None)`` without ``center``."""
-        if not self.center:
-            return x, None
-        m = self.tile_means(x)
-        return (x - m[..., None, None]) * self.input_gain, m
-
-    def uncentre(self, x_hat: torch.Tensor, m: torch.Tensor | None) -> torch.Tensor:
-        """Inverse of :meth:`centre` on a reconstruction; ``x_hat`` itself when ``m`` is None."""
-        return x_hat if m is None else x_hat / self.input_gain + m[..., None, None].to(x_hat.device)
-
-    @staticmethod
-    def means_groups(m: torch.Tensor | None) -> list[list[bytes]]:
-        """The group of strings holding the means (one float16 string per tile), or none."""
-        return [] if m is None else [[row.astype("<f2").tobytes() for row in m.cpu().numpy()]]
-
-    def means_bytes(self, bands: int) -> int:
-        """Length of one tile's means string: float16 per band (s2cnet: per latent channel)."""
-        return 2 * bands
-
-    def check_means(self, groups: list[list[bytes]], bands: int) -> None:
-        """FormatError unless the last group of a tile's (raw) strings holds means of the right length."""
-        from engine.errors import FormatError
-
-        if self.center and any(len(s) != self.means_bytes(bands) for s in groups[-1]):
-            raise FormatError(f"tile means of {[len(s) for s in groups[-1]]} bytes, "
-                              f"{self.means_bytes(bands)} expected")
-
-    def read_means(self, groups: list[list[bytes]], bands: int) -> torch.Tensor | None:
-        """(N, B) float32 means from the last group of strings (None without ``center``); checked by
-        :meth:`check_means` beforehand, zero-padded strings (guarded_string) read the same."""
-        if not self.center:
-            return None
-        import numpy as np
-
-        n = self.means_bytes(bands)
-        m = np.stack([np.frombuffer(bytes(s)[:n], "<f2") for s in groups[-1]])
-        return torch.from_numpy(m.astype(np.float32))
-
-
 class Bmshj2018(nn.Module):
     """Balle et al. 2017/2018 (CompressAI ``bmshj2018-factorized`` / ``-hyperprior``) for hyperspectral tiles.
 
@@ -320,7 +213,7 @@ class Bmshj2018(nn.Module):
 
     def forward(self, x: torch.Tensor) -> dict:
         h, w = x.shape[-2:]
-        y = self.g_a(self._in(_pad_to(x, self.multiple)))
+        y = self.g_a(self._in(pad_to(x, self.multiple)))
         if self.hyperprior:
             z_hat, z_lk = self.entropy_bottleneck(self.h_a(torch.abs(y)))
             y_hat, y_lk = self.gaussian_conditional(y, self.h_s(z_hat))
@@ -331,7 +224,7 @@ class Bmshj2018(nn.Module):
         return {"x_hat": self._out(self.g_s(y_hat), x.shape[1])[..., :h, :w], "likelihoods": lks}
 
     def compress(self, x: torch.Tensor) -> tuple[list[list[bytes]], tuple[int, ...]]:
-        return self.compress_latent(_chunked(self.g_a, self._in(_pad_to(x, self.multiple))).cpu())
+        return self.compress_latent(chunked(self.g_a, self._in(pad_to(x, self.multiple))).cpu())
 
     def compress_latent(self, y: torch.Tensor) -> tuple[list[list[bytes]], tuple[int, ...]]:
         """The rANS strings of a latent y (CPU) and the coded latent shape."""
@@ -355,7 +248,7 @@ class Bmshj2018(nn.Module):
 
     def decompress(self, strings, shape, bands: int, size, device):
         y_hat = self.decode_symbols(strings, shape)[0]
-        return self._out(_chunked(self.g_s, y_hat.to(device)), bands)[..., :size[0], :size[1]]
+        return self._out(chunked(self.g_s, y_hat.to(device)), bands)[..., :size[0], :size[1]]
 
     # The hyper-transforms are tiny; they always run on the CPU (see compress).
     def h_a_cpu(self, y):

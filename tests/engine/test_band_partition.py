@@ -113,7 +113,7 @@ def test_training_stores_one_partition_per_band_count_and_codes_any_band_count(t
         assert codec.model.strings_per_group(bands)[-1] == 1
         assert sum(codec.model.strings_per_group(bands)) == bands + 1
     # The means travel as float16 in the last string; the decoder adds them back from the bytes.
-    from engine.codecs.learned import pack_strings, unpack_strings
+    from engine.format.strings import pack_strings, unpack_strings
     from engine.errors import FormatError
 
     tile = np.random.default_rng(0).random((60, 20, 18)).astype(np.float32)

@@ -12,9 +12,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from engine.codec_ids import CODEC_NUMBERS, codec_id, codec_number
-from engine.container import MAGIC, Header, HsicReader, open_hsic, write_hsic
+from engine.codec_ids import CODEC_NUMBERS, RESERVED_NUMBERS, codec_id, codec_number
 from engine.errors import CancelledError, CodecError, FormatError, HSICIOError, InputError
+from engine.format.container import MAGIC, Header, HsicReader, open_hsic, write_hsic
 
 SHA = "ab" * 32
 
@@ -80,7 +80,12 @@ def with_header_json(data, new_json):
 # -- codec ids --------------------------------------------------------------------------------
 
 def test_codec_numbers_round_trip_and_are_stable():
-    assert CODEC_NUMBERS["cae1d"] == 1 and CODEC_NUMBERS["deflate"] == 14
+    assert CODEC_NUMBERS["cae1d"] == 1 and CODEC_NUMBERS["mdim-drf"] == 11
+    # The bench baselines' numbers stay reserved: no codec takes them, files never name them.
+    assert RESERVED_NUMBERS == {"jpeg2000": 12, "pca-jpeg2000": 13, "deflate": 14}
+    assert not set(RESERVED_NUMBERS.values()) & set(CODEC_NUMBERS.values())
+    with pytest.raises(FormatError):
+        codec_id(14)
     assert len(set(CODEC_NUMBERS.values())) == len(CODEC_NUMBERS)
     for cid, n in CODEC_NUMBERS.items():
         assert codec_number(cid) == n and codec_id(n) == cid
@@ -103,7 +108,7 @@ def test_header_defaults_and_n_tiles():
     assert h.band_scale == (None, None) and h.band_offset == (None, None)
     assert h.nodata is None and h.geotransform is None and h.metadata == {} and h.codec_options == {}
     # The plain constructor fills per-band defaults too, and stores tuples, not lists.
-    h2 = Header(rows=1, cols=1, bands=2, dtype="uint8", tile_rows=1, tile_cols=1, codec="deflate",
+    h2 = Header(rows=1, cols=1, bands=2, dtype="uint8", tile_rows=1, tile_cols=1, codec="sscnet",
                 quality=0, norm_offset=[1, 2], norm_scale=[3, 4], geotransform=[0, 1, 0, 0, 0, -1])
     assert h2.norm_offset == (1.0, 2.0) and isinstance(h2.norm_offset[0], float)
     assert h2.geotransform == (0.0, 1.0, 0.0, 0.0, 0.0, -1.0) and h2.band_descriptions == ("", "")
@@ -318,7 +323,7 @@ def test_lying_tile_count_with_good_crc(small, tmp_path):
 
 def test_codec_number_must_agree(small, tmp_path):
     data = bytearray(small[0].read_bytes())
-    struct.pack_into("<H", data, 12, codec_number("deflate"))
+    struct.pack_into("<H", data, 12, codec_number("sscnet"))
     p = tmp_path / "c.hsic"
     p.write_bytes(fix_crcs(data))
     with pytest.raises(FormatError, match="codec"):

@@ -13,9 +13,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.container import open_hsic
 from engine.errors import FormatError, HSICError
-from engine.pipeline import SceneDecoder, SceneInfo, compress_scene, decode_payload
+from engine.format.container import open_hsic
+from engine.payloads import decode_payload
+from engine.pipeline import SceneDecoder, SceneInfo, compress_scene
 from engine.registry import get_codec
 
 FUZZ = settings(max_examples=150, deadline=None, derandomize=True, database=None,
@@ -169,7 +170,7 @@ def test_crafted_tile_payloads_decode_or_raise_format_error(payload):
     import engine.pipeline
 
     codec = engine.pipeline.get_codec("cae1d", None, "cpu")
-    from engine.container import Header
+    from engine.format.container import Header
 
     header = Header.create(rows=5, cols=7, bands=6, dtype="int16", nodata=-32768.0, tile_rows=4,
                            tile_cols=4, codec="cae1d", quality=codec.quality, norm_offset=0.0, norm_scale=1000.0)

@@ -196,7 +196,7 @@ def test_gan_stage_needs_a_codec_with_an_adversary(tmp_path):
 
 @pytest.mark.parametrize("codec_id", ["hific-se", "hific-3d"])
 def test_shipped_codec_checks_the_means_string(codec_id):
-    from engine.codecs.learned import pack_strings, unpack_strings
+    from engine.format.strings import pack_strings, unpack_strings
     from engine.errors import FormatError
     from engine.registry import get_codec
 

@@ -204,7 +204,7 @@ def test_every_variant_round_trips_from_bytes(name, tmp_path):
 
 def test_tile_means_are_side_information(tmp_path):
     """center: the payload ends with the per-band float16 means; the decoder adds them back."""
-    from engine.codecs.learned import pack_strings, unpack_strings
+    from engine.format.strings import pack_strings, unpack_strings
 
     codec, _ = _codec(SMALL, tmp_path)
     tile = _tile()

@@ -5,8 +5,8 @@ import os
 import numpy as np
 import pytest
 
-from engine.container import Header, open_hsic, write_hsic
 from engine.errors import CancelledError, FormatError
+from engine.format.container import Header, open_hsic, write_hsic
 from engine.overviews import LevelDecoder, block_mean, read_levels
 from engine.pipeline import SceneDecoder, SceneInfo, compress_scene
 from tests import fast_codec

@@ -3,10 +3,11 @@
 import numpy as np
 import pytest
 
-from engine.container import open_hsic
 from engine.errors import CancelledError, CodecError
+from engine.format.container import open_hsic
 from engine.normalise import fill_invalid, valid_mask
-from engine.pipeline import SceneDecoder, SceneInfo, _to_dtype, compress_scene
+from engine.payloads import to_dtype
+from engine.pipeline import SceneDecoder, SceneInfo, compress_scene
 
 
 def scene(bands=20, rows=50, cols=70, dtype="int16", seed=0):
@@ -34,7 +35,7 @@ def test_fill_invalid_interpolates_along_spectrum():
 
 def test_to_dtype_rounds_clips_and_never_hits_nodata():
     x = np.array([-40000.0, -32768.2, 1.4, 40000.0])
-    out = _to_dtype(x, np.dtype("int16"), -32768, None)
+    out = to_dtype(x, np.dtype("int16"), -32768, None)
     assert out.tolist() == [-32767, -32767, 1, 32767]
 
 
@@ -82,16 +83,16 @@ def test_mismatched_weights_are_refused(tmp_path, monkeypatch):
     path = compress(tmp_path, scene())
     with open_hsic(path) as r:
         assert len(r.header.weights_sha256) == 64
-    import engine.codecs.base as base
+    from engine import weight_files
 
-    monkeypatch.setattr(base, "file_sha256", lambda p: "0" * 64)
+    monkeypatch.setattr(weight_files, "file_sha256", lambda p: "0" * 64)
     with pytest.raises(CodecError, match="other weights"):
         SceneDecoder(path, device="cpu")
 
 
 def test_spatial_codecs_get_full_padded_tiles_and_output_is_cropped():
-    from engine.container import Header
-    from engine.pipeline import decode_payload, encode_payload
+    from engine.format.container import Header
+    from engine.payloads import decode_payload, encode_payload
 
     class Raw16:  # a stand-in spatial codec: float16 samples, checks the tile shape it is given
         pad_edge_tiles = True

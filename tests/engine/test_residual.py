@@ -7,19 +7,21 @@ import zlib
 import numpy as np
 import pytest
 
-from engine import registry, residual
-from engine.codecs.base import TileCodec
-from engine.container import Header, open_hsic
+from engine import codec_ids, registry, residual
+from engine.codecs.base import CodecInfo, TileCodec
 from engine.errors import CodecError, FormatError, InputError
-from engine.pipeline import SceneDecoder, SceneInfo, compress_scene, decode_payload, encode_payload
-from engine.registry import CodecInfo
+from engine.format.container import Header, open_hsic
+from engine.payloads import decode_payload, encode_payload, finish as finish_samples
+from engine.pipeline import SceneDecoder, SceneInfo, compress_scene
+from tests import fast_codec
 from tests.conftest import SAMPLE
 
 
 class Coarse(TileCodec):
     """A fast lossy stand-in: normalised samples rounded to 1/40, so residuals are real and wide."""
 
-    info = CodecInfo(id="deflate", title="coarse (tests only)", paper="-", qualities=(1,), default_quality=1)
+    info = CodecInfo(id=fast_codec.CODEC_ID, title="coarse (tests only)", paper="-", qualities=(1,), default_quality=1,
+                     uses_weights=False)
     pad_edge_tiles = False
 
     def encode_tile(self, tile):
@@ -33,9 +35,9 @@ class Coarse(TileCodec):
 
 @pytest.fixture
 def coarse(monkeypatch):
-    registry._load_all()
-    monkeypatch.setitem(registry._REGISTRY, "deflate", Coarse)
-    return "deflate"
+    monkeypatch.setitem(codec_ids.CODEC_NUMBERS, fast_codec.CODEC_ID, fast_codec.NUMBER)
+    monkeypatch.setitem(registry._REGISTRY, fast_codec.CODEC_ID, Coarse)
+    return fast_codec.CODEC_ID
 
 
 def cube_for(dtype, nodata, seed=0, shape=(9, 13, 11)):
@@ -195,7 +197,8 @@ def test_header_field_old_files_and_validation():
 def bounded_tile(coarse):
     cube = cube_for("int16", -32768.0, shape=(5, 6, 7))
     header = Header.create(rows=6, cols=7, bands=5, dtype="int16", nodata=-32768.0, tile_rows=6, tile_cols=7,
-                           codec="deflate", quality=1, norm_offset=0.0, norm_scale=4000.0, max_abs_error=2)
+                           codec=fast_codec.CODEC_ID, quality=1, norm_offset=0.0, norm_scale=4000.0,
+                           max_abs_error=2)
     codec = Coarse(1, "cpu")
     payload = encode_payload(cube, header, codec)
     out = decode_payload(payload, header, codec, 6, 7)
@@ -276,11 +279,10 @@ def test_models_are_integer_tables():
 def test_exceptions_apply_whatever_the_memory_layout():
     # Every sample decodes to 0 = nodata and is moved to +1 by the nodata rule: the -1s break E = 1 and
     # must come back from the exact list, with the learned tile in cae1d's layout (bands fastest).
-    from engine.pipeline import _finish
 
     x = np.random.default_rng(5).choice(np.array([-1, 1], dtype="int16"), (4, 5, 6))
     valid = np.ones(x.shape, bool)
     pred = np.zeros((5, 6, 4), "int16").transpose(2, 0, 1)
-    finish = lambda rec: _finish(rec, 0.0, valid, None)  # noqa: E731
+    finish = lambda rec: finish_samples(rec, 0.0, valid, None)  # noqa: E731
     out = residual.decode_section(residual.encode_section(x, pred, valid, 1, finish), pred, valid, 1, finish)
     assert np.abs(out.astype(int) - x).max() <= 1 and not (out == 0).any()

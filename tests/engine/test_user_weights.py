@@ -5,10 +5,10 @@ import shutil
 import numpy as np
 import pytest
 
-from engine.codecs.base import WEIGHTS_DIR, file_sha256
 from engine.errors import CancelledError, CodecError
 from engine.pipeline import SceneDecoder, SceneInfo, compress_scene
 from engine.training import TrainConfig, train
+from engine.weight_files import WEIGHTS_DIR, file_sha256
 
 CUBE = (1000 + 500 * np.random.default_rng(0).random((9, 20, 24))).astype("int16")
 
@@ -106,3 +106,33 @@ def test_half_weights_load_as_float32_and_round_trip(tmp_path):
     data = get_codec("bmshj2018-factorized", 2, device="cpu", weights=w).encode_tile(tile)
     out = get_codec("bmshj2018-factorized", 2, device="cpu", weights=w).decode_tile(data, tile.shape)
     assert out.shape == tile.shape and np.isfinite(out).all()
+
+
+def test_retired_weights_are_found_in_the_archive(weights, tmp_path, monkeypatch):
+    from engine import weight_files
+
+    installed = tmp_path / "weights"
+    installed.mkdir()
+    shutil.copy(WEIGHTS_DIR / "cae1d-q1.pt", installed / "cae1d-q1.pt")
+    monkeypatch.setattr(weight_files, "WEIGHTS_DIR", installed)
+    old = compress(tmp_path / "old.hsic", None)
+    before = SceneDecoder(str(tmp_path / "old.hsic"), device="cpu").read()
+
+    # Retrain: the old file goes to the archive under its digest, other weights take its place.
+    archived = weight_files.archive_path("cae1d-q1.pt", old.weights_sha256)
+    assert archived == installed / "archive" / f"cae1d-q1-{old.weights_sha256[:12]}.pt"
+    archived.parent.mkdir()
+    shutil.move(installed / "cae1d-q1.pt", archived)
+    shutil.copy(weights, installed / "cae1d-q1.pt")
+    assert file_sha256(installed / "cae1d-q1.pt") != old.weights_sha256
+
+    dec = SceneDecoder(str(tmp_path / "old.hsic"), device="cpu")
+    assert dec.codec.weights_path == archived
+    assert np.array_equal(dec.read(), before)
+    new = compress(tmp_path / "new.hsic", None)
+    assert new.weights_sha256 == file_sha256(weights)
+    assert SceneDecoder(str(tmp_path / "new.hsic"), device="cpu").codec.weights_path == installed / "cae1d-q1.pt"
+
+    archived.unlink()  # without the archived copy, the old file is refused
+    with pytest.raises(CodecError, match="other weights"):
+        SceneDecoder(str(tmp_path / "old.hsic"), device="cpu")

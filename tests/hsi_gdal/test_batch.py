@@ -4,7 +4,7 @@ import csv
 import json
 import os
 
-from engine.container import open_hsic
+from engine.format.container import open_hsic
 from hsi_gdal.batch import find_rasters, is_complete, run_batch
 from hsi_gdal.cli import main
 

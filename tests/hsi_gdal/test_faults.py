@@ -32,10 +32,10 @@ def test_missing_weights_refused_for_compress_and_decode(make_raster, tmp_path, 
     src = make_raster(bands=5, rows=9, cols=8)
     out = str(tmp_path / "a.hsic")
     assert main(["compress", src, out, "--device", "cpu", "-q"]) == 0
-    import engine.codecs.base as base
+    from engine import weight_files
     from engine.pipeline import SceneDecoder
 
-    monkeypatch.setattr(base, "WEIGHTS_DIR", tmp_path / "no-weights")
+    monkeypatch.setattr(weight_files, "WEIGHTS_DIR", tmp_path / "no-weights")
     with pytest.raises(CodecError, match="not installed"):
         SceneDecoder(out, device="cpu")
     err = one_line_error(capsys, ["compress", src, str(tmp_path / "b.hsic"), "--device", "cpu", "-q"])

@@ -9,7 +9,7 @@ import pytest
 from osgeo import gdal
 
 import hsi_gdal
-from engine.container import open_hsic
+from engine.format.container import open_hsic
 from engine.overviews import block_mean, default_factors, read_levels
 from engine.tiling import TileGrid
 from hsi_gdal import pixelfn

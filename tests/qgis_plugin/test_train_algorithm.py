@@ -8,7 +8,7 @@ import pytest
 from conftest import LogFeedback, run_alg
 from qgis.core import QgsProcessingContext, QgsProcessingException
 
-from engine.codecs.base import file_sha256
+from engine.weight_files import file_sha256
 
 pytestmark = pytest.mark.qgis
 
@@ -46,7 +46,7 @@ def test_fine_tune_then_compress_with_the_weights_and_decode_them_back(hsic_regi
     shutil.move(tmp_path / "elsewhere.pt", moved / "s_cae1d-q1.pt")
     assert hsi_gdal.Open(str(moved / "c.hsic")).ReadAsArray().shape == (12, 40, 30)
     # The installed weights are not the ones it was written with: refused, not decoded into garbage.
-    from engine.codecs.base import WEIGHTS_DIR
+    from engine.weight_files import WEIGHTS_DIR
 
     with pytest.raises(QgsProcessingException, match="is not the one"):
         run_alg("hsic:decompress", {"INPUT": str(moved / "c.hsic"), "WEIGHTS": str(WEIGHTS_DIR / "cae1d-q1.pt"),

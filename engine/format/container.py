@@ -42,10 +42,10 @@ MAX_CODEC_OPTIONS_BYTES = 64 << 10
 _U32_MAX = 0xFFFFFFFF
 
 # magic, major, minor, codec number, reserved, header JSON length, tile count
-_PREFIX = struct.Struct("<8sHHHHII")
+PREFIX = struct.Struct("<8sHHHHII")
 _CRC = struct.Struct("<I")
 _INDEX_ENTRY = struct.Struct("<QII")  # payload offset, length, CRC32
-assert _PREFIX.size == 24 and _INDEX_ENTRY.size == 16
+assert PREFIX.size == 24 and _INDEX_ENTRY.size == 16
 
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 # JSON has no NaN/Infinity; floats that may be non-finite are written as these strings.
@@ -370,7 +370,7 @@ def write_hsic(path: PathLike, header: Header, tiles: Iterable[bytes], trailer: 
         raise InputError(f"{n} tiles is more than a .hsic file can index; use larger tiles")
 
     minor = BOUNDED_MINOR if header.max_abs_error is not None else TRAILER_MINOR if trailer else FORMAT_MINOR
-    prefix = _PREFIX.pack(MAGIC, FORMAT_MAJOR, minor, codec_number(header.codec), 0,
+    prefix = PREFIX.pack(MAGIC, FORMAT_MAJOR, minor, codec_number(header.codec), 0,
                           len(head), n)
     index_pos = len(prefix) + len(head) + _CRC.size
     pos = index_pos + n * _INDEX_ENTRY.size + _CRC.size  # payloads start after index and its CRC
@@ -499,14 +499,14 @@ class HsicReader:
         self.file_size: int = st.st_size
         where = self.path
 
-        first = self._read(0, _PREFIX.size)
+        first = self._read(0, PREFIX.size)
         if first[:len(MAGIC)] != MAGIC:
             if len(first) < len(MAGIC) and MAGIC.startswith(first):
                 raise FormatError(f"{where}: truncated .hsic file ({self.file_size} bytes)")
             raise FormatError(f"{where}: not a .hsic file (wrong magic bytes)")
-        if len(first) < _PREFIX.size:
+        if len(first) < PREFIX.size:
             raise FormatError(f"{where}: truncated .hsic file ({self.file_size} bytes)")
-        _, major, minor, number, reserved, head_len, n = _PREFIX.unpack(first)
+        _, major, minor, number, reserved, head_len, n = PREFIX.unpack(first)
         # The version decides the rest of the layout, so it is checked before anything else.
         if major > FORMAT_MAJOR:
             raise FormatError(f"{where} was written by a newer HSIC (format {major}.{minor}); "
@@ -517,11 +517,11 @@ class HsicReader:
         # Sizes are checked against the real file before any allocation that depends on them.
         if head_len > MAX_HEADER_BYTES:
             raise FormatError(f"{where}: header length {head_len} exceeds {MAX_HEADER_BYTES} (corrupt)")
-        index_pos = _PREFIX.size + head_len + _CRC.size
+        index_pos = PREFIX.size + head_len + _CRC.size
         if index_pos > self.file_size:
             raise FormatError(f"{where}: truncated or corrupt (header length {head_len}, "
                               f"file is {self.file_size} bytes)")
-        rest = self._read(_PREFIX.size, head_len + _CRC.size)
+        rest = self._read(PREFIX.size, head_len + _CRC.size)
         if len(rest) != head_len + _CRC.size:
             raise FormatError(f"{where}: truncated .hsic file (file shrank while reading)")
         head = rest[:head_len]
