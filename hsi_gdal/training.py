@@ -32,9 +32,9 @@ def read_raster(path) -> tuple[np.ndarray, float | None]:
     return ds.ReadAsArray(), ds.GetRasterBand(1).GetNoDataValue()
 
 
-def raster_scenes(paths) -> list[Scene]:
-    """One scene per raster file, named by its file name (the sensor is the prefix before '_')."""
-    return [Scene(os.path.basename(os.fspath(p)), lambda p=p: read_raster(p)) for p in paths]
+def raster_scene(path) -> Scene:
+    """A raster file as a training scene, named by its file name (the sensor is the prefix before '_')."""
+    return Scene(os.path.basename(os.fspath(path)), lambda: read_raster(path))
 
 
 def folder_scenes(root) -> list[Scene]:
@@ -45,7 +45,7 @@ def folder_scenes(root) -> list[Scene]:
     files = sorted(p for p in root.rglob("*") if p.suffix.lower() in RASTER_SUFFIXES and p.is_file())
     if not files:
         raise InputError(f"no training rasters ({', '.join(RASTER_SUFFIXES)}) under {root}")
-    return raster_scenes(files)
+    return [raster_scene(p) for p in files]
 
 
 def training_scenes(data) -> list[Scene]:
@@ -53,7 +53,7 @@ def training_scenes(data) -> list[Scene]:
     ready-made :class:`engine.training.Scene` objects (e.g. HySpecNet-11k patches)."""
     if isinstance(data, (str, os.PathLike)):
         return folder_scenes(data)
-    scenes = [item if isinstance(item, Scene) else raster_scenes([item])[0] for item in data]
+    scenes = [item if isinstance(item, Scene) else raster_scene(item) for item in data]
     if not scenes:
         raise InputError("no training scenes given")
     return scenes
