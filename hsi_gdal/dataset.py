@@ -7,7 +7,7 @@ import os
 import numpy as np
 
 from engine.errors import InputError
-from hsi_gdal._gdal import GDAL_TYPE_NAMES, GDAL_TYPES, open_raster
+from hsi_gdal.gdal_env import GDAL_TYPE_NAMES, GDAL_TYPES, open_raster
 from hsi_gdal.spectral import IMAGERY, band_metadata, imagery_items
 
 

@@ -13,7 +13,7 @@ import math
 import os
 
 import numpy as np
-from osgeo import gdal
+from hsi_gdal.gdal_env import gdal
 
 from engine.errors import HSICIOError
 from hsi_gdal.dataset import Open

@@ -6,7 +6,7 @@ import os
 import xml.etree.ElementTree as ET
 
 from engine.format.container import Header
-from hsi_gdal._gdal import GDAL_TYPE_NAMES, GDAL_TYPES
+from hsi_gdal.gdal_env import GDAL_TYPE_NAMES, GDAL_TYPES
 from hsi_gdal.locate import header_key
 from hsi_gdal.spectral import IMAGERY, imagery_items
 
@@ -101,3 +101,21 @@ def write_sidecar(hsic_path: str, header: Header) -> str:
         f.write(sidecar_xml(hsic_path, header, header_key(hsic_path), levels))
     os.replace(tmp, vrt)
     return vrt
+
+
+def ensure_sidecar(hsic_path) -> tuple[str, Header, bool]:
+    """Check that a .hsic file decodes and give it its sidecar ``<hsic_path>.vrt`` if it has none.
+
+    Opening the decoder checks the file and finds its weights now, with a one-line error, instead of a
+    layer that opens but draws nothing. Returns (sidecar path, header, whether the sidecar was written).
+    """
+    from engine.pipeline import SceneDecoder
+
+    hsic_path = os.fspath(hsic_path)
+    decoder = SceneDecoder(hsic_path)
+    header = decoder.header
+    decoder.close()
+    vrt = hsic_path + ".vrt"
+    if os.path.isfile(vrt):
+        return vrt, header, False
+    return write_sidecar(hsic_path, header), header, True

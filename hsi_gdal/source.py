@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
-from osgeo import gdal
 
 from engine.errors import InputError
 from engine.pipeline import SUPPORTED_DTYPES, SceneInfo
-from hsi_gdal._gdal import open_raster
+from hsi_gdal.gdal_env import gdal, open_raster
 from hsi_gdal.spectral import band_metadata
 
 

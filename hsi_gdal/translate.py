@@ -5,15 +5,13 @@ from __future__ import annotations
 import os
 from typing import Callable
 
-from osgeo import gdal
-
 from engine.errors import HSICError, HSICIOError, InputError
 from engine.pipeline import DEFAULT_TILE, compress_scene
 from engine.rate_control import Target, compress_to_target
 from engine.residual import check_max_abs_error
 from engine.registry import DEFAULT_CODEC
-from hsi_gdal._gdal import GDAL_TYPES, cache_limit
 from hsi_gdal.dataset import Dataset, Open
+from hsi_gdal.gdal_env import GDAL_TYPES, cache_limit, gdal
 from hsi_gdal.sidecar import write_sidecar
 from hsi_gdal.source import HsicSource, RasterSource
 from hsi_gdal.writers import ENVI_EXTENSIONS, WINDOW, copy_band_metadata, write_envi, write_windows

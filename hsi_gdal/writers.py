@@ -8,11 +8,10 @@ import tempfile
 from typing import Callable
 
 import numpy as np
-from osgeo import gdal
 
 from engine.errors import HSICError, HSICIOError
 from engine.pipeline import check_progress
-from hsi_gdal._gdal import GDAL_TYPES
+from hsi_gdal.gdal_env import GDAL_TYPES, gdal
 from hsi_gdal.spectral import ENVI, IMAGERY, envi_header_items, imagery_items
 
 ENVI_EXTENSIONS = (".img", ".bsq", ".dat")

@@ -36,9 +36,9 @@ class HsicPlugin:
             return
         # In the desktop, let GDAL run the decoder behind .hsic.vrt sidecars, so they open as rasters
         # from the start (hsi_gdal imports no torch; decoding loads it when a sidecar is first read).
-        from hsi_gdal.env import allow_decoder
+        import hsi_gdal
 
-        allow_decoder()
+        hsi_gdal.allow_decoder()
 
     def unload(self) -> None:
         if self.provider is not None:

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import os
 
-from qgis.core import (QgsProcessingAlgorithm, QgsProcessingException, QgsProcessingOutputNumber,
-                       QgsProcessingParameterFileDestination, QgsProcessingParameterRasterDestination,
-                       QgsProcessingParameterRasterLayer)
+from qgis.core import (QgsProcessingException, QgsProcessingOutputNumber, QgsProcessingParameterFileDestination,
+                       QgsProcessingParameterRasterDestination, QgsProcessingParameterRasterLayer)
 
-from qgis_plugin.common import (beside, hsic_errors, is_unset, progress_callback, raster_path,
-                                require_suffix)
+from qgis_plugin.base import HsicAlgorithm, beside, progress_callback
 
 # Metrics also returned as numeric outputs (for models and qgis_process --json).
 NUMBERS = (("PSNR", "psnr_db", "PSNR (dB)"), ("PSNR_BAND_PEAK", "psnr_band_peak_db", "PSNR per-band peak (dB)"),
@@ -17,29 +15,21 @@ NUMBERS = (("PSNR", "psnr_db", "PSNR (dB)"), ("PSNR_BAND_PEAK", "psnr_band_peak_
            ("RATIO", "compression_ratio", "compression ratio"))
 
 
-class EvaluateAlgorithm(QgsProcessingAlgorithm):
+class EvaluateAlgorithm(HsicAlgorithm):
     REFERENCE = "REFERENCE"
     CANDIDATE = "CANDIDATE"
     REPORT = "REPORT"
     SAM_MAP = "SAM_MAP"
 
-    def name(self) -> str:
-        return "evaluate"
-
-    def displayName(self) -> str:  # noqa: N802
-        return "Evaluate compression quality"
-
-    def shortHelpString(self) -> str:  # noqa: N802
-        return (
-            "Compares a candidate (a .hsic file, its .hsic.vrt layer, or any raster) with the reference: "
-            "PSNR, per-band-peak PSNR, SSIM, SAM, max error, and the true rate from the candidate's bytes "
-            "on disk (the .hsic's for a sidecar layer). Writes an HTML report with a per-band PSNR plot, "
-            "and a spectral-angle map (degrees per pixel) as a raster. Empty outputs go next to the "
-            "candidate (<candidate>_eval.html, <candidate>_sam.tif). Reference nodata is left out."
-        )
-
-    def createInstance(self):  # noqa: N802
-        return type(self)()
+    ID = "evaluate"
+    DISPLAY_NAME = "Evaluate compression quality"
+    HELP = (
+        "Compares a candidate (a .hsic file, its .hsic.vrt layer, or any raster) with the reference: "
+        "PSNR, per-band-peak PSNR, SSIM, SAM, max error, and the true rate from the candidate's bytes "
+        "on disk (the .hsic's for a sidecar layer). Writes an HTML report with a per-band PSNR plot, "
+        "and a spectral-angle map (degrees per pixel) as a raster. Empty outputs go next to the "
+        "candidate (<candidate>_eval.html, <candidate>_sam.tif). Reference nodata is left out."
+    )
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(QgsProcessingParameterRasterLayer(self.REFERENCE, "Reference raster"))
@@ -53,7 +43,7 @@ class EvaluateAlgorithm(QgsProcessingAlgorithm):
         for key, _, label in NUMBERS:
             self.addOutput(QgsProcessingOutputNumber(key, label))
 
-    def checkParameterValues(self, parameters, context):  # noqa: N802
+    def check_inputs(self, parameters, context):
         # QGIS cannot load a .hsic as a layer, but its sidecar it can: check that one in its place.
         checked = dict(parameters)
         for key in (self.REFERENCE, self.CANDIDATE):
@@ -64,35 +54,29 @@ class EvaluateAlgorithm(QgsProcessingAlgorithm):
                 if not os.path.isfile(value + ".vrt"):
                     return False, f"{key}: {value!r} has no sidecar {value}.vrt; run hsic:open on it first"
                 checked[key] = value + ".vrt"
-        ok, message = super().checkParameterValues(checked, context)
-        if ok:
-            from qgis_plugin import deps
+        return super().check_inputs(checked, context)
 
-            if deps.missing():
-                return False, deps.message(deps.missing())
-        return ok, message
+    def raster_file(self, parameters, key: str, context) -> str:
+        """The file behind a raster parameter; a .hsic path is taken as it is (QGIS cannot load it as a
+        layer, but hsi_gdal reads it)."""
+        value = parameters.get(key)
+        if isinstance(value, str) and value.lower().endswith(".hsic"):
+            if not os.path.isfile(value):
+                raise QgsProcessingException(f"{key}: file {value!r} does not exist")
+            return value
+        return self.raster_layer_file(parameters, key, context)
 
-    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
-        from qgis_plugin.deps import require
+    def compute(self, parameters, context, feedback):
+        import hsi_gdal
 
-        require()
-        reference = raster_path(self, parameters, self.REFERENCE, context)
-        candidate = raster_path(self, parameters, self.CANDIDATE, context)
+        reference = self.raster_file(parameters, self.REFERENCE, context)
+        candidate = self.raster_file(parameters, self.CANDIDATE, context)
         if os.path.abspath(reference) == os.path.abspath(candidate):
             raise QgsProcessingException("the candidate is the reference itself; choose the decoded or .hsic file")
-        report = self.parameterAsFileOutput(parameters, self.REPORT, context)
-        if is_unset(parameters.get(self.REPORT)):
-            report = beside(candidate, "_eval.html")
-        sam = self.parameterAsOutputLayer(parameters, self.SAM_MAP, context)
-        if is_unset(parameters.get(self.SAM_MAP)):
-            sam = beside(candidate, "_sam.tif")
-        require_suffix(report, (".html", ".htm"), self.REPORT)
-        require_suffix(sam, (".tif", ".tiff"), self.SAM_MAP)
-
-        from hsi_gdal.report import metric_lines, write_report
-
-        with hsic_errors():
-            result = write_report(reference, candidate, report, sam, progress=progress_callback(feedback))
-        for line in metric_lines(result):
+        report = self.output_file(parameters, self.REPORT, context, beside(candidate, "_eval.html"),
+                                  (".html", ".htm"))
+        sam = self.output_file(parameters, self.SAM_MAP, context, beside(candidate, "_sam.tif"), (".tif", ".tiff"))
+        result = hsi_gdal.write_report(reference, candidate, report, sam, progress=progress_callback(feedback))
+        for line in hsi_gdal.metric_lines(result):
             feedback.pushInfo(line)
         return {self.REPORT: report, self.SAM_MAP: sam, **{key: result[name] for key, name, _ in NUMBERS}}

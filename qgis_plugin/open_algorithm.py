@@ -4,38 +4,26 @@ from __future__ import annotations
 
 import os
 
-from qgis.core import (QgsProcessingAlgorithm, QgsProcessingContext, QgsProcessingException,
-                       QgsProcessingOutputRasterLayer, QgsProcessingParameterFile,
+from qgis.core import (QgsProcessingContext, QgsProcessingException, QgsProcessingOutputRasterLayer,
                        QgsProcessingParameterString)
 
-from qgis_plugin.common import hsic_errors
+from qgis_plugin.base import HsicAlgorithm
 
 
-class OpenAlgorithm(QgsProcessingAlgorithm):
-    INPUT = "INPUT"
+class OpenAlgorithm(HsicAlgorithm):
     NAME = "NAME"
-    OUTPUT = "OUTPUT"
 
-    def name(self) -> str:
-        return "open"
-
-    def displayName(self) -> str:  # noqa: N802
-        return "Open .hsic as a raster layer"
-
-    def shortHelpString(self) -> str:  # noqa: N802
-        return (
-            "Adds a .hsic file to the project as a georeferenced raster layer (CRS, extent, band names, "
-            "wavelengths) through its sidecar <file>.hsic.vrt, which is written if it is missing. Tiles "
-            "are decoded when QGIS draws or reads them. Also lets GDAL run HSIC's decoder in this QGIS "
-            "(and nothing else). Use the Identify tool on the layer to see a pixel's spectrum."
-        )
-
-    def createInstance(self):  # noqa: N802
-        return type(self)()
+    ID = "open"
+    DISPLAY_NAME = "Open .hsic as a raster layer"
+    HELP = (
+        "Adds a .hsic file to the project as a georeferenced raster layer (CRS, extent, band names, "
+        "wavelengths) through its sidecar <file>.hsic.vrt, which is written if it is missing. Tiles "
+        "are decoded when QGIS draws or reads them. Also lets GDAL run HSIC's decoder in this QGIS "
+        "(and nothing else). Use the Identify tool on the layer to see a pixel's spectrum."
+    )
 
     def initAlgorithm(self, config=None):  # noqa: N802
-        self.addParameter(QgsProcessingParameterFile(
-            self.INPUT, "Compressed file", behavior=QgsProcessingParameterFile.File, extension="hsic"))
+        self.add_hsic_input()
         self.addParameter(QgsProcessingParameterString(
             self.NAME, "Layer name (empty: the file name)", optional=True))
         self.addOutput(QgsProcessingOutputRasterLayer(self.OUTPUT, "Raster layer (the sidecar)"))
@@ -48,44 +36,26 @@ class OpenAlgorithm(QgsProcessingAlgorithm):
             return f"{self.INPUT}: file {path!r} does not exist"
         return ""
 
-    def checkParameterValues(self, parameters, context):  # noqa: N802
+    def check_inputs(self, parameters, context):
         # Our message first: the file parameter's own says only "Incorrect parameter value".
         problem = self._check_input(self.parameterAsFile(parameters, self.INPUT, context) or "")
         if problem:
             return False, problem
-        from qgis_plugin import deps
+        return super().check_inputs(parameters, context)
 
-        if deps.missing():
-            return False, deps.message(deps.missing())
-        return super().checkParameterValues(parameters, context)
+    def compute(self, parameters, context, feedback):
+        import hsi_gdal
 
-    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
-        from qgis_plugin.deps import require
-
-        require()
         path = self.parameterAsFile(parameters, self.INPUT, context)
         problem = self._check_input(path)
         if problem:
             raise QgsProcessingException(problem)
         name = self.parameterAsString(parameters, self.NAME, context) or os.path.basename(path)
-
-        from hsi_gdal.env import allow_decoder
-        from hsi_gdal.sidecar import write_sidecar
-
-        with hsic_errors():
-            from engine.pipeline import SceneDecoder
-
-            # Opening the decoder checks the file and finds its weights now, with a clear message,
-            # instead of a layer that is valid but draws nothing.
-            decoder = SceneDecoder(path)
-            header = decoder.header
-            decoder.close()
-            vrt = path + ".vrt"
-            if not os.path.isfile(vrt):
-                vrt = write_sidecar(path, header)
-                feedback.pushInfo(f"wrote the sidecar {vrt}")
+        vrt, header, written = hsi_gdal.ensure_sidecar(path)
+        if written:
+            feedback.pushInfo(f"wrote the sidecar {vrt}")
         # GDAL runs Python pixel functions only from trusted modules; this trusts HSIC's decoder alone.
-        allow_decoder()
+        hsi_gdal.allow_decoder()
         feedback.pushInfo(f"{header.bands} bands x {header.rows} rows x {header.cols} cols, "
                           f"{header.codec} quality {header.quality}")
         feedback.setProgress(100)

@@ -2,7 +2,8 @@
 
 from qgis.core import QgsProcessingProvider
 
-from qgis_plugin.algorithms import CompressAlgorithm, DecompressAlgorithm
+from qgis_plugin.compress_algorithm import CompressAlgorithm
+from qgis_plugin.decompress_algorithm import DecompressAlgorithm
 from qgis_plugin.evaluate_algorithm import EvaluateAlgorithm
 from qgis_plugin.open_algorithm import OpenAlgorithm
 from qgis_plugin.train_algorithm import TrainAlgorithm

@@ -28,7 +28,7 @@ def main() -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", default=None)
     args = p.parse_args()
-    from hsi_gdal.batch import run_batch
+    from hsi_gdal.tools.batch import run_batch
 
     scenes = sorted(Path(args.data).glob("*.tif"))[:args.scenes]
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,7 +1,7 @@
 """Rates of the error-bounded mode against lossless DEFLATE and the plain learned codec.
 
 For each scene of --data: the true bpppc (every byte written) of the DEFLATE GeoTIFF baseline
-(lossless, hsi_gdal/baselines.py), of plain cae1d at each quality, and of cae1d + residual
+(lossless, hsi_gdal/tools/baselines.py), of plain cae1d at each quality, and of cae1d + residual
 (``max_abs_error`` E) at each quality for each E, with the largest absolute error actually measured on
 the valid samples (which must be <= E). Integer scenes use E in --bounds (source units); float scenes
 hold reflectance or radiance in units ~10^4 times larger per step, so they use E x --float-scale.
@@ -61,7 +61,7 @@ def measure(src, info, dst: str, quality: int, e: float | None) -> dict:
 
 def run_scene(path: Path, bounds: list[float], float_scale: float, qualities: list[int], bounded_qualities: list[int],
               folder: str) -> dict:
-    from hsi_gdal.baselines import deflate
+    from hsi_gdal.tools.baselines import deflate
     from hsi_gdal.source import RasterSource
 
     src = RasterSource(str(path))

@@ -1,7 +1,7 @@
 """The classical anchors at very low rates (the HiFiC codecs' range, docs/codecs.md), on the test scenes.
 
 `hsic bench` runs JPEG 2000 from 0.125 bpppc up; the HiFiC codecs work at 0.0005-0.003 bpppc. This runs
-`jpeg2000` and `pca-jpeg2000` (hsi_gdal.baselines, the bench's own record) at such rates and prints one
+`jpeg2000` and `pca-jpeg2000` (hsi_gdal.tools.baselines, the bench's own record) at such rates and prints one
 line per scene and rate; a rate a baseline cannot reach (e.g. PCA's basis alone is larger) is reported
 as skipped.
 
@@ -18,8 +18,8 @@ from pathlib import Path
 
 def main(data: str, rates: list[float]) -> list[dict]:
     from engine.errors import InputError
-    from hsi_gdal.bench import run_baseline
-    from hsi_gdal._gdal import open_raster
+    from hsi_gdal.tools.bench import run_baseline
+    from hsi_gdal.gdal_env import open_raster
 
     out = []
     for scene in sorted(Path(data).glob("*.tif")):

@@ -5,7 +5,7 @@
 
 Writes docs/benchmarks/pca_k_train.md and .json: the median PSNR over the train scenes for each target
 rate and k (the median, because a large basis does not fit a small scene's budget at all: -inf there);
-the best k per rate is what hsi_gdal/baselines.py PCA_K holds (copied by hand, on purpose: the bench
+the best k per rate is what hsi_gdal/tools/baselines.py PCA_K holds (copied by hand, on purpose: the bench
 must not depend on a tuning run, and test/ is never used to choose it).
 """
 
@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from engine.errors import InputError
-from hsi_gdal import baselines
-from hsi_gdal._gdal import open_raster
+from hsi_gdal.tools import baselines
+from hsi_gdal.gdal_env import open_raster
 from hsi_gdal.evaluate import quality_metrics, rate_metrics
 
 ROOT = Path(__file__).resolve().parent.parent

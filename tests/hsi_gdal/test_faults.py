@@ -16,7 +16,7 @@ import zlib
 import pytest
 
 from engine.errors import CodecError, HSICIOError
-from hsi_gdal.cli import main
+from hsi_gdal.tools.cli import main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -99,7 +99,7 @@ import sys, time
 import engine.codecs.cae1d as m
 encode = m.Cae1d.encode_tiles
 m.Cae1d.encode_tiles = lambda self, tiles: (time.sleep(2), encode(self, tiles))[1]
-from hsi_gdal.cli import main
+from hsi_gdal.tools.cli import main
 sys.exit(main(sys.argv[1:]))
 """
 

@@ -8,7 +8,7 @@ from osgeo import gdal
 
 import hsi_gdal
 from hsi_gdal import CancelledError, InputError
-from hsi_gdal.cli import main
+from hsi_gdal.tools.cli import main
 from hsi_gdal.spectral import imagery_items
 from tests.conftest import SAMPLE
 

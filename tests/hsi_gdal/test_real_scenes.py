@@ -78,7 +78,7 @@ def test_every_codec_compresses_and_decompresses_every_test_scene(path, tmp_path
     if path is None:
         pytest.skip(f"shared data not found at {DATA}")
     from engine.registry import list_codecs
-    from hsi_gdal.cli import main
+    from hsi_gdal.tools.cli import main
 
     src = hsi_gdal.Open(str(path))
     for info in list_codecs():

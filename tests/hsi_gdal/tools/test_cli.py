@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from hsi_gdal.cli import main
+from hsi_gdal.tools.cli import main
 
 
 def run(capsys, *argv):

@@ -1,4 +1,6 @@
-"""The one place that imports osgeo: GDAL with exceptions on, and path checks shared by the layer."""
+"""GDAL for hsi_gdal, the one module that imports osgeo: exceptions on, the data type tables, opening a
+raster with one-line errors, a scoped block-cache limit, and the configuration that lets GDAL run the
+decoder behind sidecars (and nothing else). Every other module takes ``gdal`` from here."""
 
 from __future__ import annotations
 
@@ -17,6 +19,9 @@ GDAL_TYPES = {
     "float32": gdal.GDT_Float32, "float64": gdal.GDT_Float64,
 }
 GDAL_TYPE_NAMES = {v: gdal.GetDataTypeName(v) for v in GDAL_TYPES.values()}
+
+TRUSTED_MODULE = "hsi_gdal.pixelfn"
+TRUSTED_MODULES_KEY = "GDAL_VRT_PYTHON_TRUSTED_MODULES"
 
 
 def open_raster(path: str):
@@ -47,3 +52,20 @@ def cache_limit(nbytes: int = STREAM_CACHE_BYTES):
         yield
     finally:
         gdal.SetCacheMax(before)
+
+
+def allow_decoder() -> None:
+    """Add the decoder module to GDAL's trusted pixel-function modules, keeping any already listed.
+
+    GDAL 3.6 reads GDAL_VRT_PYTHON_TRUSTED_MODULES (the documented GDAL_VRT_TRUSTED_MODULES is
+    ignored there). Only this module is added; Python in other VRTs stays disabled.
+    """
+    current = gdal.GetConfigOption(TRUSTED_MODULES_KEY) or ""
+    modules = [m for m in current.split(",") if m]
+    if TRUSTED_MODULE not in modules:
+        gdal.SetConfigOption(TRUSTED_MODULES_KEY, ",".join(modules + [TRUSTED_MODULE]))
+
+
+def env_lines() -> list[str]:
+    """Shell lines that let GDAL tools outside Python open sidecars (for documentation and `hsic env`)."""
+    return [f"export {TRUSTED_MODULES_KEY}={TRUSTED_MODULE}"]

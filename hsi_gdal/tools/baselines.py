@@ -30,11 +30,10 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-from osgeo import gdal
 
 from engine.errors import HSICIOError, InputError
 from engine.normalise import valid_mask
-from hsi_gdal._gdal import open_raster
+from hsi_gdal.gdal_env import gdal, open_raster
 
 # Components per target bpppc for pca-jpeg2000, chosen by scripts/tune_pca_k.py on the train/ scenes
 # only (docs/benchmarks/pca_k_train.md): the k with the best median PSNR at each rate.

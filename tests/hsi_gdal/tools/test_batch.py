@@ -5,8 +5,8 @@ import json
 import os
 
 from engine.format.container import open_hsic
-from hsi_gdal.batch import find_rasters, is_complete, run_batch
-from hsi_gdal.cli import main
+from hsi_gdal.tools.batch import find_rasters, is_complete, run_batch
+from hsi_gdal.tools.cli import main
 
 
 def test_batch_mirrors_tree_writes_manifest_and_resumes(make_raster, tmp_path, capsys, monkeypatch):
@@ -45,10 +45,10 @@ def test_batch_mirrors_tree_writes_manifest_and_resumes(make_raster, tmp_path, c
 
     import functools
 
-    import hsi_gdal.batch
+    import hsi_gdal.tools.batch
 
     # Thread workers keep the test fast (process workers would each import torch and GDAL).
-    monkeypatch.setattr(hsi_gdal.batch, "run_batch", functools.partial(run_batch, processes=False))
+    monkeypatch.setattr(hsi_gdal.tools.batch, "run_batch", functools.partial(run_batch, processes=False))
     code = main(["batch", str(src), str(out), "--workers", "2", "--device", "cpu", "-q"])
     err = capsys.readouterr().err
     assert code == 2 and "broken.tif" in err and "1 of 4 files failed" in err

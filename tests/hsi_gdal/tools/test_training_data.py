@@ -5,9 +5,9 @@ import pytest
 from osgeo import gdal
 
 from engine.errors import InputError
-from hsi_gdal.cli import main
-from hsi_gdal.datasets import (KEPT_BANDS, WATER_VAPOUR_BANDS, folder_scenes, hyspecnet_preprocess,
-                               hyspecnet_scenes)
+from hsi_gdal.tools.cli import main
+from hsi_gdal.tools.training_data import KEPT_BANDS, WATER_VAPOUR_BANDS, hyspecnet_preprocess, hyspecnet_scenes
+from hsi_gdal.training import folder_scenes
 
 
 def _patch(root, tile, patch, cube, kind):

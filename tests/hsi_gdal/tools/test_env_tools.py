@@ -10,7 +10,7 @@ import pytest
 from osgeo import gdal
 
 import hsi_gdal
-from hsi_gdal.cli import main
+from hsi_gdal.tools.cli import main
 
 
 @pytest.mark.slow

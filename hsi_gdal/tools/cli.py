@@ -16,6 +16,7 @@ from pathlib import Path
 from engine.errors import HSICError
 
 DEFAULT_TRAIN_DATA = "../shared/data/hsi/train"
+REPO = Path(__file__).resolve().parents[2]  # the checkout holding engine/ and hsi_gdal/
 
 
 @contextmanager
@@ -142,12 +143,12 @@ def _arch_overrides(items: list[str] | None) -> dict | None:
 
 
 def cmd_train(args) -> None:
+    import hsi_gdal
     from engine.registry import get_info
-    from engine.training import TrainConfig, train
-    from hsi_gdal.datasets import training_scenes
+    from hsi_gdal.tools.training_data import dataset_scenes
 
     root = args.root or args.data or DEFAULT_TRAIN_DATA
-    scenes = training_scenes(args.dataset, root, args.split)
+    scenes = dataset_scenes(args.dataset, root, args.split)
     info = get_info(args.codec)
     qualities = [info.check_quality(args.quality)] if args.quality is not None else list(info.qualities)
     if args.init and len(qualities) > 1:
@@ -156,10 +157,6 @@ def cmd_train(args) -> None:
 
     print(f"training {args.codec} on {len(scenes)} scenes from {root}", file=sys.stderr)
     for q in qualities:
-        cfg = TrainConfig(args.codec, q, steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed,
-                          device=args.device, init=args.init, checkpoint_every=args.checkpoint_every,
-                          resume=args.resume, arch=_arch_overrides(args.arch), stage=args.stage,
-                          gan=args.gan)
         bar = tqdm(total=None, desc=f"train {args.codec} q{q}", disable=args.quiet, file=sys.stderr)
 
         def progress(step, total, m, bar=bar):
@@ -170,7 +167,10 @@ def cmd_train(args) -> None:
             if step % 50 == 0:
                 bar.set_postfix(psnr=f"{m['psnr']:.2f}", bpppc=f"{m['bpppc']:.3f}")
 
-        rec = train(cfg, scenes, Path(args.out), progress=progress)
+        rec = hsi_gdal.train(args.codec, q, scenes, args.out, steps=args.steps, batch=args.batch, lr=args.lr,
+                             seed=args.seed, device=args.device, init=args.init, arch=_arch_overrides(args.arch),
+                             stage=args.stage, gan=args.gan, resume=args.resume,
+                             checkpoint_every=args.checkpoint_every, progress=progress)
         bar.close()
         f = rec["final"]
         print(f"{args.out}/{rec['weights_file']}: training estimate {-10 * math.log10(max(f['mse'], 1e-12)):.2f} dB "
@@ -178,7 +178,7 @@ def cmd_train(args) -> None:
 
 
 def cmd_bench(args) -> None:
-    from hsi_gdal.bench import main_args
+    from hsi_gdal.tools.bench import main_args
 
     main_args(args)
 
@@ -186,18 +186,17 @@ def cmd_bench(args) -> None:
 def cmd_env(args) -> None:
     import sysconfig
 
-    from hsi_gdal.env import env_lines
+    from hsi_gdal.gdal_env import env_lines
 
     # GDAL tools embed the system Python: it needs the repo (decoder) and the venv (torch, compressai).
-    root = Path(__file__).resolve().parent.parent
     site = sysconfig.get_paths()["purelib"]
-    print("\n".join(env_lines() + [f"export PYTHONPATH={site}:{root}${{PYTHONPATH:+:$PYTHONPATH}}"]))
+    print("\n".join(env_lines() + [f"export PYTHONPATH={site}:{REPO}${{PYTHONPATH:+:$PYTHONPATH}}"]))
 
 
 def cmd_batch(args) -> None:
     from tqdm import tqdm
 
-    from hsi_gdal.batch import run_batch
+    from hsi_gdal.tools.batch import run_batch
 
     bar = None
 
@@ -307,13 +306,12 @@ def build_parser() -> argparse.ArgumentParser:
     ba.add_argument("--quality", type=int, default=None, help="quality level of the codec")
     ba.set_defaults(func=cmd_batch)
 
-    root = Path(__file__).resolve().parent.parent
     b = sub.add_parser("bench", parents=[common], help="rate-distortion and speed of codecs and baselines")
     b.add_argument("--codecs", nargs="+", default=None,
                    help="codec ids and baselines (jpeg2000, pca-jpeg2000, deflate); default: all")
-    b.add_argument("--data", default=str(root.parent / "shared" / "data" / "hsi" / "test"),
+    b.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "hsi" / "test"),
                    help="folder of scenes (*.tif); default ../shared/data/hsi/test")
-    b.add_argument("--out", default=str(root / "docs" / "benchmarks"), help="where the report goes")
+    b.add_argument("--out", default=str(REPO / "docs" / "benchmarks"), help="where the report goes")
     b.add_argument("--quick", action="store_true", help="2 scenes, 64 x 64 crops, 3 rates per baseline")
     b.set_defaults(func=cmd_bench)
 

@@ -10,9 +10,9 @@ from osgeo import gdal
 
 import hsi_gdal
 from engine.errors import InputError
-from hsi_gdal import baselines
-from hsi_gdal.bench import bd_rates, run_bench
-from hsi_gdal.cli import main
+from hsi_gdal.tools import baselines
+from hsi_gdal.tools.bench import bd_rates, run_bench
+from hsi_gdal.tools.cli import main
 
 
 def _empty(tmp_path):

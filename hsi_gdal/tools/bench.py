@@ -2,7 +2,7 @@
 
 For each scene of a folder, each registered codec at each of its qualities (through
 ``hsi_gdal.Translate``, exactly what ``hsic compress`` writes) and each baseline of
-:mod:`hsi_gdal.baselines` at its target rates, one record: true bpppc from the bytes written,
+:mod:`hsi_gdal.tools.baselines` at its target rates, one record: true bpppc from the bytes written,
 compression ratio, the metrics of :func:`hsi_gdal.evaluate.quality_metrics`, encode and decode
 throughput and peak memory. Then BD-rate (PSNR and SAM) of every method against each baseline, per
 scene. Writes ``<name>.json``, ``<name>.md`` and ``<name>_psnr.png`` / ``<name>_sam.png``.
@@ -28,8 +28,8 @@ import numpy as np
 from engine.bdrate import bd_rate
 from engine.errors import InputError
 from engine.registry import list_codecs
-from hsi_gdal import baselines
-from hsi_gdal._gdal import open_raster
+from hsi_gdal.tools import baselines
+from hsi_gdal.gdal_env import open_raster
 from hsi_gdal.evaluate import quality_metrics, rate_metrics
 
 BASELINES = ("jpeg2000", "pca-jpeg2000", "deflate")
@@ -164,7 +164,7 @@ def run_baseline(scene: Path, name: str, method: str, rate: float | None, ref: n
 
 def _crop(scene: Path, folder: str, size: int) -> Path:
     """A centre crop of at most size x size pixels (all bands), as a GeoTIFF with the scene's metadata."""
-    from osgeo import gdal
+    from hsi_gdal.gdal_env import gdal
 
     ds = open_raster(str(scene))
     w, h = min(size, ds.RasterXSize), min(size, ds.RasterYSize)
@@ -346,7 +346,7 @@ def report(result: dict) -> str:
 
 
 def _machine() -> dict:
-    from osgeo import gdal
+    from hsi_gdal.gdal_env import gdal
 
     gpu = None
     torch_version = None
@@ -458,7 +458,7 @@ def _json_default(o):
 
 
 def main_args(args) -> None:
-    """Entry for ``hsic bench`` (hsi_gdal/cli.py)."""
+    """Entry for ``hsic bench`` (hsi_gdal/tools/cli.py)."""
     data = Path(args.data)
     command = " ".join(["hsic bench", *(["--codecs", *args.codecs] if args.codecs else []),
                         f"--data {args.data}", f"--out {args.out}", *(["--quick"] if args.quick else [])])

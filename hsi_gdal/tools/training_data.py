@@ -1,7 +1,6 @@
-"""Training data sources for ``hsic train``: a folder of rasters, or HySpecNet-11k.
-
-Both return :class:`engine.training.Scene` objects that read their cube only when training draws them,
-so an 11k-patch dataset is never held in memory.
+"""Training data of ``hsic train --dataset``: a folder of rasters (see :mod:`hsi_gdal.training`), or
+HySpecNet-11k, whose patches become :class:`engine.training.Scene` objects read only when training draws
+them, so the 11k patches are never held in memory.
 
 HySpecNet-11k (Fuchs & Demir, IGARSS 2023) layout::
 
@@ -23,31 +22,13 @@ import numpy as np
 
 from engine.errors import InputError
 from engine.training import Scene
+from hsi_gdal.training import folder_scenes, read_raster
 
-RASTER_SUFFIXES = (".tif", ".tiff", ".img", ".bsq", ".dat", ".vrt")
 HYSPECNET_BANDS = 224
 WATER_VAPOUR_BANDS = tuple(range(126, 141)) + tuple(range(160, 167))
 KEPT_BANDS = tuple(b for b in range(HYSPECNET_BANDS) if b not in WATER_VAPOUR_BANDS)
 SPLITS = ("easy", "hard")
 SUBSETS = ("train", "val", "test")
-
-
-def _read_raster(path: Path) -> tuple[np.ndarray, float | None]:
-    from hsi_gdal.dataset import Open
-
-    ds = Open(str(path))
-    return ds.ReadAsArray(), ds.GetRasterBand(1).GetNoDataValue()
-
-
-def folder_scenes(root) -> list[Scene]:
-    """Every raster under ``root`` (recursively), read when drawn."""
-    root = Path(root)
-    if not root.is_dir():
-        raise InputError(f"training folder {root} does not exist")
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in RASTER_SUFFIXES and p.is_file())
-    if not files:
-        raise InputError(f"no training rasters ({', '.join(RASTER_SUFFIXES)}) under {root}")
-    return [Scene(p.name, lambda p=p: _read_raster(p)) for p in files]
 
 
 def hyspecnet_preprocess(cube: np.ndarray) -> np.ndarray:
@@ -68,7 +49,7 @@ def _load_patch(folder: Path) -> tuple[np.ndarray, float | None]:
         return hyspecnet_preprocess(np.asarray(arr)), None
     tif = folder / f"{stem}-SPECTRAL_IMAGE.TIF"
     if tif.is_file():
-        return hyspecnet_preprocess(_read_raster(tif)[0]), None
+        return hyspecnet_preprocess(read_raster(tif)[0]), None
     raise InputError(f"HySpecNet-11k patch {folder} has neither {npy.name} nor {tif.name}")
 
 
@@ -108,7 +89,7 @@ def hyspecnet_scenes(root, split: str = "easy", subset: str = "train") -> list[S
     return scenes
 
 
-def training_scenes(dataset: str, root, split: str = "easy") -> list[Scene]:
+def dataset_scenes(dataset: str, root, split: str = "easy") -> list[Scene]:
     """The scenes ``hsic train --dataset ... --root ... --split ...`` trains on."""
     if dataset == "folder":
         return folder_scenes(root)
