@@ -5,7 +5,7 @@ order; every sample's residual r = q - mu is coded with the Laplace table of a s
 engine/entropy/laplace.py). Three models set (mu, index) from what the decoder already has:
 
 * ZEROTH: mu = 0; one scale index per plane.
-* HAND: mu = MED(W, N, NW) (the LOCO-I median predictor); the index is looked up, in a table sent with the
+* HAND: mu = MED(W, N, NW) (the LOCO-I median predictor) or 0, chosen per plane; the index is looked up, in a table sent with the
   tile, from a bucket of local activity |W-NW| + |N-NW| + |N-NE| and of the magnitude of the previous
   plane's residual at the same pixel; plus a per-plane offset.
 * LEARNED: mu from one of a few learned linear predictors (chosen per plane by the encoder); the index
@@ -205,8 +205,7 @@ def sample_context(model, q, res, c, y, x, pred, log_std_c, table, preds, w1, b1
     if model == ZEROTH:
         return np.int64(0), np.int64(0)
     if model == HAND:
-        p = q[c]
-        mu = med(at(p, y, x - 1, h, w), at(p, y - 1, x, h, w), at(p, y - 1, x - 1, h, w))
+        mu = predict(q[c], y, x, h, w, preds[pred])  # zero or MED, the encoder's choice for the plane
         return mu, np.int64(table[hand_bucket(q, res, c, y, x, h, w)])
     mu = predict(q[c], y, x, h, w, preds[pred])
     features(q, res, c, y, x, h, w, log_std_c, f)

@@ -33,8 +33,8 @@ from engine.errors import FormatError, InputError
 STAGE_VERSION = 1
 # Basis-quantisation error added to the component MSE, as a fraction of the quantiser's step^2 / 12
 # (split over the k columns). Tuned on train/ scenes by scripts/klt_rd.py.
-BASIS_ERROR_SHARE = 0.05
-MEAN_ERROR_SHARE = 0.02
+BASIS_ERROR_SHARE = 0.015
+MEAN_ERROR_SHARE = 0.002
 
 
 class KLTAccumulator:
@@ -146,14 +146,15 @@ def _exponent(target_step: float, lo: int = 0, hi: int = 40) -> int:
 
 
 def make_stage(mean: np.ndarray, basis: np.ndarray, var: np.ndarray, used: np.ndarray, step: float,
-               k: int, basis_share: float = BASIS_ERROR_SHARE, mean_share: float = MEAN_ERROR_SHARE
-               ) -> SpectralStage:
+               k: int, basis_share: float | None = None, mean_share: float | None = None) -> SpectralStage:
     """Quantise a KLT for quantiser ``step`` keeping ``k`` components.
 
     The basis column c is quantised with step D_c so that its error adds about
     ``basis_share`` x step^2/12 to the MSE over the k columns: the error D_c^2/12 per band
     costs var_c D_c^2/12 per sample, so D_c = step sqrt(basis_share / k / var_c) (rounded down to a power of two).
     """
+    basis_share = BASIS_ERROR_SHARE if basis_share is None else basis_share
+    mean_share = MEAN_ERROR_SHARE if mean_share is None else mean_share
     step = float(np.float32(step))
     if not (np.isfinite(step) and step > 0):
         raise InputError(f"step must be a positive finite number, got {step!r}")

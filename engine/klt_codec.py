@@ -26,8 +26,8 @@ from engine.entropy.laplace import N_SCALES, cost_table, load_tables
 from engine.errors import FormatError, InputError
 from engine.klt import SpectralStage, fit_klt, make_stage
 
-ROUNDING = 0.5 - 0.17  # q = sign(y) floor(|y| / step + ROUNDING); tuned on train/ (scripts/klt_rd.py)
-K_STD_RATIO = 0.25
+ROUNDING = 0.5 - 0.10  # q = sign(y) floor(|y| / step + ROUNDING); tuned on train/ (scripts/klt_rd.py)
+K_STD_RATIO = 0.4
 DEFAULT_MODEL = "learned"
 TILE_HEAD = struct.Struct("<BH")
 PLANE_HEAD = struct.Struct("<BbBB")
@@ -78,7 +78,7 @@ def project(x: np.ndarray, stage: SpectralStage) -> np.ndarray:
     b = stage.basis
     bands, h, w = x.shape
     xc = x.reshape(bands, -1).astype(np.float64) - stage.mean[:, None]
-    y = np.linalg.solve(b.T @ b, b.T @ xc) if stage.k else np.zeros((0, h * w))
+    y = np.linalg.pinv(b) @ xc  # pinv: a column quantised to zero gets zero components
     return y.reshape(stage.k, h, w)
 
 
@@ -137,7 +137,7 @@ def encode_components(y: np.ndarray, stage: SpectralStage, model: str = DEFAULT_
     mu = np.zeros((h, w), np.int64)
     args = (lw.predictors, lw.w1, lw.b1, lw.w2, np.int64(lw.b2))
     for c in range(kt):
-        if m == cm.LEARNED:
+        if m != cm.ZEROTH:
             preds[c] = cm.best_predictor(q, c, lw.predictors)
         cm.plane_contexts(m, q, res, mu, ctx[c], c, preds[c], log_std[c], table, *args)
         if m == cm.LEARNED:
