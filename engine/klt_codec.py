@@ -289,3 +289,30 @@ def step_for_rate(x: np.ndarray, valid, target_bpppc: float, header: int, model:
         sb, blobs = encode_scene(x, valid, 4.0, model, tile, klt=klt)
         best = (4.0, sb, blobs)
     return best
+
+
+def step_for_psnr(x: np.ndarray, valid, min_psnr: float, model: str = DEFAULT_MODEL, tile: int = 128,
+                  ) -> tuple[float, bytes, list[bytes]]:
+    """The coarsest step (fewest bits) whose reconstruction has at least ``min_psnr`` dB.
+
+    PSNR over the valid samples of the normalised cube with peak 1 (the valid data range), as
+    engine/metrics.psnr measures it on the original samples before any cast to an integer type.
+    """
+    from engine.metrics import psnr
+
+    bands, rows, cols = x.shape
+    klt = fit_klt([(x, valid)], bands)
+    lo, hi = math.log(1e-6), math.log(4.0)
+    best = None
+    for _ in range(30):
+        mid = 0.5 * (lo + hi)
+        sb, blobs = encode_scene(x, valid, math.exp(mid), model, tile, klt=klt)
+        if psnr(x, decode_scene(sb, blobs, rows, cols, tile), 1.0, valid) >= min_psnr:
+            best, lo = (math.exp(mid), sb, blobs), mid
+        else:
+            hi = mid
+        if hi - lo < 0.01:
+            break
+    if best is None:
+        raise InputError(f"no quantiser step reaches {min_psnr} dB")
+    return best

@@ -131,3 +131,14 @@ def test_rate_control_lands_within_three_percent_below():
         n = kc.scene_bytes(sb, blobs, 512)
         rate = n * 8 / x.size
         assert 0.97 * target <= rate <= target, (target, rate)
+
+
+def test_min_psnr_is_met_with_a_step_barely_finer_than_needed():
+    from engine.metrics import psnr
+
+    x = _cube(30, 32, 32, seed=6)
+    step, sb, blobs = kc.step_for_psnr(x, None, 50.0)
+    rec = kc.decode_scene(sb, blobs, 32, 32)
+    assert psnr(x, rec, 1.0) >= 50.0
+    coarser = kc.encode_scene(x, None, step * 1.05)
+    assert psnr(x, kc.decode_scene(*coarser, 32, 32), 1.0) < 50.0 + 0.5
