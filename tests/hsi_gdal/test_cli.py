@@ -118,3 +118,31 @@ def test_usage_error_exits_nonzero(capsys):
     with pytest.raises(SystemExit) as e:
         main(["compress"])
     assert e.value.code != 0
+
+
+def test_recompressing_a_hsic_file_codes_its_decoded_samples(capsys, make_raster, tmp_path):
+    """A .hsic as the input of `hsic compress` (hsi_gdal/source.py): its decoded samples, georeferencing
+    and band metadata are what gets coded, exactly as from the GeoTIFF those samples decompress to."""
+    import numpy as np
+
+    import hsi_gdal
+
+    src = make_raster(bands=12, rows=20, cols=16)
+    a, b, c, tif = (str(tmp_path / n) for n in ("a.hsic", "b.hsic", "c.hsic", "a.tif"))
+    assert main(["compress", src, a, "--quality", "1", "--device", "cpu", "-q"]) == 0
+    decoded = hsi_gdal.Open(a).ReadAsArray()
+    # Losslessly re-coded with another quality: exactly the first file's samples.
+    assert main(["compress", a, b, "--quality", "3", "--max-abs-error", "0", "--device", "cpu", "-q"]) == 0
+    np.testing.assert_array_equal(hsi_gdal.Open(b).ReadAsArray(), decoded)
+    # Lossy: the same file as coding the decompressed GeoTIFF.
+    assert main(["compress", a, b, "--quality", "2", "--device", "cpu", "-q"]) == 0
+    assert main(["decompress", a, tif, "-q"]) == 0
+    assert main(["compress", tif, c, "--quality", "2", "--device", "cpu", "-q"]) == 0
+    np.testing.assert_array_equal(hsi_gdal.Open(b).ReadAsArray(), hsi_gdal.Open(c).ReadAsArray())
+    first, again = hsi_gdal.Open(a), hsi_gdal.Open(b)
+    assert again.header.quality == 2 and again.GetGeoTransform() == first.GetGeoTransform()
+    assert again.GetProjection() == first.GetProjection()
+    for i in (1, 12):
+        x, y = first.GetRasterBand(i), again.GetRasterBand(i)
+        assert x.GetMetadata() == y.GetMetadata() and x.GetDescription() == y.GetDescription()
+        assert (x.GetScale(), x.GetOffset(), x.GetNoDataValue()) == (y.GetScale(), y.GetOffset(), y.GetNoDataValue())

@@ -37,7 +37,7 @@ def test_fine_tune_then_compress_with_the_weights_and_decode_them_back(hsic_regi
 
     expected = ds.ReadAsArray()  # the .hsic decoded with its recorded weights
     np.testing.assert_array_equal(gdal.Open(decoded).ReadAsArray(), expected)
-    # ... which are not the installed ones: those decode the same bytes to other samples.
+    # ... which are not the installed ones: those give other samples for the same scene.
     installed = hsi_gdal.Translate(str(tmp_path / "i.hsic"), scene, quality=1).ReadAsArray()
     assert not np.array_equal(expected, installed)
 
