@@ -542,14 +542,14 @@ def test_concurrent_read_tile(tmp_path):
 # -- write limits and files that shrink under the reader -------------------------------------------
 
 def test_header_over_the_size_limit_is_refused_and_leaves_nothing(tmp_path, monkeypatch):
-    import engine.container
+    import engine.format.container
 
     header = make_header(metadata={"notes": "x" * 5000})
-    monkeypatch.setattr(engine.container, "MAX_HEADER_BYTES", len(header.to_json_bytes()) - 1)
+    monkeypatch.setattr(engine.format.container, "MAX_HEADER_BYTES", len(header.to_json_bytes()) - 1)
     with pytest.raises(InputError, match="exceeds the"):
         write_hsic(tmp_path / "big.hsic", header, payloads(header.n_tiles))
     assert os.listdir(tmp_path) == []
-    monkeypatch.setattr(engine.container, "MAX_HEADER_BYTES", len(header.to_json_bytes()))
+    monkeypatch.setattr(engine.format.container, "MAX_HEADER_BYTES", len(header.to_json_bytes()))
     write_hsic(tmp_path / "big.hsic", header, payloads(header.n_tiles))  # exactly at the limit: written
     assert read_all(tmp_path / "big.hsic")[0] == header
 

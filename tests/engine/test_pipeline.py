@@ -125,7 +125,7 @@ def test_a_codec_crash_on_a_crafted_payload_is_a_format_error(tmp_path):
     (here the stand-in codec's reshape of a payload of the wrong length) is a one-line FormatError."""
     import zlib
 
-    from engine.container import write_hsic
+    from engine.format.container import write_hsic
     from engine.errors import FormatError
     from tests import fast_codec
 

@@ -94,7 +94,7 @@ def test_unreadable_permissions_are_one_line(make_raster, tmp_path, capsys):
             shutil.copy(src if name == "s.tif" else tmp_path / "a.hsic", os.path.join(folder, name))
             os.chmod(os.path.join(folder, name), 0)
         env = {**os.environ, "HOME": folder, "NUMBA_CACHE_DIR": os.path.join(folder, "numba")}
-        cli = "import sys; from hsi_gdal.cli import main; sys.exit(main(sys.argv[1:]))"
+        cli = "import sys; from hsi_gdal.tools.cli import main; sys.exit(main(sys.argv[1:]))"
         for argv in (["compress", os.path.join(folder, "s.tif"), os.path.join(folder, "o.hsic"), "-q"],
                      ["info", os.path.join(folder, "a.hsic")]):
             done = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
