@@ -214,12 +214,12 @@ def plane_terms(model, q, res, c, log_std_c, w1, b1, terms):
     HAND: terms[y, x, 0] is the previous-residual bucket.
     """
     h, w = q.shape[1], q.shape[2]
+    base = (b1 + w1[:, 13] * 4 * log_std_c).astype(np.float64)
     if c == 0:
         if model == LEARNED:
             for y in range(h):
                 for x in range(w):
-                    for j in range(w1.shape[0]):
-                        terms[y, x, j] = b1[j] + w1[j, 13] * 4 * log_std_c
+                    terms[y, x, :] = base
         return
     ap = np.abs(q[c - 1])
     ar = np.abs(res[c - 1])
@@ -232,15 +232,16 @@ def plane_terms(model, q, res, c, log_std_c, w1, b1, terms):
         return
     sp = box3(ap)
     sr = box3(ar)
+    wt = np.ascontiguousarray(w1[:, 9:13].T).astype(np.float64)  # exact: integer sums far below 2^53
     for y in range(h):
         for x in range(w):
             fa, fsp, fr, fsr = ilog(ap[y, x]), ilog(sp[y, x]), ilog(ar[y, x]), ilog(sr[y, x])
-            for j in range(w1.shape[0]):
-                terms[y, x, j] = (b1[j] + w1[j, 9] * fa + w1[j, 10] * fsp + w1[j, 11] * fr
-                                  + w1[j, 12] * fsr + w1[j, 13] * 4 * log_std_c)
+            t = terms[y, x]
+            for j in range(base.size):
+                t[j] = base[j] + wt[0, j] * fa + wt[1, j] * fsp + wt[2, j] * fr + wt[3, j] * fsr
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, inline='always')  # no call overhead nor array refcounts per sample
 def sample_context(model, P, L, terms, y, x, taps, table, w1t, w2, b2, z):
     """(mu, scale index before the plane offset) of sample (y, x) from the samples decoded before it.
 
