@@ -13,7 +13,8 @@ engine/entropy/laplace.py). Three models set (mu, index) from what the decoder a
   residuals around the pixel (that plane is fully decoded, so its non-causal neighbours count too) and of
   the component's standard deviation relative to the step; plus a per-plane offset chosen by the encoder.
   Its weights are integers (engine/weights/klt_context.npz, trained by engine/context_training.py) and the
-  network runs in int64 arithmetic, so every machine computes the same index.
+  network runs in integer arithmetic (the first layer's sums in float64, exact since they stay far below
+  2^53: :func:`load_learned` checks it), so every machine computes the same index.
 
 Every context is computed by one function, :func:`sample_context`, used by both the encoder and decoder.
 
@@ -59,8 +60,12 @@ class LearnedWeights:
 
 def load_learned(path: str = WEIGHTS_PATH) -> LearnedWeights:
     with np.load(path) as z:
-        return LearnedWeights(z["predictors"].astype(np.int64), z["w1"].astype(np.int64),
-                              z["b1"].astype(np.int64), z["w2"].astype(np.int64), int(z["b2"]))
+        w = LearnedWeights(z["predictors"].astype(np.int64), z["w1"].astype(np.int64),
+                           z["b1"].astype(np.int64), z["w2"].astype(np.int64), int(z["b2"]))
+    # features are at most ilog(2^63) ~ 1024: the first layer's float sums must stay exact integers
+    if np.abs(w.w1).sum(axis=1).max() * 1024 + np.abs(w.b1).max() >= 2**50:
+        raise ValueError(f"{path}: first-layer weights too large for exact sums")
+    return w
 
 
 def save_learned(w: LearnedWeights, path: str = WEIGHTS_PATH) -> None:
