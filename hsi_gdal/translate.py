@@ -65,6 +65,7 @@ def Translate(destName, srcDSOrSrcDSName, codec: str | None = None, quality: int
     if ext == ".hsic":
         target = check_rate_options(quality, bpppc, min_psnr, max_sam, max_abs_error)
         source = _open_source(src, device)
+        check_spectral(src, source.info)
         info = with_statistics(source.info, source.read_window, tile_size)
         if target is not None:
             if weights is not None:
@@ -111,6 +112,23 @@ def check_rate_options(quality: int | None = None, bpppc: float | None = None, m
         raise InputError("max_abs_error bounds every sample's error whatever the rate: it cannot be combined "
                          "with a target (bpppc, min_psnr, max_sam); give a quality for its learned part instead")
     return target
+
+
+MIN_BANDS = 4
+
+
+def check_spectral(src: str, info: SceneInfo) -> None:
+    """Refuse rasters that are not spectral cubes (1-3 bands: grey, RGB, an ortho photo).
+
+    HSIC's codecs gain by decorrelating many bands; on a few bands they made files several times larger
+    than the source (an 8-bit RGB ortho 22 KB -> 209 KB), so such an input gets a one-line refusal that
+    names what to use instead, never a larger file.
+    """
+    if info.bands < MIN_BANDS:
+        raise InputError(
+            f"{src}: {info.bands} band(s) of {info.dtype} is not a spectral cube; HSIC's codecs need at least "
+            f"{MIN_BANDS} correlated bands and would make it larger than lossless compression. Use GDAL "
+            "instead: gdal_translate -co COMPRESS=DEFLATE (lossless) or -co COMPRESS=JPEG / WEBP (lossy, 8-bit)")
 
 
 def with_statistics(info: SceneInfo, read_window, tile_size: int = DEFAULT_TILE) -> SceneInfo:
