@@ -2,6 +2,7 @@
 served to GDAL and QGIS without decoding the scene or rewriting the sidecar."""
 
 import hashlib
+import json
 import os
 import subprocess
 
@@ -120,7 +121,6 @@ def test_header_statistics_round_trip_and_validation(compressed):
         Header.from_json_bytes(Header(**{**h.__dict__, "statistics": bad["statistics"]}).to_json_bytes())
     old = h.to_dict()
     del old["statistics"]  # files written before statistics: still read, none declared
-    import json
     assert Header.from_json_bytes(json.dumps(old).encode()).statistics == ()
 
 
