@@ -8,6 +8,7 @@ import numpy as np
 
 from engine.errors import InputError
 from hsi_gdal.gdal_env import GDAL_TYPE_NAMES, GDAL_TYPES, open_raster
+from hsi_gdal.resample import check_buffer, read_resampled
 from hsi_gdal.spectral import IMAGERY, band_metadata, imagery_items
 
 
@@ -19,8 +20,10 @@ class Band:
         self.index = index
 
     def ReadAsArray(self, xoff: int = 0, yoff: int = 0, win_xsize: int | None = None,
-                    win_ysize: int | None = None) -> np.ndarray:
-        return self._ds._read(xoff, yoff, win_xsize, win_ysize, [self.index - 1])[0]
+                    win_ysize: int | None = None, buf_xsize: int | None = None,
+                    buf_ysize: int | None = None) -> np.ndarray:
+        """(buf_ysize, buf_xsize) array, the window's size by default (see Dataset.ReadAsArray)."""
+        return self._ds._read(xoff, yoff, win_xsize, win_ysize, [self.index - 1], buf_xsize, buf_ysize)[0]
 
     def GetDescription(self) -> str:
         return self._ds._band_descriptions()[self.index - 1]
@@ -66,10 +69,15 @@ class Dataset:
             raise InputError(f"band {i!r} does not exist (the raster has bands 1..{self.RasterCount})")
         return Band(self, i)
 
-    def ReadAsArray(self, xoff: int = 0, yoff: int = 0, xsize: int | None = None,
-                    ysize: int | None = None) -> np.ndarray:
-        """(bands, ysize, xsize) array in the source's data type."""
-        return self._read(xoff, yoff, xsize, ysize, None)
+    def ReadAsArray(self, xoff: int = 0, yoff: int = 0, xsize: int | None = None, ysize: int | None = None,
+                    buf_xsize: int | None = None, buf_ysize: int | None = None) -> np.ndarray:
+        """(bands, buf_ysize, buf_xsize) array in the source's data type (the window's size by default).
+
+        A buffer of another size than the window is sampled by nearest neighbour, as GDAL does. For a
+        .hsic file it is sampled from full resolution (the sidecar, read through GDAL, also uses the
+        stored overviews: GDAL picks them itself).
+        """
+        return self._read(xoff, yoff, xsize, ysize, None, buf_xsize, buf_ysize)
 
     def GetMetadataItem(self, key: str, domain: str = "") -> str | None:
         return self.GetMetadata(domain).get(key)
@@ -105,10 +113,12 @@ class GdalDataset(Dataset):
     def GetMetadata(self, domain: str = "") -> dict:
         return dict(self._gds.GetMetadata(domain) or {})
 
-    def _read(self, xoff, yoff, xsize, ysize, bands):
+    def _read(self, xoff, yoff, xsize, ysize, bands, buf_xsize=None, buf_ysize=None):
         xoff, yoff, xsize, ysize = self._window(xoff, yoff, xsize, ysize)
+        bx, by = check_buffer(buf_xsize, buf_ysize, xsize, ysize)
         sel = range(self.RasterCount) if bands is None else bands
-        return np.stack([self._bands[b].ReadAsArray(xoff, yoff, xsize, ysize) for b in sel])
+        return np.stack([self._bands[b].ReadAsArray(xoff, yoff, xsize, ysize, buf_xsize=bx, buf_ysize=by)
+                         for b in sel])
 
     def _band_descriptions(self):
         return [b.GetDescription() for b in self._bands]
@@ -163,9 +173,12 @@ class HsicDataset(Dataset):
     def GetMetadata(self, domain: str = "") -> dict:
         return dict(self.header.metadata) if domain == "" else {}
 
-    def _read(self, xoff, yoff, xsize, ysize, bands):
+    def _read(self, xoff, yoff, xsize, ysize, bands, buf_xsize=None, buf_ysize=None):
         xoff, yoff, xsize, ysize = self._window(xoff, yoff, xsize, ysize)
-        return self._decoder.read(yoff, xoff, ysize, xsize, bands=bands)
+        bx, by = check_buffer(buf_xsize, buf_ysize, xsize, ysize)
+        dec = self._decoder
+        sel = list(range(self.RasterCount)) if bands is None else list(bands)
+        return read_resampled(dec.read, dec.grid, self.dtype, xoff, yoff, xsize, ysize, bx, by, sel)
 
     def _band_descriptions(self):
         return list(self.header.band_descriptions)

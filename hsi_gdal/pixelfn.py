@@ -72,14 +72,16 @@ def locate(path=None, file=None, vrt=None, key=None) -> str:
 
 def decode(in_ar, out_ar, xoff, yoff, xsize, ysize, raster_xsize, raster_ysize, buf_radius, gt,
            path=None, band=None, file=None, vrt=None, key=None, level=None, **kwargs):
-    """Fill ``out_ar`` (ysize, xsize) with band ``band`` (1-based) of the window at (xoff, yoff).
+    """Fill ``out_ar`` with band ``band`` (1-based) of the window (xoff, yoff, xsize, ysize).
 
+    ``out_ar`` has the request's buffer size, which differs from the window's whenever the view is not
+    at 1:1: it is then sampled by nearest neighbour as GDAL would (hsi_gdal/resample.py).
     ``level`` (an overview factor) reads that stored level instead of full resolution.
     """
+    from hsi_gdal.resample import read_resampled
+
     path = locate(_text(path), _text(file), _text(vrt), _text(key))
-    bands = [int(band) - 1]
-    if level is None:
-        window = decoder_for(path).read(yoff, xoff, ysize, xsize, bands=bands)
-    else:
-        window = level_decoder_for(path, int(level)).read(yoff, xoff, ysize, xsize, bands)
-    out_ar[:] = window[0]
+    dec = decoder_for(path) if level is None else level_decoder_for(path, int(level))
+    buf_ysize, buf_xsize = out_ar.shape
+    out_ar[:] = read_resampled(dec.read, dec.grid, dec.header.dtype, xoff, yoff, xsize, ysize,
+                               buf_xsize, buf_ysize, [int(band) - 1])[0]

@@ -9,6 +9,7 @@ from engine.format.container import Header
 from hsi_gdal.gdal_env import GDAL_TYPE_NAMES, GDAL_TYPES
 from hsi_gdal.locate import header_key
 from hsi_gdal.spectral import IMAGERY, imagery_items
+from hsi_gdal.style import style_xml
 
 PIXEL_FUNCTION = "hsi_gdal.pixelfn.decode"
 
@@ -22,6 +23,27 @@ def _metadata(parent: ET.Element, items: dict, domain: str = "") -> None:
 
 def _fmt(v: float) -> str:
     return repr(float(v))
+
+
+def statistics_items(stats: dict) -> dict:
+    """The STATISTICS_* band metadata GDAL reads (GetStatistics) for a band's recorded statistics."""
+    if not stats:
+        return {}
+    return {"STATISTICS_MINIMUM": _fmt(stats["min"]), "STATISTICS_MAXIMUM": _fmt(stats["max"]),
+            "STATISTICS_MEAN": _fmt(stats["mean"]), "STATISTICS_STDDEV": _fmt(stats["std"]),
+            "STATISTICS_VALID_PERCENT": _fmt(stats["valid_percent"])}
+
+
+def _histogram(band: ET.Element, stats: dict) -> None:
+    """The band's histogram as GDAL's PAM writes one (GetDefaultHistogram returns it without reading)."""
+    if not stats:
+        return
+    hist = stats["histogram"]
+    item = ET.SubElement(ET.SubElement(band, "Histograms"), "HistItem")
+    for tag, text in (("HistMin", _fmt(hist["min"])), ("HistMax", _fmt(hist["max"])),
+                      ("BucketCount", str(len(hist["counts"]))), ("IncludeOutOfRange", "0"),
+                      ("Approximate", "0"), ("HistCounts", "|".join(map(str, hist["counts"])))):
+        ET.SubElement(item, tag).text = text
 
 
 def _pixel_function(band: ET.Element, args: dict) -> None:
@@ -76,8 +98,10 @@ def sidecar_xml(hsic_path: str, header: Header, key: str | None = None,
             ET.SubElement(band, "Offset").text = _fmt(header.band_offset[i])
         if header.band_scale[i] is not None:
             ET.SubElement(band, "Scale").text = _fmt(header.band_scale[i])
-        _metadata(band, header.band_metadata[i])
+        stats = header.statistics[i] if header.statistics else {}
+        _metadata(band, {**header.band_metadata[i], **statistics_items(stats)})
         _metadata(band, imagery_items(header.band_metadata[i]), IMAGERY)
+        _histogram(band, stats)
         args = {"path": path, "file": file, "vrt": file + ".vrt", "band": str(i + 1)}
         if key:
             args["key"] = key
@@ -96,11 +120,26 @@ def write_sidecar(hsic_path: str, header: Header) -> str:
     with open_hsic(hsic_path) as reader:
         levels = {f: (lv.header.rows, lv.header.cols) for f, lv in read_levels(reader).items()}
     vrt = os.fspath(hsic_path) + ".vrt"
-    tmp = vrt + ".partial"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(sidecar_xml(hsic_path, header, header_key(hsic_path), levels))
-    os.replace(tmp, vrt)
+    _write_atomically(vrt, sidecar_xml(hsic_path, header, header_key(hsic_path), levels))
+    qml = style_path(hsic_path)
+    style = style_xml(header)
+    if style is not None:
+        _write_atomically(qml, style)
+    elif os.path.isfile(qml):  # a style of an earlier file of that name would show the wrong bands
+        os.remove(qml)
     return vrt
+
+
+def style_path(hsic_path) -> str:
+    """The default style QGIS loads for the sidecar ``X.hsic.vrt``: ``X.hsic.qml``."""
+    return os.fspath(hsic_path) + ".qml"
+
+
+def _write_atomically(path: str, text: str) -> None:
+    tmp = path + ".partial"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
 
 
 def ensure_sidecar(hsic_path) -> tuple[str, Header, bool]:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Callable
 
 from engine.errors import HSICError, HSICIOError, InputError
-from engine.pipeline import DEFAULT_TILE, compress_scene
+from engine.pipeline import DEFAULT_TILE, SceneInfo, compress_scene
 from engine.rate_control import Target, compress_to_target
 from engine.residual import check_max_abs_error
 from engine.registry import DEFAULT_CODEC
+from engine.statistics import scene_statistics
+from engine.tiling import TileGrid
 from hsi_gdal.dataset import Dataset, Open
 from hsi_gdal.gdal_env import GDAL_TYPES, cache_limit, gdal
 from hsi_gdal.sidecar import write_sidecar
@@ -62,16 +65,18 @@ def Translate(destName, srcDSOrSrcDSName, codec: str | None = None, quality: int
     if ext == ".hsic":
         target = check_rate_options(quality, bpppc, min_psnr, max_sam, max_abs_error)
         source = _open_source(src, device)
+        check_spectral(src, source.info)
+        info = with_statistics(source.info, source.read_window, tile_size)
         if target is not None:
             if weights is not None:
                 raise InputError("a rate or quality target chooses among the installed qualities; "
                                  "it cannot be combined with your own weights file")
             with cache_limit():
-                header, _ = compress_to_target(source.info, source.read_window, dst, codec or DEFAULT_CODEC,
+                header, _ = compress_to_target(info, source.read_window, dst, codec or DEFAULT_CODEC,
                                                target, device=device, tile_size=tile_size, progress=progress)
         else:
             with cache_limit():
-                header = compress_scene(source.info, source.read_window, dst, codec or DEFAULT_CODEC, quality,
+                header = compress_scene(info, source.read_window, dst, codec or DEFAULT_CODEC, quality,
                                         device=device, tile_size=tile_size, progress=progress, weights=weights,
                                         max_abs_error=max_abs_error)
         write_sidecar(dst, header)
@@ -107,6 +112,30 @@ def check_rate_options(quality: int | None = None, bpppc: float | None = None, m
         raise InputError("max_abs_error bounds every sample's error whatever the rate: it cannot be combined "
                          "with a target (bpppc, min_psnr, max_sam); give a quality for its learned part instead")
     return target
+
+
+MIN_BANDS = 4
+
+
+def check_spectral(src: str, info: SceneInfo) -> None:
+    """Refuse rasters that are not spectral cubes (1-3 bands: grey, RGB, an ortho photo).
+
+    HSIC's codecs gain by decorrelating many bands; on a few bands they made files several times larger
+    than the source (an 8-bit RGB ortho 22 KB -> 209 KB), so such an input gets a one-line refusal that
+    names what to use instead, never a larger file.
+    """
+    if info.bands < MIN_BANDS:
+        raise InputError(
+            f"{src}: {info.bands} band(s) of {info.dtype} is not a spectral cube; HSIC's codecs need at least "
+            f"{MIN_BANDS} correlated bands and would make it larger than lossless compression. Use GDAL "
+            "instead: gdal_translate -co COMPRESS=DEFLATE (lossless) or -co COMPRESS=JPEG / WEBP (lossy, 8-bit)")
+
+
+def with_statistics(info: SceneInfo, read_window, tile_size: int = DEFAULT_TILE) -> SceneInfo:
+    """``info`` with its per-band statistics and histograms (engine/statistics.py), read tile by tile."""
+    grid = TileGrid(info.rows, info.cols, min(tile_size, info.rows), min(tile_size, info.cols))
+    stats = scene_statistics(info.bands, info.nodata, read_window, grid.windows())
+    return dataclasses.replace(info, statistics=stats)
 
 
 def _open_source(path: str, device: str):

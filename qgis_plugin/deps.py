@@ -7,6 +7,7 @@ and its algorithms appear, and every algorithm answers with this message instead
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 
 # Import name -> pip name. compressai needs torchvision; metrics need numba.
@@ -24,11 +25,27 @@ def missing() -> list[str]:
     return [name for name in REQUIRED if not _available(name)]
 
 
+VENV = "~/.local/share/hsic/venv"
+
+
+def qgis_python() -> str:
+    """The interpreter QGIS embeds, as a command: inside QGIS ``sys.executable`` is the qgis binary, so
+    the path is built from the running Python's prefix and version (``/usr/bin/python3.11`` on Debian)."""
+    if "python" in os.path.basename(sys.executable):
+        return sys.executable
+    return os.path.join(sys.base_prefix, "bin", f"python{sys.version_info.major}.{sys.version_info.minor}")
+
+
 def message(names: list[str]) -> str:
+    """One line: what is missing and commands that work with QGIS's own Python, on Debian 12 too (its
+    system Python refuses pip: the packages go into a venv that sees QGIS's, named by HSIC_SITE_PACKAGES)."""
     pip = " ".join(REQUIRED[n] for n in names)
-    return (f"HSIC needs the Python package(s) {', '.join(names)}, which QGIS's Python cannot find. "
-            f"Install them with: {sys.executable if 'python' in sys.executable else 'python3'} -m pip install "
-            f"{pip} (or start QGIS with HSIC_SITE_PACKAGES=<site-packages of an environment that has them>).")
+    py = qgis_python()
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    return (f"HSIC needs the Python package(s) {', '.join(names)}, which QGIS's Python ({py}) cannot find. "
+            f"Install them in a venv that sees QGIS's packages and start QGIS with it: "
+            f"{py} -m venv --system-site-packages {VENV} && {VENV}/bin/python -m pip install {pip} "
+            f"'numpy<1.25' && HSIC_SITE_PACKAGES={VENV}/lib/{version}/site-packages qgis")
 
 
 def require() -> None:

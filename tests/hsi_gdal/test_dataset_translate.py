@@ -136,3 +136,14 @@ def test_import_trusts_only_the_decoder_module():
 
     assert "hsi_gdal.pixelfn" in gdal.GetConfigOption("GDAL_VRT_PYTHON_TRUSTED_MODULES").split(",")
     assert gdal.GetConfigOption("GDAL_VRT_ENABLE_PYTHON") in (None, "TRUSTED_MODULES")
+
+
+@pytest.mark.parametrize("bands,dtype", [(1, "int16"), (3, "uint8")])
+def test_rasters_that_are_not_spectral_cubes_are_refused(make_raster, tmp_path, bands, dtype):
+    """A grey or RGB raster would come out larger than its source: one line says why and what to use."""
+    src = make_raster(bands=bands, rows=20, cols=20, dtype=dtype, nodata=None)
+    dst = str(tmp_path / "x.hsic")
+    with pytest.raises(hsi_gdal.InputError, match="not a spectral cube.*gdal_translate -co COMPRESS=DEFLATE") as e:
+        hsi_gdal.Translate(dst, src)
+    assert "\n" not in str(e.value)
+    assert not os.path.exists(dst) and not os.path.exists(dst + ".vrt")

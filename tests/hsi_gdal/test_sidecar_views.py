@@ -16,12 +16,12 @@ from hsi_gdal import pixelfn
 from tests import fast_codec
 
 ROWS = COLS = 3000
-BANDS = 3
+BANDS = 4
 
 
 @pytest.fixture(scope="module")
 def big(tmp_path_factory):
-    """A 3000 x 3000 x 3 int16 scene compressed (lossless stand-in codec) once for the module."""
+    """A 3000 x 3000 x 4 int16 scene compressed (lossless stand-in codec) once for the module."""
     registered = fast_codec.install()
     folder = tmp_path_factory.mktemp("big")
     y, x = np.ogrid[:ROWS, :COLS]
@@ -58,7 +58,7 @@ def test_window_read_decodes_only_touched_tiles(big):
     win = g.ReadAsArray(1000, 1000, 1024, 1024)
     touched = TileGrid(ROWS, COLS, 128, 128).tiles_touching(1000, 1000, 1024, 1024)
     assert len(touched) == 81                     # 9 x 9 of the 24 x 24 = 576 tiles
-    assert dec.decoded_tiles - before == 81       # each once for all 3 bands, nothing else
+    assert dec.decoded_tiles - before == 81       # each once for all bands, nothing else
     np.testing.assert_array_equal(win, data[:, 1000:2024, 1000:2024])
     del g
 

@@ -76,7 +76,7 @@ def test_cancel_leaves_neither_report_nor_map(pair, tmp_path):
         run_alg("hsic:evaluate", {"REFERENCE": ref, "CANDIDATE": hsic, "REPORT": str(tmp_path / "r.html"),
                                   "SAM_MAP": str(tmp_path / "sam.tif")}, feedback)
     assert len(feedback.reports) == 1
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.hsic", "c.hsic.vrt", "ref.tif"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.hsic", "c.hsic.qml", "c.hsic.vrt", "ref.tif"]
 
 
 def test_bad_parameters_get_readable_messages(pair, hsic_registry, make_raster, tmp_path):

@@ -81,3 +81,18 @@ def test_nothing_is_reported_when_everything_is_there(qgis_processing):
         assert iface.messages == []
     finally:
         plugin.unload()
+
+
+def test_message_names_qgis_python_and_a_venv_command(monkeypatch):
+    """Inside QGIS sys.executable is the qgis binary: the advice must name the Python QGIS embeds and
+    install into a venv (Debian 12's system Python refuses pip), not 'python3' from PATH."""
+    import sys
+
+    from qgis_plugin import deps
+
+    monkeypatch.setattr(sys, "executable", "/usr/bin/qgis")
+    text = deps.message(["torch"])
+    py = f"{sys.base_prefix}/bin/python{sys.version_info.major}.{sys.version_info.minor}"
+    assert f"({py})" in text and f"{py} -m venv --system-site-packages" in text
+    assert "/usr/bin/qgis" not in text and "\n" not in text
+    assert "HSIC_SITE_PACKAGES=" in text and "-m pip install torch" in text

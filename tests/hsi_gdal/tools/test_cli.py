@@ -54,7 +54,7 @@ def test_compress_to_a_rate_target(capsys, make_raster, tmp_path):
     code, out, _ = run(capsys, "compress", src, dst, "--bpppc", str(rec["bpppc"] * 0.999), "--json")
     low = json.loads(out)
     assert code == 0 and low["quality"] < 3 and low["bpppc"] <= rec["bpppc"] * 0.999
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.hsic", "c.hsic.vrt", "cube.tif"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.hsic", "c.hsic.qml", "c.hsic.vrt", "cube.tif"]
 
 
 def test_compress_with_an_error_bound(capsys, make_raster, tmp_path):
