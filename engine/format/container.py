@@ -562,7 +562,7 @@ class HsicReader:
             raise FormatError(f"{where}: tile index CRC mismatch (corrupt file)")
 
         self.scene_bytes: bytes | None = None  # format 1.3: the codec's scene side information
-        if minor >= SCENE_MINOR:
+        if minor == SCENE_MINOR:  # the scene section is there exactly in 1.3 files (docs/format.md)
             self.scene_bytes = self._read_scene(data_pos)
             data_pos += 2 * _CRC.size + len(self.scene_bytes)
 
