@@ -1,6 +1,6 @@
 """Contiguous partitions of the spectrum into groups of highly correlated bands (``band-cluster``).
 
-Mijares i Verdu et al. (seed 003) code each interval of highly correlated AVIRIS bands with its own
+Mijares i Verdu et al. code each interval of highly correlated AVIRIS bands with its own
 small model; their intervals were picked by hand. Here they are found from training data:
 
 * :func:`band_correlation`: Pearson correlation between the bands of a scene over its valid pixels;

@@ -1,6 +1,6 @@
 """Keep triton out of a QGIS process whose global symbol scope already holds another LLVM.
 
-Why (the desktop crash of issue 6): torchvision imports ``torch._dynamo``, which imports triton when it
+Why (a desktop crash): torchvision imports ``torch._dynamo``, which imports triton when it
 is installed (torch's wheels bring it). ``libtriton.so`` contains its own LLVM and exports those symbols
 without a version. The QGIS desktop has usually loaded an OpenGL driver by then (Mesa's swrast/llvmpipe
 under Xvfb, radeonsi on AMD...), which brings the system's ``libLLVM-N.so`` into the global scope, so

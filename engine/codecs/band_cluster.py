@@ -1,6 +1,6 @@
 """``band-cluster``: band-by-band coding with one small Balle model per interval of correlated bands.
 
-After Mijares i Verdu et al. (seed 003); the network is :mod:`engine.models.band_cluster`, the
+After Mijares i Verdu et al.; the network is :mod:`engine.models.band_cluster`, the
 partition search :mod:`engine.band_partition`. Training finds, per band count seen in the training
 data (a sensor), the partition into ``groups`` intervals from the bands' mean correlation
 (:meth:`BandClusterCodec.prepare_arch`) and stores it in the weights' architecture; a band count

@@ -1,4 +1,4 @@
-"""``hific-se`` and ``hific-3d``: HiFiC adapted to hyperspectral images (seed 001), see engine.models.hific.
+"""``hific-se`` and ``hific-3d``: HiFiC adapted to hyperspectral images, see engine.models.hific.
 
 Training follows the paper in two stages, both ``hsic train``:
 

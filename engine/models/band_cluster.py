@@ -1,6 +1,6 @@
 """``band-cluster`` network: one small Balle et al. (2017) model per interval of correlated bands.
 
-Mijares i Verdu et al. (seed 003): bands are coded one by one as single-channel images (so the cost is
+Mijares i Verdu et al.: bands are coded one by one as single-channel images (so the cost is
 linear in the number of bands), each by the model of the spectral interval the band lies in. Each model
 is Balle's factorized-prior autoencoder with 48 filters: analysis 9x9 stride 4, 5x5 stride 2, 5x5 stride 2
 with GDN between (/16), the mirrored synthesis with inverse GDN, and one learned density per latent

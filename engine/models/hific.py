@@ -1,4 +1,4 @@
-"""HiFiC (Mentzer et al. 2020) adapted to hyperspectral tiles: HiFiC_SE and HiFiC_3D (seed 001).
+"""HiFiC (Mentzer et al. 2020) adapted to hyperspectral tiles: HiFiC_SE and HiFiC_3D.
 
 Encoder E: a first convolution, four stride-2 convolutions, each followed by ChannelNorm and ReLU, and a
 last convolution to the latent y. Generator G: a convolution from y, residual blocks, four stride-2

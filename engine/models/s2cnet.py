@@ -1,4 +1,4 @@
-"""S2C-Net (Sprengel, Fuchs, Demir; seed 000): a scale-hyperprior 2D codec inside a spectral autoencoder.
+"""S2C-Net (Sprengel, Fuchs, Demir): a scale-hyperprior 2D codec inside a spectral autoencoder.
 
 The pixel-wise spectral autoencoder of :mod:`engine.models.spectral_cae` maps each pixel's spectrum to
 K latent values; the K x rows x cols latent map is coded as a K-channel image by Balle et al.'s scale

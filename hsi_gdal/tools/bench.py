@@ -315,7 +315,7 @@ def report(result: dict) -> str:
              "Throughput: MB/s of source bytes (the raw cube in its own type); encode of a learned codec is "
              "the whole `hsic compress` (read, range scan, encode, write), decode reads the whole cube back. "
              "Peak memory: growth of the process's resident set during the call (a lower bound).", ""]
-    lines += ["## Targets (issue 5)", "",
+    lines += ["## Targets", "",
               "| codec | BD-rate PSNR vs pca-jpeg2000 (target <= -30 %) | vs jpeg2000 (target <= -80 %) | "
               "enmap_potsdam_c best PSNR at <= 0.25 bpppc (target >= 50 dB) | mean SAM at 0.25 bpppc / "
               "pca-jpeg2000's (target <= 0.7) | CPU encode speed / jpeg2000's (>= 1) | decode / jpeg2000's (>= 2) |",
