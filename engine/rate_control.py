@@ -283,3 +283,38 @@ def compress_to_target(info: SceneInfo, read_window: ReadWindow, dst: str, codec
         for p in paths.values():
             if os.path.exists(p):
                 os.remove(p)
+
+
+def compress_bounded(info: SceneInfo, read_window: ReadWindow, dst: str, codec: str, max_abs_error: float,
+                     device: str = "auto", tile_size: int = DEFAULT_TILE,
+                     progress: Progress | None = None) -> tuple[Header, list[Trial]]:
+    """Error-bounded compression (engine/residual.py) into ``dst`` with the cheapest base setting.
+
+    The residual's cost depends on how good a predictor the codec's reconstruction is, and the best
+    step differs from scene to scene (measured on train/ scenes: docs/benchmarks/klt_error_bounded.json):
+    for a continuous-rate codec each quality's preset step is tried and the smallest file kept; other
+    codecs are coded once at their default quality. Returns the header and the trials (sizes).
+    """
+    cls = codec_class(codec)
+    if not cls.continuous_rate:
+        header = compress_scene(info, read_window, dst, codec, None, device=device, tile_size=tile_size,
+                                progress=progress, max_abs_error=max_abs_error)
+        return header, []
+    qs = sorted(cls.info.qualities)
+    paths: dict[int, str] = {}
+    headers: dict[int, Header] = {}
+    trials: list[Trial] = []
+    try:
+        for n, q in enumerate(qs):
+            paths[q] = f"{dst}.q{q}.trial"
+            headers[q] = compress_scene(
+                info, read_window, paths[q], codec, q, device=device, tile_size=tile_size, max_abs_error=max_abs_error,
+                progress=None if progress is None else lambda f, n=n: progress((n + f) / len(qs)))
+            trials.append(Trial(q, metrics.bpppc(os.path.getsize(paths[q]), info.rows, info.cols, info.bands)))
+        best = min(trials, key=lambda t: t.bpppc).quality
+        os.replace(paths.pop(best), dst)
+        return headers[best], trials
+    finally:
+        for p in paths.values():
+            if os.path.exists(p):
+                os.remove(p)

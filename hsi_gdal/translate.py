@@ -7,7 +7,7 @@ from typing import Callable
 
 from engine.errors import HSICError, HSICIOError, InputError
 from engine.pipeline import DEFAULT_TILE, compress_scene
-from engine.rate_control import Target, compress_to_target
+from engine.rate_control import Target, compress_bounded, compress_to_target
 from engine.residual import check_max_abs_error
 from engine.registry import DEFAULT_CODEC
 from hsi_gdal.dataset import Dataset, Open
@@ -69,6 +69,10 @@ def Translate(destName, srcDSOrSrcDSName, codec: str | None = None, quality: int
             with cache_limit():
                 header, _ = compress_to_target(source.info, source.read_window, dst, codec or DEFAULT_CODEC,
                                                target, device=device, tile_size=tile_size, progress=progress)
+        elif max_abs_error is not None and quality is None and weights is None:
+            with cache_limit():  # the base setting that codes cheapest under the bound
+                header, _ = compress_bounded(source.info, source.read_window, dst, codec or DEFAULT_CODEC,
+                                             max_abs_error, device=device, tile_size=tile_size, progress=progress)
         else:
             with cache_limit():
                 header = compress_scene(source.info, source.read_window, dst, codec or DEFAULT_CODEC, quality,

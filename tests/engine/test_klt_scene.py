@@ -193,3 +193,17 @@ def test_psnr_target_is_met_with_the_coarsest_step(tmp_path):
     coarser = [t for t in trials if t.step > chosen[0].step]
     assert coarser and all(t.min_tile_psnr < 45.0 for t in coarser)
     assert min(t.step for t in coarser) <= chosen[0].step * 1.03  # bracketed to 3 % of the step
+
+
+def test_error_bounded_mode_keeps_the_cheapest_klt_base(tmp_path):
+    from engine.rate_control import compress_bounded
+
+    x = sample()[:60, :32, :48].copy()
+    info = SceneInfo(x.shape[1], x.shape[2], x.shape[0], str(x.dtype))
+    dst = tmp_path / "e.hsic"
+    header, trials = compress_bounded(info, lambda y0, x0, h, w: x[:, y0:y0 + h, x0:x0 + w], str(dst), "klt", 3.0)
+    assert header.max_abs_error == 3.0 and len(trials) == 5
+    rate = metrics.bpppc(os.path.getsize(dst), *x.shape[1:], x.shape[0])
+    assert rate == min(t.bpppc for t in trials)
+    assert np.abs(decode(dst).astype(np.int64) - x).max() <= 3
+    assert not list(tmp_path.glob("*.trial"))
