@@ -62,7 +62,10 @@ def main() -> None:
                     rec["bpppc"][f"{codec}-q{q}"] = round(bpppc(os.path.getsize(dst), n, n, full.bands), 4)
                 rows.append(rec)
                 print(json.dumps(rec), flush=True)
-    Path(a.out).write_text(json.dumps({"crop": a.crop, "rows": rows}, indent=1) + "\n")
+    from engine.codecs.klt import STEPS
+
+    Path(a.out).write_text(json.dumps({"crop": a.crop, "klt_steps": {f"klt-q{q}": s for q, s in STEPS.items()},
+                                       "rows": rows}, indent=1) + "\n")
 
 
 if __name__ == "__main__":
