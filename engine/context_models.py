@@ -13,7 +13,8 @@ engine/entropy/laplace.py). Three models set (mu, index) from what the decoder a
   residuals around the pixel (that plane is fully decoded, so its non-causal neighbours count too) and of
   the component's standard deviation relative to the step; plus a per-plane offset chosen by the encoder.
   Its weights are integers (engine/weights/klt_context.npz, trained by engine/context_training.py) and the
-  network runs in int64 arithmetic, so every machine computes the same index.
+  network runs in integer arithmetic (the first layer's sums in float64, exact since they stay far below
+  2^53: :func:`load_learned` checks it), so every machine computes the same index.
 
 Every context is computed by one function, :func:`sample_context`, used by both the encoder and decoder.
 
@@ -59,8 +60,12 @@ class LearnedWeights:
 
 def load_learned(path: str = WEIGHTS_PATH) -> LearnedWeights:
     with np.load(path) as z:
-        return LearnedWeights(z["predictors"].astype(np.int64), z["w1"].astype(np.int64),
-                              z["b1"].astype(np.int64), z["w2"].astype(np.int64), int(z["b2"]))
+        w = LearnedWeights(z["predictors"].astype(np.int64), z["w1"].astype(np.int64),
+                           z["b1"].astype(np.int64), z["w2"].astype(np.int64), int(z["b2"]))
+    # features are at most ilog(2^63) ~ 1024: the first layer's float sums must stay exact integers
+    if np.abs(w.w1).sum(axis=1).max() * 1024 + np.abs(w.b1).max() >= 2**50:
+        raise ValueError(f"{path}: first-layer weights too large for exact sums")
+    return w
 
 
 def save_learned(w: LearnedWeights, path: str = WEIGHTS_PATH) -> None:
@@ -84,9 +89,10 @@ def ilog(v):
     v = v + 1
     n = 0
     t = v
-    while t > 1:
-        t >>= 1
-        n += 1
+    for b in (32, 16, 8, 4, 2, 1):  # n = floor(log2 v) by halving the width: no loop per bit
+        if t >= (np.int64(1) << b):
+            t >>= b
+            n += b
     frac = ((v << 4) >> n) - 16 if n < 58 else 0
     return 16 * n + frac
 
@@ -179,37 +185,121 @@ def predict(p, y, x, h, w, taps):
     return (s + 128) >> 8
 
 
-@numba.njit(cache=True, nogil=True)
-def hand_bucket(q, res, c, y, x, h, w):
-    p = q[c]
-    W = at(p, y, x - 1, h, w)
-    N = at(p, y - 1, x, h, w)
-    NW = at(p, y - 1, x - 1, h, w)
-    NE = at(p, y - 1, x + 1, h, w)
-    act = abs(W - NW) + abs(N - NW) + abs(N - NE)
-    ab = 0
-    while act > 0 and ab < ACT_BUCKETS - 1:  # 0, 1, 2-3, 4-7, ... octaves of activity
-        act >>= 1
-        ab += 1
-    pb = 0
-    if c > 0:
-        rp = abs(res[c - 1, y, x])
-        pb = 0 if rp == 0 else (1 if rp <= 2 else 2)
-    return ab * PREV_BUCKETS + pb
+PAD = 2  # zero border of the padded plane: causal neighbours outside the tile read 0, with no bounds tests
 
 
 @numba.njit(cache=True, nogil=True)
-def sample_context(model, q, res, c, y, x, pred, log_std_c, table, preds, w1, b1, w2, b2, f):
-    """(mu, scale index before the plane offset) of sample (c, y, x) from the samples decoded before it."""
+def box3(a):
+    """Sums of a (h, w) over the 3 x 3 window around each pixel, inside the plane (separable)."""
+    h, w = a.shape
+    rows = np.zeros((h, w), np.int64)
+    for y in range(h):
+        for x in range(w):
+            v = a[y, x]
+            if x > 0:
+                v += a[y, x - 1]
+            if x < w - 1:
+                v += a[y, x + 1]
+            rows[y, x] = v
+    out = rows.copy()
+    for y in range(h):
+        if y > 0:
+            out[y] += rows[y - 1]
+        if y < h - 1:
+            out[y] += rows[y + 1]
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def plane_terms(model, q, res, c, log_std_c, w1, b1, terms):
+    """Per-pixel context terms of plane c that depend only on plane c - 1 (fully known) and constants.
+
+    LEARNED: terms[y, x, j] = b1[j] + w1[j, 9:] . features[9:] (previous plane and std features, the
+    ones :func:`prev_sums` defines), so the per-sample loop adds only the 9 causal features;
+    HAND: terms[y, x, 0] is the previous-residual bucket.
+    """
     h, w = q.shape[1], q.shape[2]
+    base = (b1 + w1[:, 13] * 4 * log_std_c).astype(np.float64)
+    if c == 0:
+        if model == LEARNED:
+            for y in range(h):
+                for x in range(w):
+                    terms[y, x, :] = base
+        return
+    ap = np.abs(q[c - 1])
+    ar = np.abs(res[c - 1])
+    if model == HAND:
+        for y in range(h):
+            for x in range(w):
+                terms[y, x, 0] = 0 if ar[y, x] == 0 else (1 if ar[y, x] <= 2 else 2)
+        return
+    if model != LEARNED:
+        return
+    sp = box3(ap)
+    sr = box3(ar)
+    wt = np.ascontiguousarray(w1[:, 9:13].T).astype(np.float64)  # exact: integer sums far below 2^53
+    for y in range(h):
+        for x in range(w):
+            fa, fsp, fr, fsr = ilog(ap[y, x]), ilog(sp[y, x]), ilog(ar[y, x]), ilog(sr[y, x])
+            t = terms[y, x]
+            for j in range(base.size):
+                t[j] = base[j] + wt[0, j] * fa + wt[1, j] * fsp + wt[2, j] * fr + wt[3, j] * fsr
+
+
+@numba.njit(cache=True, nogil=True, inline='always')  # no call overhead nor array refcounts per sample
+def sample_context(model, P, L, terms, y, x, taps, table, w1t, w2, b2, z):
+    """(mu, scale index before the plane offset) of sample (y, x) from the samples decoded before it.
+
+    P: the plane being coded with a PAD border of zeros, filled up to the sample before (y, x); L: ilog(|P|).
+    The one context function of encoder and decoder; equal to mlp_index(features(...)) for LEARNED.
+    """
     if model == ZEROTH:
         return np.int64(0), np.int64(0)
-    if model == HAND:
-        mu = predict(q[c], y, x, h, w, preds[pred])  # zero or MED, the encoder's choice for the plane
-        return mu, np.int64(table[hand_bucket(q, res, c, y, x, h, w)])
-    mu = predict(q[c], y, x, h, w, preds[pred])
-    features(q, res, c, y, x, h, w, log_std_c, f)
-    return mu, mlp_index(f, w1, b1, w2, b2)
+    py = y + PAD
+    px = x + PAD
+    W = P[py, px - 1]
+    N = P[py - 1, px]
+    NW = P[py - 1, px - 1]
+    NE = P[py - 1, px + 1]
+    s = (taps[0] * W + taps[1] * N + taps[2] * NW + taps[3] * NE + taps[4] * P[py, px - 2]
+         + taps[5] * P[py - 2, px] + taps[6] * med(W, N, NW))
+    mu = (s + 128) >> 8
+    if model == HAND:  # mu: zero or MED, the encoder's choice for the plane
+        act = abs(W - NW) + abs(N - NW) + abs(N - NE)
+        ab = 0
+        while act > 0 and ab < ACT_BUCKETS - 1:  # 0, 1, 2-3, 4-7, ... octaves of activity
+            act >>= 1
+            ab += 1
+        return mu, np.int64(table[ab * PREV_BUCKETS + np.int64(terms[y, x, 0])])
+    f0 = L[py, px - 1]
+    f1 = L[py - 1, px]
+    f2 = L[py - 1, px - 1]
+    f3 = L[py - 1, px + 1]
+    f4 = L[py, px - 2]
+    f5 = L[py - 2, px]
+    f6 = ilog(abs(W - NW))
+    f7 = ilog(abs(N - NW))
+    f8 = ilog(abs(N - NE))
+    t = terms[y, x]
+    for j in range(z.size):  # a plain loop over the hidden units, which the compiler vectorises
+        z[j] = (t[j] + w1t[0, j] * f0 + w1t[1, j] * f1 + w1t[2, j] * f2 + w1t[3, j] * f3
+                + w1t[4, j] * f4 + w1t[5, j] * f5 + w1t[6, j] * f6 + w1t[7, j] * f7 + w1t[8, j] * f8)
+    z2 = b2
+    for j in range(z.size):
+        z2 += w2[j] * (max(np.int64(z[j]), 0) >> 4)
+    return mu, (z2 + 32768) >> 16
+
+
+@numba.njit(cache=True, nogil=True)
+def plane_state(model, q, res, c, log_std_c, w1, b1):
+    """(padded plane, its ilog plane, per-pixel terms, causal weights transposed) to code plane c with."""
+    h, w = q.shape[1], q.shape[2]
+    P = np.zeros((h + PAD, w + PAD + 1), np.int64)
+    L = np.zeros((h + PAD, w + PAD + 1), np.int64)
+    terms = np.zeros((h, w, w1.shape[0]), np.float64)
+    plane_terms(model, q, res, c, log_std_c, w1, b1, terms)
+    w1t = np.ascontiguousarray(w1[:, :9].T).astype(np.float64)
+    return P, L, terms, w1t
 
 
 @numba.njit(cache=True, nogil=True)
@@ -224,13 +314,18 @@ def clamp_index(i):
 def plane_contexts(model, q, res, mu_out, idx_out, c, pred, log_std_c, table, preds, w1, b1, w2, b2):
     """Fill mu_out, idx_out (before offset) and res[c] for plane c (encoder: q[c] is known)."""
     h, w = q.shape[1], q.shape[2]
-    f = np.zeros(N_FEATURES, np.int64)
+    P, L, terms, w1t = plane_state(model, q, res, c, log_std_c, w1, b1)
+    z = np.zeros(w1.shape[0], np.float64)
+    taps = preds[pred]
     for y in range(h):
         for x in range(w):
-            mu, i = sample_context(model, q, res, c, y, x, pred, log_std_c, table, preds, w1, b1, w2, b2, f)
+            mu, i = sample_context(model, P, L, terms, y, x, taps, table, w1t, w2, b2, z)
             mu_out[y, x] = mu
             idx_out[y, x] = i
-            res[c, y, x] = q[c, y, x] - mu
+            v = q[c, y, x]
+            res[c, y, x] = v - mu
+            P[y + PAD, x + PAD] = v
+            L[y + PAD, x + PAD] = ilog(abs(v))
 
 
 @numba.njit(cache=True, nogil=True)
@@ -294,20 +389,17 @@ def best_hand_table(res, buckets, bits, nsym, kt):
 
 
 @numba.njit(cache=True, nogil=True)
-def encode_planes(model, q, kt, preds_of_plane, offsets, log_std, table, preds, w1, b1, w2, b2, cdf, nsym):
-    h, w = q.shape[1], q.shape[2]
-    res = np.zeros(q.shape, np.int64)
-    mu = np.zeros((h, w), np.int64)
-    idx = np.zeros((h, w), np.int64)
+def encode_planes(res, idx, offsets, kt, cdf, nsym):
+    """The rANS stream of planes 0..kt-1 from their residuals and scale indices (before the plane offsets)."""
+    h, w = res.shape[1], res.shape[2]
     n_max = kt * h * w * 5 + 8
     starts = np.empty(n_max, np.int64)
     freqs = np.empty(n_max, np.int64)
     n = 0
     for c in range(kt):
-        plane_contexts(model, q, res, mu, idx, c, preds_of_plane[c], log_std[c], table, preds, w1, b1, w2, b2)
         for y in range(h):
             for x in range(w):
-                n = push_residual(res[c, y, x], clamp_index(idx[y, x] + offsets[c]), cdf, nsym, starts, freqs, n)
+                n = push_residual(res[c, y, x], clamp_index(idx[c, y, x] + offsets[c]), cdf, nsym, starts, freqs, n)
     return rans_encode(starts, freqs, n)
 
 
@@ -317,16 +409,21 @@ def decode_planes(model, data, k, kt, h, w, preds_of_plane, offsets, log_std, ta
     """(q (k, h, w), ok): ok is False when the stream does not end where it should."""
     q = np.zeros((k, h, w), np.int64)
     res = np.zeros((k, h, w), np.int64)
-    f = np.zeros(N_FEATURES, np.int64)
+    z = np.zeros(w1.shape[0], np.float64)
     x_state, pos = rans_init(data, 0)
     if pos < 0:
         return q, False
     for c in range(kt):
-        pred = preds_of_plane[c]
+        P, L, terms, w1t = plane_state(model, q, res, c, log_std[c], w1, b1)
+        taps = preds[preds_of_plane[c]]
+        off = offsets[c]
         for y in range(h):
             for x in range(w):
-                mu, i = sample_context(model, q, res, c, y, x, pred, log_std[c], table, preds, w1, b1, w2, b2, f)
-                r, x_state, pos = pop_residual(clamp_index(i + offsets[c]), cdf, nsym, x_state, data, pos)
+                mu, i = sample_context(model, P, L, terms, y, x, taps, table, w1t, w2, b2, z)
+                r, x_state, pos = pop_residual(clamp_index(i + off), cdf, nsym, x_state, data, pos)
+                v = r + mu
                 res[c, y, x] = r
-                q[c, y, x] = r + mu
+                q[c, y, x] = v
+                P[y + PAD, x + PAD] = v
+                L[y + PAD, x + PAD] = ilog(abs(v))
     return q, pos == data.size and x_state == RANS_L

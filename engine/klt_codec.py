@@ -146,13 +146,14 @@ def encode_components(y: np.ndarray, stage: SpectralStage, model: str = DEFAULT_
             offsets[c] = cm.best_offset(res[c], ctx[c], bits, nsym, 0, min(N_SCALES - 1, 127))
     if m == cm.HAND:
         table = cm.best_hand_table(res, ctx, bits, nsym, kt)
+        ctx = table[ctx]  # buckets -> scale indices
     head = TILE_HEAD.pack(m, kt)
     if m == cm.HAND:
         head += table.astype(np.uint8).tobytes()
     for c in range(kt):
         d1, d2 = centroid_offsets(y[c], q[c], stage.step)
         head += PLANE_HEAD.pack(int(preds[c]), int(offsets[c]), d1, d2)
-    stream = cm.encode_planes(m, q, kt, preds, offsets, log_std, table, *args, cdf, nsym) if kt else b""
+    stream = cm.encode_planes(res, ctx, offsets, kt, cdf, nsym) if kt else b""
     return head + bytes(stream)
 
 

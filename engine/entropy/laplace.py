@@ -84,7 +84,7 @@ def split_index(i):
     return i - STEPS_PER_OCTAVE * shift, shift
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline='always')
 def push_residual(r, i, cdf, nsym, starts, freqs, n):
     """Append the symbols coding residual r with scale index i; returns the new count."""
     t, shift = split_index(i)
@@ -124,7 +124,7 @@ def residual_cost(r, i, bits, nsym):
     return bits[t, nsym[t] - 1] + 32.0 + shift
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline='always')  # called per sample: no call overhead nor array refcounts
 def pop_residual(i, cdf, nsym, x, data, pos):
     """Decode one residual with scale index i: (r, state, position)."""
     t, shift = split_index(i)

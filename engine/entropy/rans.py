@@ -60,7 +60,7 @@ def rans_slot(x):
     return np.int64(x & np.uint64(PROB_SCALE - 1))
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline='always')
 def rans_advance(x, data, pos, start, freq):
     """Consume the symbol (start, freq) and renormalise; returns (state, position). Past the end reads zeros."""
     x = np.uint64(freq) * (x >> np.uint64(PROB_BITS)) + np.uint64(rans_slot(x) - start)

@@ -75,8 +75,16 @@ def test_impossible_partitions_are_input_errors(bad):
 def test_size_limits_always_admit_a_partition():
     for bands in (1, 5, 7, 33, 224, 425):
         lo, hi = size_limits(bands, 5, 1 / 32, 0.4)
+        assert lo <= hi
         if bands >= 5:
-            find_partition(np.eye(bands), 5, lo, hi)
+            assert lo >= 1
+            assert lo * 5 <= bands <= hi * 5  # some partition into 5 intervals fits the limits
+            bounds = find_partition(np.eye(bands), 5, lo, hi)
+            sizes = np.diff(bounds)
+            assert bounds[0] == 0 and bounds[-1] == bands and len(sizes) == 5
+            assert sizes.min() >= lo and sizes.max() <= hi
+    assert size_limits(224, 5, 1 / 32, 0.4) == (7, 90)  # 224 / 32 = 7, ceil(224 * 0.4) = 90
+    assert size_limits(7, 5, 1 / 32, 0.4) == (1, 3)     # relaxed: ceil(7 * 0.4) = 3 admits 5 groups
 
 
 def test_fallback_rescales_the_nearest_stored_partition():

@@ -537,3 +537,67 @@ def test_concurrent_read_tile(tmp_path):
 
         with ThreadPoolExecutor(8) as pool:
             assert all(pool.map(work, range(8)))
+
+
+# -- write limits and files that shrink under the reader -------------------------------------------
+
+def test_header_over_the_size_limit_is_refused_and_leaves_nothing(tmp_path, monkeypatch):
+    import engine.format.container
+
+    header = make_header(metadata={"notes": "x" * 5000})
+    monkeypatch.setattr(engine.format.container, "MAX_HEADER_BYTES", len(header.to_json_bytes()) - 1)
+    with pytest.raises(InputError, match="exceeds the"):
+        write_hsic(tmp_path / "big.hsic", header, payloads(header.n_tiles))
+    assert os.listdir(tmp_path) == []
+    monkeypatch.setattr(engine.format.container, "MAX_HEADER_BYTES", len(header.to_json_bytes()))
+    write_hsic(tmp_path / "big.hsic", header, payloads(header.n_tiles))  # exactly at the limit: written
+    assert read_all(tmp_path / "big.hsic")[0] == header
+
+
+def test_more_tiles_than_the_index_holds_is_refused_before_writing(tmp_path):
+    header = make_header(rows=70000, cols=70000, tile_rows=1, tile_cols=1)  # 4.9e9 tiles > 2^32 - 1
+    assert header.n_tiles > 2**32 - 1
+    with pytest.raises(InputError, match="use larger tiles"):
+        write_hsic(tmp_path / "many.hsic", header, iter(()))
+    assert os.listdir(tmp_path) == []
+
+
+def test_tile_over_4_gib_is_refused_before_it_is_written(tmp_path):
+    import numpy as np
+
+    header = make_header()
+    # A 4 GiB + 1 byte buffer that takes no memory (every element is the same byte).
+    huge = np.lib.stride_tricks.as_strided(np.zeros(1, np.uint8), shape=(2**32 + 1,), strides=(0,))
+    huge.flags.writeable = False
+    with pytest.raises(InputError, match="exceeds 4 GiB"):
+        write_hsic(tmp_path / "huge.hsic", header, [b"a", memoryview(huge)])
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("part", ["header", "index"])
+def test_file_shrinking_while_it_is_opened_is_a_format_error(small, monkeypatch, part):
+    path, _, _ = small
+    head_len = struct.unpack_from("<I", path.read_bytes(), 16)[0]
+    keep = 30 if part == "header" else 28 + head_len + 4 + 5  # 5 bytes into the index
+    real_pread = os.pread
+    calls = []
+
+    def pread_then_truncate(fd, size, offset):
+        data = real_pread(fd, size, offset)
+        if not calls:  # another process truncates the file right after the reader's first read
+            os.truncate(path, keep)
+        calls.append(offset)
+        return data
+
+    monkeypatch.setattr(os, "pread", pread_then_truncate)
+    with pytest.raises(FormatError, match="file shrank while reading"):
+        open_hsic(path)
+
+
+def test_file_shrinking_after_it_was_opened_is_a_format_error(small):
+    path, header, tiles = small
+    with open_hsic(path) as r:
+        assert r.read_tile(0) == tiles[0]
+        os.truncate(path, os.path.getsize(path) - 3)
+        with pytest.raises(FormatError, match=f"tile {header.n_tiles - 1} is truncated .file shrank"):
+            r.read_tile(header.n_tiles - 1)

@@ -142,3 +142,43 @@ def test_min_psnr_is_met_with_a_step_barely_finer_than_needed():
     assert psnr(x, rec, 1.0) >= 50.0
     coarser = kc.encode_scene(x, None, step * 1.05)
     assert psnr(x, kc.decode_scene(*coarser, 32, 32), 1.0) < 50.0 + 0.5
+
+
+def test_fast_context_equals_its_definition():
+    """The per-sample path (padded plane, precomputed previous-plane terms) gives mlp_index(features) and predict."""
+    x = _cube(40, 30, 26, seed=7)
+    stage = _stage(x, 0.001)
+    q = kc.quantise(kc.project(x, stage), stage.step)
+    w = kc.learned_weights()
+    log_std = stage.log_std.astype(np.int64)
+    k, h, wd = q.shape
+    res = np.zeros(q.shape, np.int64)
+    mu = np.zeros((h, wd), np.int64)
+    idx = np.zeros((h, wd), np.int64)
+    f = np.zeros(cm.N_FEATURES, np.int64)
+    for c in range(min(k, 4)):
+        pred = c % w.predictors.shape[0]
+        cm.plane_contexts(cm.LEARNED, q, res, mu, idx, c, pred, log_std[c], np.zeros(1, np.int64), w.predictors,
+                          w.w1, w.b1, w.w2, np.int64(w.b2))
+        for y in range(h):
+            for xx in range(wd):
+                cm.features(q, res, c, y, xx, h, wd, log_std[c], f)
+                assert idx[y, xx] == cm.mlp_index(f, w.w1, w.b1, w.w2, np.int64(w.b2))
+                assert mu[y, xx] == cm.predict(q[c], y, xx, h, wd, w.predictors[pred])
+
+
+def test_ilog_is_16_log2_piecewise_linear():
+    def ref(v):
+        v += 1
+        n = v.bit_length() - 1
+        return 16 * n + (((v << 4) >> n) - 16 if n < 58 else 0)
+
+    vals = list(range(3000)) + [(1 << e) + d for e in range(12, 62) for d in (-1, 0, 1)]
+    assert [cm.ilog(np.int64(v)) for v in vals] == [ref(v) for v in vals]
+
+
+def test_box3_sums_the_window_inside_the_plane():
+    a = np.arange(20, dtype=np.int64).reshape(4, 5) ** 2
+    p = np.pad(a, 1)
+    ref = sum(p[1 + dy:5 + dy, 1 + dx:6 + dx] for dy in (-1, 0, 1) for dx in (-1, 0, 1))
+    np.testing.assert_array_equal(cm.box3(a), ref)

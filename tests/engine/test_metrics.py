@@ -32,6 +32,19 @@ def ref_psnr_band_peak(ref, rec, valid):
     return np.mean(vals)
 
 
+def ref_psnr_per_band(ref, rec, valid):
+    out = []
+    for b in range(ref.shape[0]):
+        r, c = ref[b][valid[b]].astype(np.float64), rec[b][valid[b]].astype(np.float64)
+        if not r.size or r.max() <= 0:
+            out.append(np.nan)
+        elif np.all(r == c):
+            out.append(np.inf)
+        else:
+            out.append(10 * np.log10(r.max() ** 2 / np.mean((r - c) ** 2)))
+    return np.array(out)
+
+
 def ref_ssim(ref, rec, valid, data_range=None):
     r_valid = ref[valid].astype(np.float64)
     L = data_range if data_range is not None else r_valid.max() - r_valid.min()
@@ -73,6 +86,7 @@ def check_all(ref, rec, valid):
     np.testing.assert_allclose(m.psnr(ref, rec, valid=valid), ref_psnr(ref, rec, v), rtol=1e-10)
     np.testing.assert_allclose(m.psnr(ref, rec, 255.0, valid), ref_psnr(ref, rec, v, 255.0), rtol=1e-10)
     np.testing.assert_allclose(m.psnr_band_peak(ref, rec, valid), ref_psnr_band_peak(ref, rec, v), rtol=1e-10)
+    np.testing.assert_allclose(m.psnr_per_band(ref, rec, valid), ref_psnr_per_band(ref, rec, v), rtol=1e-10)
     np.testing.assert_allclose(m.ssim(ref, rec, valid=valid), ref_ssim(ref, rec, v), rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(m.sam_map(ref, rec, valid), ref_sam_map(ref, rec, v), rtol=1e-9, atol=1e-9)
     np.testing.assert_allclose(m.sam_deg(ref, rec, valid), np.nanmean(ref_sam_map(ref, rec, v)), rtol=1e-9)
@@ -193,3 +207,19 @@ def test_enmap_against_reference(enmap):
     # plausibility: noise of sigma 25 on a range of ~1e4
     assert 40 < m.psnr(ref, rec, valid=valid) < 60
     assert 0 < m.sam_deg(ref, rec, valid) < 10
+
+
+def test_psnr_per_band_special_bands():
+    """Per band, against the reference: a perfect band is inf, a band without valid samples or with no
+    positive peak is NaN, and the finite terms average to psnr_band_peak."""
+    rng = np.random.default_rng(7)
+    ref = rng.uniform(1, 50, (5, 6, 4))
+    rec = ref + rng.normal(0, 1, ref.shape)
+    rec[1] = ref[1]                     # perfect
+    ref[2] = -3.0                       # no positive peak
+    valid = np.ones(ref.shape, bool)
+    valid[3] = False                    # no valid sample
+    got = m.psnr_per_band(ref, rec, valid)
+    np.testing.assert_allclose(got, ref_psnr_per_band(ref, rec, valid), rtol=1e-10)
+    assert got[1] == np.inf and np.isnan(got[2]) and np.isnan(got[3]) and np.isfinite(got[[0, 4]]).all()
+    assert np.mean(got[[0, 4]]) == pytest.approx(m.psnr_band_peak(ref, rec, valid))

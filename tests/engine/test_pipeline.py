@@ -123,3 +123,36 @@ def test_spatial_codecs_get_full_padded_tiles_and_output_is_cropped():
                            codec="cae1d", quality=1, norm_offset=100.0, norm_scale=100.0)
     out = decode_payload(encode_payload(raw, header, Raw16()), header, Raw16(), 5, 6)
     np.testing.assert_array_equal(out, raw)
+
+
+def test_a_codec_crash_on_a_crafted_payload_is_a_format_error(tmp_path):
+    """CRCs catch accidental damage; a crafted tile with valid CRCs that makes the codec itself raise
+    (here the stand-in codec's reshape of a payload of the wrong length) is a one-line FormatError."""
+    import zlib
+
+    from engine.format.container import write_hsic
+    from engine.errors import FormatError
+    from tests import fast_codec
+
+    registered = fast_codec.install()
+    try:
+        cube = np.arange(3 * 8 * 6, dtype=np.int16).reshape(3, 8, 6)
+        info = SceneInfo(rows=8, cols=6, bands=3, dtype="int16")
+        good = str(tmp_path / "good.hsic")
+        compress_scene(info, lambda y, x, h, w: cube[:, y:y + h, x:x + w], good, fast_codec.CODEC_ID,
+                       device="cpu", tile_size=4)
+        with open_hsic(good) as r:
+            header, tiles = r.header, [r.read_tile(i) for i in range(r.n_tiles)]
+        assert tiles[1][0] == 0  # no masks: the codec's bytes follow the flags byte
+        tiles[1] = b"\x00" + zlib.compress(b"\x00" * 12)  # a valid stream of the wrong length
+        bad = str(tmp_path / "bad.hsic")
+        write_hsic(bad, header, tiles)
+        dec = SceneDecoder(bad, device="cpu")
+        np.testing.assert_array_equal(dec.read(0, 0, 4, 4), cube[:, :4, :4])  # the other tiles decode
+        with pytest.raises(FormatError, match=r"corrupt tile payload: ValueError") as e:
+            dec.read()
+        assert "\n" not in str(e.value)
+        dec.close()
+    finally:
+        if registered:
+            fast_codec.uninstall()

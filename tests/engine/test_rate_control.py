@@ -110,3 +110,29 @@ def test_impossible_real_target_leaves_nothing(tmp_path, target):
     with pytest.raises(TargetNotMetError, match="no quality meets the target"):
         compress_to_target(info, read, dst, "cae1d", target, device="cpu", tile_size=16)
     assert os.listdir(tmp_path) == []
+
+
+def test_measure_tiles_reports_the_worst_tile_against_an_independent_computation(tmp_path):
+    """The first tile is noisy, the others smooth: the result is the first tile's PSNR and SAM (the
+    worst), computed here with plain numpy from the decoded samples, not the last tile's."""
+    cube, info, read = _scene(rows=32, cols=32, seed=4)
+    rng = np.random.default_rng(5)
+    cube[:, :16, :16] += rng.normal(0, 400, (16, 16, 16)).astype(np.int16)  # tile 0 of 4 (16 px tiles)
+    path = str(tmp_path / "c.hsic")
+    compress_scene(info, read, path, "cae1d", 2, device="cpu", tile_size=16)
+    dec = SceneDecoder(path, device="cpu")
+    rec = dec.read().astype(np.float64)
+    dec.close()
+    ref = cube.astype(np.float64)
+    peak = ref.max() - ref.min()
+    psnrs, sams = [], []
+    for y0 in (0, 16):
+        for x0 in (0, 16):
+            a, b = ref[:, y0:y0 + 16, x0:x0 + 16], rec[:, y0:y0 + 16, x0:x0 + 16]
+            psnrs.append(10 * np.log10(peak ** 2 / np.mean((a - b) ** 2)))
+            cos = (a * b).sum(0) / np.sqrt((a * a).sum(0) * (b * b).sum(0))
+            sams.append(float(np.degrees(np.arccos(np.clip(cos, -1, 1))).mean()))
+    assert psnrs[0] < min(psnrs[1:]) - 1 and sams[0] > max(sams[1:])  # the scene is what this test needs
+    worst_psnr, worst_sam = measure_tiles(path, read, peak, device="cpu")
+    assert worst_psnr == pytest.approx(psnrs[0], abs=1e-6)
+    assert worst_sam == pytest.approx(sams[0], abs=1e-4)

@@ -104,11 +104,22 @@ def test_fine_tuning_starts_from_given_weights_and_keeps_their_architecture(tmp_
 
 @pytest.mark.parametrize("codec_id", ["sscnet", "cae3d", "bmshj2018-factorized", "bmshj2018-hyperprior"])
 def test_spatial_codecs_train_a_few_steps(tmp_path, codec_id):
+    import torch
+
     from engine.registry import codec_class
 
     cls = codec_class(codec_id)
     for q in (1, 11) if 11 in cls.info.qualities else (1,):
         rec = train(TrainConfig(codec_id, q, steps=2, batch=2, device="cpu"), scenes(), tmp_path)
-        assert np.isfinite(rec["final"]["loss"])
+        assert np.isfinite(rec["final"]["loss"]) and rec["final"]["loss"] > 0
         model = load_weights(cls.build_model, tmp_path / f"{codec_id}-q{q}.pt")
         assert model.entropy_bottleneck._quantized_cdf.numel() > 0
+        # The two steps moved the weights away from their initialisation (the same seed builds it), and
+        # every trained weight is finite.
+        torch.manual_seed(0)
+        start = cls.build_model(rec["recipe"]["arch"]).state_dict()
+        trained = model.state_dict()
+        moved = [k for k, v in start.items() if v.is_floating_point() and k in trained
+                 and v.shape == trained[k].shape and not torch.equal(v, trained[k])]
+        assert any(k.startswith(("g_a", "g_s", "analysis", "synthesis", "adapter")) for k in moved), moved[:5]
+        assert all(torch.isfinite(v).all() for v in trained.values() if v.is_floating_point())

@@ -65,14 +65,46 @@ def test_unreadable_inputs_are_one_line(tmp_path, capsys):
 
 
 def test_unreadable_permissions_are_one_line(make_raster, tmp_path, capsys):
+    """A raster and a .hsic the user may not read: one line each, no output. As root (CI, containers)
+    permissions do not stop reads, so the CLI then runs as the unprivileged user ``nobody``."""
+    import shutil
+    import tempfile
+
     src = make_raster(bands=3, rows=5, cols=5)
-    os.chmod(src, 0)
+    assert main(["compress", src, str(tmp_path / "a.hsic"), "--device", "cpu", "-q"]) == 0
+    if os.geteuid() != 0:
+        for path in (src, str(tmp_path / "a.hsic")):
+            os.chmod(path, 0)
+        try:
+            err = one_line_error(capsys, ["compress", src, str(tmp_path / "o.hsic"), "-q"])
+            assert "Permission denied" in err
+            assert "Permission denied" in one_line_error(capsys, ["info", str(tmp_path / "a.hsic")])
+        finally:
+            for path in (src, str(tmp_path / "a.hsic")):
+                os.chmod(path, 0o644)
+        assert not (tmp_path / "o.hsic").exists()
+        return
+    if shutil.which("setpriv") is None:
+        pytest.skip("running as root without setpriv (util-linux) to drop to an unprivileged user")
+    # pytest's tmp_path is private to root: a folder that nobody can enter, holding root-only files.
+    folder = tempfile.mkdtemp(prefix="hsic-perm-")
     try:
-        if os.access(src, os.R_OK):
-            pytest.skip("running as root: file permissions do not stop reads")
-        one_line_error(capsys, ["compress", src, str(tmp_path / "o.hsic"), "-q"])
+        os.chmod(folder, 0o777)
+        for name in ("s.tif", "a.hsic"):
+            shutil.copy(src if name == "s.tif" else tmp_path / "a.hsic", os.path.join(folder, name))
+            os.chmod(os.path.join(folder, name), 0)
+        env = {**os.environ, "HOME": folder, "NUMBA_CACHE_DIR": os.path.join(folder, "numba")}
+        cli = "import sys; from hsi_gdal.tools.cli import main; sys.exit(main(sys.argv[1:]))"
+        for argv in (["compress", os.path.join(folder, "s.tif"), os.path.join(folder, "o.hsic"), "-q"],
+                     ["info", os.path.join(folder, "a.hsic")]):
+            done = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                                   sys.executable, "-c", cli, *argv], cwd=ROOT, env=env, capture_output=True,
+                                  text=True, timeout=300)
+            assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+            assert "Permission denied" in done.stderr and "Traceback" not in done.stderr, done.stderr
+        assert not os.path.exists(os.path.join(folder, "o.hsic"))
     finally:
-        os.chmod(src, 0o644)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_full_disk_leaves_no_partial_file(make_raster, tmp_path, capsys):

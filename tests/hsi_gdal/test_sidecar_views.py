@@ -175,3 +175,36 @@ def test_sidecar_of_an_earlier_version_still_reads(make_raster, tmp_path):
     g = gdal.Open(str(tmp_path / "old.vrt"))
     np.testing.assert_array_equal(g.ReadAsArray(), expected)
     del g
+
+
+def test_sidecar_carries_each_band_offset_and_scale(make_raster, tmp_path):
+    """Non-zero offsets (every other fixture has 0.0) reach the sidecar, GDAL and hsi_gdal, band by band."""
+    src = make_raster(bands=4, rows=12, cols=10)
+    ds = gdal.Open(src, gdal.GA_Update)
+    for i in range(4):
+        ds.GetRasterBand(i + 1).SetOffset(-0.25 * (i + 1))
+        ds.GetRasterBand(i + 1).SetScale(2e-4 * (i + 1))
+    ds = None
+    dst = str(tmp_path / "c.hsic")
+    hsi_gdal.Translate(dst, src)
+    g, h = gdal.Open(dst + ".vrt"), hsi_gdal.Open(dst)
+    for i in range(4):
+        assert g.GetRasterBand(i + 1).GetOffset() == pytest.approx(-0.25 * (i + 1))
+        assert g.GetRasterBand(i + 1).GetScale() == pytest.approx(2e-4 * (i + 1))
+        assert h.GetRasterBand(i + 1).GetOffset() == pytest.approx(-0.25 * (i + 1))
+    del g, h
+
+
+def test_rewritten_hsic_is_not_read_from_the_old_file_cached_tiles(make_raster, tmp_path):
+    """The pixel function's decoders are shared per process: a .hsic rewritten in place (same path) must be
+    decoded afresh, not served from the tiles of the file that was there before."""
+    dst = str(tmp_path / "c.hsic")
+    first = hsi_gdal.Translate(dst, make_raster("a.tif", bands=4, rows=20, cols=16, seed=1)).ReadAsArray()
+    g = gdal.Open(dst + ".vrt")
+    np.testing.assert_array_equal(g.ReadAsArray(), first)
+    del g
+    second = hsi_gdal.Translate(dst, make_raster("b.tif", bands=4, rows=20, cols=16, seed=2)).ReadAsArray()
+    assert not np.array_equal(first, second)
+    g = gdal.Open(dst + ".vrt")
+    np.testing.assert_array_equal(g.ReadAsArray(), second)
+    del g

@@ -58,9 +58,15 @@ def test_evaluate_sidecar_layer_reports_the_hsic_rate_and_writes_report_and_sam_
 
 def test_outputs_default_next_to_the_candidate_and_hsic_path_is_accepted(pair, tmp_path):
     ref, hsic = pair
+    import hsi_gdal
+
     out = run_alg("hsic:evaluate", {"REFERENCE": ref, "CANDIDATE": hsic})
-    assert out["REPORT"] == str(tmp_path / "c_eval.html") and (tmp_path / "c_eval.html").exists()
-    assert out["SAM_MAP"] == str(tmp_path / "c_sam.tif") and (tmp_path / "c_sam.tif").exists()
+    assert out["REPORT"] == str(tmp_path / "c_eval.html") and out["SAM_MAP"] == str(tmp_path / "c_sam.tif")
+    expected = hsi_gdal.evaluate(ref, hsic, maps=True)
+    assert out["PSNR"] == pytest.approx(expected["psnr_db"]) and out["SAM"] == pytest.approx(expected["sam_deg"])
+    assert f"{expected['ssim']:.4f}" in (tmp_path / "c_eval.html").read_text()
+    sam = gdal.Open(out["SAM_MAP"]).ReadAsArray()
+    np.testing.assert_allclose(sam, expected["sam_map"].astype(np.float32), equal_nan=True)
 
 
 def test_cancel_leaves_neither_report_nor_map(pair, tmp_path):

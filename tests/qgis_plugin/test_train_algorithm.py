@@ -1,9 +1,9 @@
 """hsic:train writes weights that hsic:compress uses and decoding finds again; cancel and bad input."""
 
 import json
-import os
 import shutil
 
+import numpy as np
 import pytest
 from conftest import LogFeedback, run_alg
 from qgis.core import QgsProcessingContext, QgsProcessingException
@@ -32,7 +32,14 @@ def test_fine_tune_then_compress_with_the_weights_and_decode_them_back(hsic_regi
     assert ds.header.weights_sha256 == file_sha256(weights)
     assert ds.header.codec_options["weights_file"] == "s_cae1d-q1.pt"
     decoded = run_alg("hsic:decompress", {"INPUT": hsic})["OUTPUT"]
-    assert decoded == str(tmp_path / "c_decoded.tif") and os.path.isfile(decoded)
+    assert decoded == str(tmp_path / "c_decoded.tif")
+    from osgeo import gdal
+
+    expected = ds.ReadAsArray()  # the .hsic decoded with its recorded weights
+    np.testing.assert_array_equal(gdal.Open(decoded).ReadAsArray(), expected)
+    # ... which are not the installed ones: those give other samples for the same scene.
+    installed = hsi_gdal.Translate(str(tmp_path / "i.hsic"), scene, quality=1).ReadAsArray()
+    assert not np.array_equal(expected, installed)
 
     # Moved without its weights: a clear error; moved with them: decodes again.
     moved = tmp_path / "moved"
@@ -42,7 +49,7 @@ def test_fine_tune_then_compress_with_the_weights_and_decode_them_back(hsic_regi
     with pytest.raises(QgsProcessingException, match=r"weights file 's_cae1d-q1.pt'.*not found"):
         run_alg("hsic:decompress", {"INPUT": str(moved / "c.hsic")})
     out = run_alg("hsic:decompress", {"INPUT": str(moved / "c.hsic"), "WEIGHTS": str(tmp_path / "elsewhere.pt")})
-    assert os.path.isfile(out["OUTPUT"])
+    np.testing.assert_array_equal(gdal.Open(out["OUTPUT"]).ReadAsArray(), expected)
     shutil.move(tmp_path / "elsewhere.pt", moved / "s_cae1d-q1.pt")
     assert hsi_gdal.Open(str(moved / "c.hsic")).ReadAsArray().shape == (12, 40, 30)
     # The installed weights are not the ones it was written with: refused, not decoded into garbage.

@@ -1,5 +1,7 @@
 """Training data sources: a folder of rasters, and HySpecNet-11k's layout on a small fake tree."""
 
+import json
+
 import numpy as np
 import pytest
 from osgeo import gdal
@@ -98,7 +100,12 @@ def test_cli_trains_on_hyspecnet_tree_and_resumes(hyspecnet, tmp_path, capsys):
     args = ["train", "--codec", "cae1d", "--quality", "1", "--dataset", "hyspecnet11k", "--root", str(root),
             "--split", "hard", "--steps", "4", "--batch", "8", "--out", str(out), "--device", "cpu", "-q"]
     assert main(args) == 0
-    assert (out / "cae1d-q1.pt").is_file() and (out / "cae1d-q1.json").is_file()
+    first = (out / "cae1d-q1.pt").read_bytes()
+    record = json.loads((out / "cae1d-q1.json").read_text())
+    assert record["data"]["names"] == [s.name for s in hyspecnet_scenes(root, "hard", "train")]
     assert main(args + ["--resume"]) == 0  # no checkpoint left: a fresh run, same result
+    assert (out / "cae1d-q1.pt").read_bytes() == first
+    again = json.loads((out / "cae1d-q1.json").read_text())
+    assert again["final"] == record["final"] and again["resumed_at"] is None
     assert main(["train", "--dataset", "hyspecnet11k", "--root", str(tmp_path / "nope"), "-q"]) == 2
     assert "not a HySpecNet-11k folder" in capsys.readouterr().err
