@@ -39,7 +39,7 @@ QUICK_CROP = 64
 QUICK_RATES = {"jpeg2000": (0.25, 1.0, 4.0), "pca-jpeg2000": (0.06, 0.25, 1.0)}
 # A continuous-rate codec (klt) is run at these target rates (``hsic compress --bpppc``), spanning the
 # 0.05-1 bpppc over which BD-rates are compared; its encode time includes the rate search.
-CONTINUOUS_RATES = (0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0)
+CONTINUOUS_RATES = (0.05, 0.1, 0.175, 0.25, 0.35, 0.5, 0.75, 1.0)
 QUICK_CONTINUOUS_RATES = (0.1, 0.5)
 
 
