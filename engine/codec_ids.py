@@ -37,6 +37,7 @@ CODECS: tuple[CodecRow, ...] = (
     CodecRow("hific-3d", 9, "engine.codecs.hific"),
     CodecRow("band-cluster", 10, "engine.codecs.band_cluster"),
     CodecRow("mdim-drf", 11, "engine.codecs.mdim"),
+    CodecRow("klt", 15, "engine.codecs.klt"),
 )
 
 # Numbers once given to the benchmark's baselines (hsi_gdal/bench.py), which are not codecs and never

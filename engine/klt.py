@@ -20,7 +20,6 @@ step (quarter octaves) for the context models. Encoder and decoder both use the 
 from __future__ import annotations
 
 import math
-import struct
 from dataclasses import dataclass
 
 import numba
@@ -29,6 +28,7 @@ import numpy as np
 from engine.entropy.laplace import N_SCALES, cost_table, load_tables, pop_residual, push_residual, residual_cost
 from engine.entropy.rans import rans_encode, rans_init
 from engine.errors import FormatError, InputError
+from engine.format.klt import STAGE_COLUMN, STAGE_HEAD, STAGE_MEAN_TABLE
 
 STAGE_VERSION = 1
 # Basis-quantisation error added to the component MSE, as a fraction of the quantiser's step^2 / 12
@@ -234,18 +234,18 @@ def _stage_bytes(st: SpectralStage) -> bytes:
     for s, t in zip(seqs, tables):
         n = _push_seq(s, t, cdf, nsym, starts, freqs, n)
     stream = rans_encode(starts, freqs, n).tobytes()
-    head = struct.pack("<BHHfB", STAGE_VERSION, st.bands, st.k, st.step, st.mean_exp)
+    head = STAGE_HEAD.pack(STAGE_VERSION, st.bands, st.k, st.step, st.mean_exp)
     head += np.packbits(used.astype(np.uint8), bitorder="little").tobytes()
-    head += b"".join(struct.pack("<bBBB", *m) for m in meta) + struct.pack("<B", mean_table)
+    head += b"".join(STAGE_COLUMN.pack(*m) for m in meta) + STAGE_MEAN_TABLE.pack(mean_table)
     return head + stream
 
 
 def _stage_from_bytes(blob: bytes) -> SpectralStage:
     blob = bytes(blob)
-    fixed = struct.calcsize("<BHHfB")
+    fixed = STAGE_HEAD.size
     if len(blob) < fixed:
         raise FormatError("spectral stage truncated")
-    version, bands, k, step, mean_exp = struct.unpack_from("<BHHfB", blob)
+    version, bands, k, step, mean_exp = STAGE_HEAD.unpack_from(blob)
     if version != STAGE_VERSION:
         raise FormatError(f"spectral stage version {version} is not supported (this build reads {STAGE_VERSION})")
     nbit = (bands + 7) // 8
@@ -253,7 +253,7 @@ def _stage_from_bytes(blob: bytes) -> SpectralStage:
     if bands < 1 or k > bands or len(blob) < pos + 4 or not (np.isfinite(step) and step > 0):
         raise FormatError("spectral stage header is corrupt or truncated")
     used = np.unpackbits(np.frombuffer(blob, np.uint8, nbit, fixed), count=bands, bitorder="little").astype(bool)
-    meta = [struct.unpack_from("<bBBB", blob, fixed + nbit + 4 * c) for c in range(k)]
+    meta = [STAGE_COLUMN.unpack_from(blob, fixed + nbit + 4 * c) for c in range(k)]
     mean_table = blob[pos - 1]
     if any(m[3] >= N_SCALES or m[2] > 1 for m in meta) or mean_table >= N_SCALES:
         raise FormatError("spectral stage header is corrupt")

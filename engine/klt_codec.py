@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import math
-import struct
 from collections.abc import Iterable, Iterator
 
 import numba
@@ -24,13 +23,12 @@ import numpy as np
 from engine import context_models as cm
 from engine.entropy.laplace import N_SCALES, cost_table, load_tables
 from engine.errors import FormatError, InputError
+from engine.format.klt import PLANE_HEAD, TILE_HEAD
 from engine.klt import SpectralStage, fit_klt, make_stage
 
 ROUNDING = 0.5 - 0.10  # q = sign(y) floor(|y| / step + ROUNDING); tuned on train/ (scripts/klt_rd.py)
 K_STD_RATIO = 0.4
 DEFAULT_MODEL = "learned"
-TILE_HEAD = struct.Struct("<BH")
-PLANE_HEAD = struct.Struct("<BbBB")
 
 
 @functools.lru_cache(maxsize=None)

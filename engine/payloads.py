@@ -28,12 +28,18 @@ def _norm(header: Header) -> tuple[np.ndarray, np.ndarray]:
             np.asarray(header.norm_scale, dtype=np.float64)[:, None, None])
 
 
-def _prepare(raw: np.ndarray, header: Header, codec):
-    """A raw tile's normalised codec input, its valid-sample mask and the masks the payload stores."""
+def normalised(raw: np.ndarray, header: Header) -> tuple[np.ndarray, np.ndarray]:
+    """A raw tile's normalised float32 samples (no-data filled) and its valid-sample mask."""
     valid = valid_mask(raw, header.nodata)
     offset, scale = _norm(header)
     x = ((raw.astype(np.float64) - offset) / scale).astype(np.float32)
     fill_invalid(x, valid)
+    return x, valid
+
+
+def _prepare(raw: np.ndarray, header: Header, codec):
+    """A raw tile's normalised codec input, its valid-sample mask and the masks the payload stores."""
+    x, valid = normalised(raw, header)
     if codec.pad_edge_tiles:  # spatial codecs see full tiles: edge tiles padded by replication
         x = extract_tile(x, TileGrid(raw.shape[1], raw.shape[2], header.tile_rows, header.tile_cols), 0)
     masks = []
@@ -134,10 +140,10 @@ def _coded_shape(header: Header, codec, h: int, w: int) -> tuple[int, int, int]:
     return (header.bands, *((header.tile_rows, header.tile_cols) if codec.pad_edge_tiles else (h, w)))
 
 
-def _codec_decode(codec, items: list[tuple[bytes, tuple[int, int, int]]]) -> list[np.ndarray]:
-    """codec.decode_tiles with a codec's parse failures turned into FormatError."""
+def _codec_decode(codec, items: list[tuple[bytes, tuple[int, int, int]]], latent: bool = False) -> list:
+    """codec.decode_tiles (or decode_latents) with a codec's parse failures turned into FormatError."""
     try:
-        return codec.decode_tiles(items)
+        return codec.decode_latents(items) if latent else codec.decode_tiles(items)
     except (ValueError, RuntimeError, IndexError, OverflowError) as e:
         if isinstance(e, HSICError):
             raise
@@ -145,28 +151,61 @@ def _codec_decode(codec, items: list[tuple[bytes, tuple[int, int, int]]]) -> lis
         raise FormatError(f"corrupt tile payload: {type(e).__name__}: {e}") from e
 
 
-def _to_source(full: np.ndarray, header: Header, h: int, w: int, masks: list[np.ndarray]) -> np.ndarray:
-    """A decoded (normalised) tile in source units and type, cropped to (bands, h, w), masks applied."""
+def _to_source(full: np.ndarray, header: Header, h: int, w: int, masks: list[np.ndarray],
+               bands: np.ndarray | None = None) -> np.ndarray:
+    """A decoded (normalised) tile in source units and type, cropped to (bands, h, w), masks applied.
+
+    ``bands``: the band indices ``full`` holds (all bands when None); the masks are taken for those."""
     offset, scale = _norm(header)
+    if bands is not None:
+        offset, scale, masks = offset[bands], scale[bands], [m[bands] for m in masks]
     x = full[:, :h, :w].astype(np.float64) * scale + offset
     return to_dtype(x, np.dtype(header.dtype), header.nodata, ~masks[0] if masks else None,
                      masks[1] if len(masks) == 2 else None)
 
 
-def decode_payloads(items: list[tuple[bytes, int, int]], header: Header, codec) -> list[np.ndarray]:
-    """Decode several (payload, h, w) through one codec batch to source units and type, each (bands, h, w)."""
+class DecodedTile:
+    """One decoded tile, kept as the codec's latent (:meth:`TileCodec.decode_latents`, e.g. the KLT
+    components) and its masks; :meth:`bands` makes source samples of only the bands asked for. An
+    error-bounded tile is kept finished (its residual needs every band)."""
+
+    def __init__(self, header: Header, codec, h: int, w: int, latent=None, masks=(), full=None):
+        self.header, self.codec, self.h, self.w = header, codec, h, w
+        self.latent, self.masks, self.full = latent, list(masks), full
+        parts = [full] if full is not None else [latent, *self.masks]
+        self.nbytes = sum(getattr(p, "nbytes", 0) for p in parts)
+
+    def bands(self, sel: np.ndarray | None = None) -> np.ndarray:
+        """Source samples (len(sel), h, w) of bands ``sel`` (0-based; all when None)."""
+        if self.full is not None:
+            return self.full if sel is None else self.full[sel]
+        if sel is None:
+            return _to_source(self.codec.expand(self.latent, None), self.header, self.h, self.w, self.masks)
+        sel = np.asarray(sel, dtype=np.int64)
+        return _to_source(self.codec.expand(self.latent, sel), self.header, self.h, self.w, self.masks, sel)
+
+
+def decode_tiles(items: list[tuple[bytes, int, int]], header: Header, codec) -> list[DecodedTile]:
+    """Decode several (payload, h, w) through one codec batch, each kept as a :class:`DecodedTile`."""
     parsed = [_parse_payload(p, header, codec, h, w) for p, h, w in items]
-    fulls = _codec_decode(codec, [(data, shape) for _, data, shape, _ in parsed])
+    latents = _codec_decode(codec, [(data, shape) for _, data, shape, _ in parsed], latent=True)
     out = []
-    for (masks, _, _, section), full, (_, h, w) in zip(parsed, fulls, items):
-        arr = _to_source(full, header, h, w, masks)
+    for (masks, _, _, section), latent, (_, h, w) in zip(parsed, latents, items):
+        tile = DecodedTile(header, codec, h, w, latent, masks)
         if section is not None:
+            arr = tile.bands()
             valid = ~masks[0] if masks else np.ones(arr.shape, dtype=bool)
             nan = masks[1] if len(masks) == 2 else None
             arr = residual.decode_section(section, arr, valid, header.max_abs_error,
                                           lambda rec, valid=valid, nan=nan: finish(rec, header.nodata, valid, nan))
-        out.append(arr)
+            tile = DecodedTile(header, codec, h, w, full=arr)
+        out.append(tile)
     return out
+
+
+def decode_payloads(items: list[tuple[bytes, int, int]], header: Header, codec) -> list[np.ndarray]:
+    """Decode several (payload, h, w) through one codec batch to source units and type, each (bands, h, w)."""
+    return [t.bands() for t in decode_tiles(items, header, codec)]
 
 
 def decode_payload(payload: bytes, header: Header, codec, h: int, w: int) -> np.ndarray:

@@ -20,7 +20,7 @@ from engine.errors import CancelledError, CodecError, FormatError, InputError
 from engine.format.container import SUPPORTED_DTYPES, Header, open_hsic, write_hsic
 from engine.normalise import normalisation, valid_mask, valid_range
 from engine.overviews import build_section as build_overview_section, default_factors
-from engine.payloads import decode_payloads, encode_payloads, residual_codec
+from engine.payloads import DecodedTile, decode_tiles, encode_payloads, normalised, residual_codec
 from engine.registry import get_codec
 from engine.residual import check_max_abs_error
 from engine.tiling import TileGrid
@@ -97,7 +97,7 @@ def scene_range(info: SceneInfo, read_window: ReadWindow, grid: TileGrid) -> tup
 def compress_scene(info: SceneInfo, read_window: ReadWindow, dst: str, codec: str, quality: int | None = None,
                    device: str = "auto", tile_size: int = DEFAULT_TILE, progress: Progress | None = None,
                    weights: str | None = None, overviews: tuple[int, ...] | None = None,
-                   max_abs_error: float | None = None) -> Header:
+                   max_abs_error: float | None = None, step: float | None = None) -> Header:
     """Compress a scene into ``dst`` (.hsic, written atomically). Returns the header written.
 
     ``weights``: a user's weights file for the codec and quality (recorded in the header, see
@@ -105,9 +105,15 @@ def compress_scene(info: SceneInfo, read_window: ReadWindow, dst: str, codec: st
     reduced-resolution levels stored with the scene (engine/overviews.py); None chooses them from the
     scene size, () stores none. ``max_abs_error``: error-bounded mode (engine/residual.py), every valid
     sample decodes within this of the source, in source units (0: lossless); overviews are not bounded.
+    ``step``: the quantiser step of a continuous-rate codec, instead of its quality's preset.
+
+    A codec with a scene stage (``uses_scene_stage``) is fitted in one more pass over the scene, after
+    the value range's; its bytes go to the file's scene section (format 1.3), counted in the rate.
     """
     max_abs_error = check_max_abs_error(max_abs_error)
     coder = get_codec(codec, quality, device, weights=weights)
+    if step is not None:
+        coder.set_step(step)
     decoder = residual_codec(coder) if max_abs_error is not None else None
     grid = TileGrid(info.rows, info.cols, min(tile_size, info.rows), min(tile_size, info.cols))
     too_big = check_tile_size(info.bands, grid.tile_rows, grid.tile_cols)
@@ -124,6 +130,10 @@ def compress_scene(info: SceneInfo, read_window: ReadWindow, dst: str, codec: st
         statistics=info.statistics or None,
     )
 
+    scene = None
+    if coder.uses_scene_stage:
+        scene = coder.fit_scene((normalised(read_window(*win), header) for win in grid.windows()), info.bands)
+
     factors = default_factors(info.rows, info.cols) if overviews is None else tuple(overviews)
     share = OVERVIEW_PROGRESS_SHARE if factors else 0.0  # of the progress bar, for the overview pass
     trailer = build_overview_section(header, read_window, coder, factors,
@@ -138,14 +148,16 @@ def compress_scene(info: SceneInfo, read_window: ReadWindow, dst: str, codec: st
             yield from encode_payloads(raws, header, coder, decoder)
             check_progress(progress, share + (1 - share) * min(start + group, len(windows)) / grid.n_tiles)
 
-    write_hsic(dst, header, payloads(), trailer=trailer)
+    write_hsic(dst, header, payloads(), trailer=trailer, scene=scene)
     return header
 
 
 class SceneDecoder:
     """Decodes a .hsic file tile by tile, with a thread-safe LRU cache of decoded tiles.
 
-    One decoded tile serves all bands: GDAL calls a VRT pixel function once per band per request.
+    One decoded tile serves all bands: GDAL calls a VRT pixel function once per band per request. The
+    cache keeps what the codec decodes a tile to (:class:`engine.payloads.DecodedTile`: for ``klt`` the
+    components), and a read makes source samples of only the bands it asks for.
     """
 
     def __init__(self, path: str, device: str = "auto", cache_bytes: int = 256 << 20, weights: str | None = None):
@@ -161,6 +173,10 @@ class SceneDecoder:
             device = "cpu"  # the residual is relative to the CPU reconstruction (see residual_codec)
         try:
             self.codec = get_codec(h.codec, h.quality, device, weights=find_weights(path, h, weights))
+            if self.codec.uses_scene_stage:
+                if self.reader.scene_bytes is None:
+                    raise FormatError(f"{path}: codec {h.codec} needs a scene section, the file has none")
+                self.codec.bind_scene(self.reader.scene_bytes, h.bands)
         except BaseException:
             self.reader.close()
             raise
@@ -172,24 +188,32 @@ class SceneDecoder:
                 f"{weight_files.WEIGHTS_DIR / weight_files.ARCHIVE} holds none of that digest: "
                 "decode it with the HSIC version that wrote it"
             )
-        self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
-        self._tile_bytes = h.bands * h.tile_rows * h.tile_cols * np.dtype(h.dtype).itemsize
-        self._max_tiles = max(1, cache_bytes // self._tile_bytes)
+        self._cache: OrderedDict[int, DecodedTile] = OrderedDict()
+        self._cache_bytes = cache_bytes
+        self._cached = 0  # bytes held by the cache
         self._lock = threading.Lock()
         self.decoded_tiles = 0  # how many tiles were really decoded (cache misses), for tests and stats
+
+    def _trim(self) -> None:
+        # Oldest first, but always keep the newest tile (a cache smaller than one tile still serves reads).
+        while len(self._cache) > 1 and self._cached > self._cache_bytes:
+            self._cached -= self._cache.popitem(last=False)[1].nbytes
 
     def set_cache_bytes(self, cache_bytes: int) -> None:
         """Resize the decoded-tile cache (at least one tile), dropping the oldest tiles beyond it."""
         with self._lock:
-            self._max_tiles = max(1, cache_bytes // self._tile_bytes)
-            while len(self._cache) > self._max_tiles:
-                self._cache.popitem(last=False)
+            self._cache_bytes = cache_bytes
+            self._trim()
 
     def tile(self, i: int) -> np.ndarray:
         """Decoded tile i in source units and type, cropped at the scene edge."""
         return self.tiles([i])[0]
 
     def tiles(self, indices: list[int]) -> list[np.ndarray]:
+        """Decoded tiles, all bands (see :meth:`decoded`)."""
+        return [t.bands() for t in self.decoded(indices)]
+
+    def decoded(self, indices: list[int]) -> list[DecodedTile]:
         """Decoded tiles, those not cached decoded together (one codec batch: pass at most batch_size)."""
         with self._lock:
             found = {i: self._cache[i] for i in indices if i in self._cache}
@@ -198,11 +222,11 @@ class SceneDecoder:
             missing = [i for i in dict.fromkeys(indices) if i not in found]
             if missing:
                 items = [(self.reader.read_tile(i), *self.grid.window(i)[2:]) for i in missing]
-                for i, arr in zip(missing, decode_payloads(items, self.header, self.codec)):
-                    found[i] = self._cache[i] = arr
+                for i, t in zip(missing, decode_tiles(items, self.header, self.codec)):
+                    found[i] = self._cache[i] = t
+                    self._cached += t.nbytes
                 self.decoded_tiles += len(missing)
-                while len(self._cache) > self._max_tiles:
-                    self._cache.popitem(last=False)
+                self._trim()
             return [found[i] for i in indices]
 
     def read(self, yoff: int = 0, xoff: int = 0, ysize: int | None = None, xsize: int | None = None,
@@ -214,17 +238,19 @@ class SceneDecoder:
         if yoff < 0 or xoff < 0 or ysize < 1 or xsize < 1 or yoff + ysize > h.rows or xoff + xsize > h.cols:
             raise InputError(f"window (xoff={xoff}, yoff={yoff}, xsize={xsize}, ysize={ysize}) "
                              f"is outside the {h.cols} x {h.rows} raster")
-        sel = list(range(h.bands)) if bands is None else list(bands)
-        out = np.empty((len(sel), ysize, xsize), dtype=h.dtype)
+        sel = None if bands is None else np.asarray(list(bands), dtype=np.int64)
+        if sel is not None and sel.size and (sel.min() < 0 or sel.max() >= h.bands):
+            raise InputError(f"band index out of range 0..{h.bands - 1}: {list(bands)!r}")
+        out = np.empty((h.bands if sel is None else sel.size, ysize, xsize), dtype=h.dtype)
         touched = list(self.grid.tiles_touching(yoff, xoff, ysize, xsize))
         group = self.codec.batch_size  # tiles decoded per codec call: memory bounded by one group
         for start in range(0, len(touched), group):
             batch = touched[start:start + group]
-            for i, t in zip(batch, self.tiles(batch)):
+            for i, t in zip(batch, self.decoded(batch)):
                 ty, tx, th, tw = self.grid.window(i)
                 y0, y1 = max(ty, yoff), min(ty + th, yoff + ysize)
                 x0, x1 = max(tx, xoff), min(tx + tw, xoff + xsize)
-                out[:, y0 - yoff:y1 - yoff, x0 - xoff:x1 - xoff] = t[sel, y0 - ty:y1 - ty, x0 - tx:x1 - tx]
+                out[:, y0 - yoff:y1 - yoff, x0 - xoff:x1 - xoff] = t.bands(sel)[:, y0 - ty:y1 - ty, x0 - tx:x1 - tx]
             check_progress(progress, min(start + group, len(touched)) / len(touched))
         return out
 

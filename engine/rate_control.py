@@ -14,6 +14,10 @@ promises: a higher quality never costs fewer bits. It does not assume that quali
 monotonically (SAM does not always), so quality targets are checked one quality at a time, cheapest
 first, while a pure rate target uses bisection.
 
+A codec with a continuous rate (``continuous_rate``, e.g. ``klt``) is searched over its quantiser step
+instead (:func:`choose_step`): ``bpppc`` alone lands within ``RATE_TOLERANCE`` below the target, a PSNR or
+SAM target gets the coarsest step (fewest bits) that meets it, to within ``STEP_PRECISION``.
+
 One quality serves the whole file: the container header records one codec, quality and weights
 digest for all tiles (docs/format.md), so per-tile quality would need a format change and a decoder
 that holds several models at once; it is not offered.
@@ -34,8 +38,13 @@ from engine.format.container import Header
 from engine.normalise import valid_mask
 from engine.pipeline import (DEFAULT_TILE, Progress, ReadWindow, SceneDecoder, SceneInfo, check_progress,
                              compress_scene, scene_range)
-from engine.registry import get_info
+from engine.registry import codec_class, get_info
 from engine.tiling import TileGrid
+
+
+RATE_TOLERANCE = 0.03  # a pure rate target lands in [1 - this, 1] x bpppc (continuous-rate codecs)
+STEP_PRECISION = 1.03  # a quality target's step search stops when its bracket is this narrow (ratio)
+MAX_STEP_TRIALS = 16
 
 
 class TargetNotMetError(InputError):
@@ -85,6 +94,7 @@ class Trial:
     bpppc: float
     min_tile_psnr: float | None = None
     max_tile_sam: float | None = None
+    step: float | None = None  # the quantiser step of a continuous-rate codec's trial
 
     def fits_rate(self, t: Target) -> bool:
         return t.bpppc is None or self.bpppc <= t.bpppc
@@ -94,7 +104,7 @@ class Trial:
                 and (t.max_sam is None or self.max_tile_sam <= t.max_sam))
 
     def describe(self) -> str:
-        s = f"q{self.quality}: {self.bpppc:.4f} bpppc"
+        s = (f"step {self.step:.4g}" if self.step is not None else f"q{self.quality}") + f": {self.bpppc:.4f} bpppc"
         if self.min_tile_psnr is not None:
             s += f", worst tile {self.min_tile_psnr:.2f} dB"
         if self.max_tile_sam is not None:
@@ -137,6 +147,63 @@ def choose_quality(qualities, trial: Callable[[int], Trial], target: Target) -> 
                             + "; ".join(t.describe() for t in tried()))
 
 
+def choose_step(trial: Callable[[float], Trial], target: Target, start: float, lo: float,
+                hi: float) -> tuple[float, list[Trial]]:
+    """The quantiser step in [lo, hi] meeting ``target`` (see module doc) and the trials made.
+
+    Assumes what a quantiser gives: a coarser step never costs more bits nor gives better quality.
+    Pure rate: the finest step that fits, by regula falsi in log step against log rate (a few trials).
+    Quality: the coarsest step that meets it, by bisection in log step; then it must fit ``bpppc`` too.
+    TargetNotMetError if no step does.
+    """
+    done: dict[float, Trial] = {}
+
+    def run(s: float) -> Trial:
+        s = min(hi, max(lo, s))
+        if s not in done:
+            done[s] = trial(s)
+        return done[s]
+
+    def tried() -> list[Trial]:
+        return [done[s] for s in sorted(done)]
+
+    def fail() -> TargetNotMetError:
+        return TargetNotMetError(f"no quantiser step meets the target ({target.describe()}); tried "
+                                 + "; ".join(t.describe() for t in tried()))
+
+    quality = target.needs_quality
+    meets = (lambda t: t.meets_quality(target)) if quality else (lambda t: t.fits_rate(target))
+    good = bad = None  # trials that meet / miss the criterion, nearest to the boundary found so far
+    t = run(start)
+    for _ in range(MAX_STEP_TRIALS):
+        if meets(t):  # quality: coarser is better (fewer bits); rate: finer is better (more quality)
+            if good is None or (t.step > good.step if quality else t.step < good.step):
+                good = t
+        elif bad is None or (t.step < bad.step if quality else t.step > bad.step):
+            bad = t
+        if not quality and good is not None and good.bpppc >= (1 - RATE_TOLERANCE) * target.bpppc:
+            break
+        if good is not None and bad is not None:
+            if max(good.step, bad.step) <= min(good.step, bad.step) * (STEP_PRECISION if quality else 1.001):
+                break
+            if quality:
+                nxt = math.sqrt(good.step * bad.step)
+            else:  # interpolate log step at the log target rate between the bracket's two trials
+                ra, rb = math.log(good.bpppc), math.log(bad.bpppc)
+                f = (math.log(target.bpppc * (1 - RATE_TOLERANCE / 2)) - ra) / (rb - ra) if rb != ra else 0.5
+                nxt = math.exp(math.log(good.step) + min(0.9, max(0.1, f)) * math.log(bad.step / good.step))
+        elif quality:
+            nxt = t.step * (4.0 if good is not None else 0.25)
+        else:  # rate ~ log(1/step) per component: move by the rate's ratio, at most 8x a trial
+            nxt = t.step * min(8.0, max(1 / 8, (t.bpppc / (target.bpppc * (1 - RATE_TOLERANCE / 2))) ** 1.5))
+        if min(hi, max(lo, nxt)) == t.step:
+            break  # the end of the range
+        t = run(nxt)
+    if good is None or not good.fits_rate(target):
+        raise fail()
+    return good.step, tried()
+
+
 def measure_tiles(path: str, read_window: ReadWindow, data_range: float, device: str = "auto",
                   progress: Progress | None = None) -> tuple[float, float]:
     """(lowest tile PSNR, highest tile mean SAM) of a .hsic file against its source, tile by tile.
@@ -172,39 +239,81 @@ def compress_to_target(info: SceneInfo, read_window: ReadWindow, dst: str, codec
     """
     cinfo = get_info(codec)
     qs = sorted(cinfo.qualities)
+    continuous = codec_class(codec).continuous_rate
     data_range = 1.0
     if target.needs_quality:
         grid = TileGrid(info.rows, info.cols, min(tile_size, info.rows), min(tile_size, info.cols))
         lo, hi = scene_range(info, read_window, grid)
         data_range = hi - lo if np.isfinite(hi - lo) and hi > lo else 1.0
-    paths: dict[int, str] = {}
-    headers: dict[int, Header] = {}
-    steps = len(qs) * (2 if target.needs_quality else 1)  # upper bound of the work, for progress only
+    paths: dict = {}  # by quality, or by step for a continuous-rate codec
+    headers: dict = {}
+    # An upper bound of the work, for progress only.
+    steps = (MAX_STEP_TRIALS if continuous else len(qs)) * (2 if target.needs_quality else 1)
     step = 0
 
     def scaled(fraction: float):
         return None if progress is None else progress(min(1.0, (step + fraction) / steps))
 
-    def trial(q: int) -> Trial:
+    def trial(key) -> Trial:
         nonlocal step
-        path = f"{dst}.q{q}.trial"
-        paths[q] = path
-        headers[q] = compress_scene(info, read_window, path, codec, q, device=device, tile_size=tile_size,
-                                    progress=scaled)
+        q, s = (cinfo.default_quality, key) if continuous else (key, None)
+        path = f"{dst}.{'s%.6g' % s if continuous else 'q%d' % q}.trial"
+        paths[key] = path
+        headers[key] = compress_scene(info, read_window, path, codec, q, device=device, tile_size=tile_size,
+                                      progress=scaled, step=s)
         step += 1
         rate = metrics.bpppc(os.path.getsize(path), info.rows, info.cols, info.bands)
         if not target.needs_quality:
-            return Trial(q, rate)
-        if target.bpppc is not None and rate > target.bpppc:
+            return Trial(q, rate, step=s)
+        if not continuous and target.bpppc is not None and rate > target.bpppc:
             return Trial(q, rate)  # too big anyway: no need to decode and measure it
         psnr, sam = measure_tiles(path, read_window, data_range, device, scaled)
         step += 1
-        return Trial(q, rate, psnr, sam)
+        return Trial(q, rate, psnr, sam, step=s)
 
     try:
-        q, trials = choose_quality(qs, trial, target)
-        os.replace(paths.pop(q), dst)
-        return headers[q], trials
+        if continuous:
+            cls = codec_class(codec)
+            key, trials = choose_step(trial, target, cls.preset_step(cinfo.default_quality), *cls.step_range)
+        else:
+            key, trials = choose_quality(qs, trial, target)
+        os.replace(paths.pop(key), dst)
+        return headers[key], trials
+    finally:
+        for p in paths.values():
+            if os.path.exists(p):
+                os.remove(p)
+
+
+def compress_bounded(info: SceneInfo, read_window: ReadWindow, dst: str, codec: str, max_abs_error: float,
+                     device: str = "auto", tile_size: int = DEFAULT_TILE,
+                     progress: Progress | None = None) -> tuple[Header, list[Trial]]:
+    """Error-bounded compression (engine/residual.py) into ``dst`` with the cheapest base setting.
+
+    The residual's cost depends on how good a predictor the codec's reconstruction is, and the best
+    step differs from scene to scene (measured on train/ scenes: docs/benchmarks/klt_error_bounded.json):
+    for a continuous-rate codec each quality's preset step is tried and the smallest file kept; other
+    codecs are coded once at their default quality. Returns the header and the trials (sizes).
+    """
+    cls = codec_class(codec)
+    if not cls.continuous_rate:
+        header = compress_scene(info, read_window, dst, codec, None, device=device, tile_size=tile_size,
+                                progress=progress, max_abs_error=max_abs_error)
+        return header, []
+    qs = sorted(cls.info.qualities)
+    paths: dict[int, str] = {}
+    headers: dict[int, Header] = {}
+    trials: list[Trial] = []
+    try:
+        for n, q in enumerate(qs):
+            paths[q] = f"{dst}.q{q}.trial"
+            headers[q] = compress_scene(
+                info, read_window, paths[q], codec, q, device=device, tile_size=tile_size, max_abs_error=max_abs_error,
+                progress=None if progress is None else lambda f, n=n: progress((n + f) / len(qs)))
+            trials.append(Trial(q, metrics.bpppc(os.path.getsize(paths[q]), info.rows, info.cols, info.bands)))
+        best = min(trials, key=lambda t: t.bpppc).quality
+        os.replace(paths.pop(best), dst)
+        return headers[best], trials
     finally:
         for p in paths.values():
             if os.path.exists(p):

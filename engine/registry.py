@@ -14,7 +14,7 @@ from engine.codec_ids import CODEC_NUMBERS, codec_module
 from engine.codecs.base import CodecInfo, TileCodec
 from engine.errors import CodecError
 
-DEFAULT_CODEC = "cae1d"
+DEFAULT_CODEC = "klt"
 
 _REGISTRY: dict[str, type[TileCodec]] = {}
 

@@ -8,7 +8,7 @@ from typing import Callable
 
 from engine.errors import HSICError, HSICIOError, InputError
 from engine.pipeline import DEFAULT_TILE, SceneInfo, compress_scene
-from engine.rate_control import Target, compress_to_target
+from engine.rate_control import Target, compress_bounded, compress_to_target
 from engine.residual import check_max_abs_error
 from engine.registry import DEFAULT_CODEC
 from engine.statistics import scene_statistics
@@ -74,6 +74,10 @@ def Translate(destName, srcDSOrSrcDSName, codec: str | None = None, quality: int
             with cache_limit():
                 header, _ = compress_to_target(info, source.read_window, dst, codec or DEFAULT_CODEC,
                                                target, device=device, tile_size=tile_size, progress=progress)
+        elif max_abs_error is not None and quality is None and weights is None:
+            with cache_limit():  # the base setting that codes cheapest under the bound
+                header, _ = compress_bounded(info, source.read_window, dst, codec or DEFAULT_CODEC,
+                                             max_abs_error, device=device, tile_size=tile_size, progress=progress)
         else:
             with cache_limit():
                 header = compress_scene(info, source.read_window, dst, codec or DEFAULT_CODEC, quality,

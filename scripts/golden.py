@@ -35,6 +35,8 @@ TILE = 32
 EXTRA = [
     {"name": "cae1d-q2-overview", "codec": "cae1d", "quality": 2, "overviews": [2]},
     {"name": "cae1d-q1-bounded4", "codec": "cae1d", "quality": 1, "max_abs_error": 4.0},
+    {"name": "klt-q3-overview", "codec": "klt", "quality": 3, "overviews": [2]},
+    {"name": "klt-q3-bounded4", "codec": "klt", "quality": 3, "max_abs_error": 4.0},
 ]
 
 

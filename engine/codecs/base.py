@@ -11,6 +11,7 @@ import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Iterable
 from typing import ClassVar
 
 import numpy as np
@@ -78,6 +79,12 @@ class TileCodec(ABC):
     # Spatial codecs need every tile at the full tile size (edge tiles are padded by replication and
     # cropped back); a per-pixel codec codes edge tiles as they are, since padding would cost bits.
     pad_edge_tiles: ClassVar[bool] = True
+    # A codec with a scene stage codes every tile against side information fitted on the whole scene
+    # (e.g. its KLT): the pipeline calls fit_scene before coding and stores the bytes it returns once, in
+    # the file's scene section (format 1.3); a decoder hands them to bind_scene before decoding a tile.
+    uses_scene_stage: ClassVar[bool] = False
+    # A codec with a continuous rate takes any quantiser step (set_step) besides its qualities' presets.
+    continuous_rate: ClassVar[bool] = False
 
     def __init__(self, quality: int, device: str = "auto", weights: str | Path | None = None):
         self.quality = self.info.check_quality(quality)
@@ -114,6 +121,37 @@ class TileCodec(ABC):
     @abstractmethod
     def decode_tile(self, data: bytes, shape: tuple[int, int, int]) -> np.ndarray:
         """Decode bytes written by encode_tile back to a float32 tile of ``shape``."""
+
+    def fit_scene(self, tiles: Iterable[tuple[np.ndarray, np.ndarray]], bands: int) -> bytes:
+        """Fit the scene side information from (normalised tile, valid mask) pairs (one streaming pass over
+        the scene, no-data samples filled and marked invalid), bind it and return its bytes."""
+        raise CodecError(f"codec {self.info.id!r} has no scene stage")
+
+    def bind_scene(self, blob: bytes, bands: int) -> None:
+        """Use the scene side information ``blob`` (from fit_scene, read from a file of ``bands`` bands)
+        for what follows; FormatError if it is corrupt."""
+        raise CodecError(f"codec {self.info.id!r} has no scene stage")
+
+    # The steps set_step accepts, (finest, coarsest), for a continuous-rate codec.
+    step_range: ClassVar[tuple[float, float]] = (0.0, 0.0)
+
+    @classmethod
+    def preset_step(cls, quality: int) -> float:
+        """The quantiser step of a quality (continuous-rate codecs only)."""
+        raise CodecError(f"codec {cls.info.id!r} has no continuous rate: choose a quality")
+
+    def set_step(self, step: float) -> None:
+        """Code with quantiser ``step`` instead of the quality's preset (continuous-rate codecs only)."""
+        raise CodecError(f"codec {self.info.id!r} has no continuous rate: choose a quality")
+
+    def decode_latents(self, items: list[tuple[bytes, tuple[int, int, int]]]) -> list:
+        """What a decoder caches per tile: by default the decoded tile itself; a codec whose tiles are
+        cheaper to keep in another form (e.g. KLT components) returns that, and :meth:`expand` makes bands."""
+        return self.decode_tiles(items)
+
+    def expand(self, latent, bands: np.ndarray | None) -> np.ndarray:
+        """Normalised samples (len(bands), rows, cols) of a latent from decode_latents (all bands when None)."""
+        return latent if bands is None else latent[bands]
 
     # Several tiles at once. The bytes of each tile are exactly what encode_tile writes for it (tested
     # for every codec): batching changes speed, never the bitstream. Learned codecs override these.

@@ -26,7 +26,7 @@ from engine.codec_ids import CODEC_NUMBERS, codec_id, codec_number
 from engine.errors import FormatError, HSICError, HSICIOError, InputError
 
 __all__ = [
-    "MAGIC", "FORMAT_MAJOR", "FORMAT_MINOR", "SUPPORTED_DTYPES", "Header", "HsicReader",
+    "MAGIC", "FORMAT_MAJOR", "FORMAT_MINOR", "SCENE_MINOR", "SUPPORTED_DTYPES", "Header", "HsicReader",
     "open_hsic", "write_hsic",
 ]
 
@@ -35,6 +35,8 @@ FORMAT_MAJOR = 1
 FORMAT_MINOR = 0
 TRAILER_MINOR = 1  # minor version of files with a trailer after the last payload (format 1.1)
 BOUNDED_MINOR = 2  # minor version of error-bounded files (header max_abs_error, format 1.2)
+SCENE_MINOR = 3  # minor version of files with a scene section before the payloads (format 1.3)
+MAX_SCENE_BYTES = 64 << 20  # a codec's scene side information (e.g. a KLT stage): far below this
 SUPPORTED_DTYPES = ("uint8", "int8", "uint16", "int16", "uint32", "int32", "float32", "float64")
 
 MAX_HEADER_BYTES = 16 << 20
@@ -377,12 +379,15 @@ def _remove_quietly(path: str) -> None:
         pass
 
 
-def write_hsic(path: PathLike, header: Header, tiles: Iterable[bytes], trailer: bytes = b"") -> int:
+def write_hsic(path: PathLike, header: Header, tiles: Iterable[bytes], trailer: bytes = b"",
+               scene: bytes | None = None) -> int:
     """Write a .hsic file atomically from ``header`` and its tile payloads in row-major tile order.
 
     ``trailer`` (format 1.1, optional) is stored after the last payload; the container only keeps its
     bytes (the overview section of ``engine/overviews.py``, see docs/format.md). With a trailer the
-    file says minor version 1, without one it is a plain 1.0 file.
+    file says minor version 1, without one it is a plain 1.0 file. ``scene`` (format 1.3, optional):
+    the codec's scene side information (:meth:`engine.codecs.base.TileCodec.fit_scene`), stored once
+    in the scene section between the index and the first payload; the file then says minor version 3.
 
     Payloads are streamed to ``<path>.partial`` (one at a time in memory), which is renamed onto
     ``path`` only once complete and fsynced; on any exception, including one raised by ``tiles``
@@ -403,11 +408,16 @@ def write_hsic(path: PathLike, header: Header, tiles: Iterable[bytes], trailer: 
     if n > _U32_MAX:
         raise InputError(f"{n} tiles is more than a .hsic file can index; use larger tiles")
 
-    minor = BOUNDED_MINOR if header.max_abs_error is not None else TRAILER_MINOR if trailer else FORMAT_MINOR
+    if scene is not None and len(scene) > MAX_SCENE_BYTES:
+        raise InputError(f"scene section of {len(scene)} bytes exceeds the {MAX_SCENE_BYTES}-byte limit")
+    minor = (SCENE_MINOR if scene is not None else BOUNDED_MINOR if header.max_abs_error is not None
+             else TRAILER_MINOR if trailer else FORMAT_MINOR)
     prefix = PREFIX.pack(MAGIC, FORMAT_MAJOR, minor, codec_number(header.codec), 0,
                           len(head), n)
     index_pos = len(prefix) + len(head) + _CRC.size
-    pos = index_pos + n * _INDEX_ENTRY.size + _CRC.size  # payloads start after index and its CRC
+    section = b"" if scene is None else _CRC.pack(len(scene)) + bytes(scene) + _CRC.pack(zlib.crc32(scene))
+    # payloads start after the index, its CRC and the scene section
+    pos = index_pos + n * _INDEX_ENTRY.size + _CRC.size + len(section)
     index = bytearray()
     f = None
     try:
@@ -417,6 +427,7 @@ def write_hsic(path: PathLike, header: Header, tiles: Iterable[bytes], trailer: 
             f.write(head)
             f.write(_CRC.pack(zlib.crc32(head, zlib.crc32(prefix))))
             f.write(bytes(n * _INDEX_ENTRY.size + _CRC.size))  # reserved; filled in at the end
+            f.write(section)
 
         count = 0
         for tile in tiles:  # exceptions from the producer propagate unchanged
@@ -584,6 +595,11 @@ class HsicReader:
         if zlib.crc32(memoryview(raw_index)[:-_CRC.size]) != stored:
             raise FormatError(f"{where}: tile index CRC mismatch (corrupt file)")
 
+        self.scene_bytes: bytes | None = None  # format 1.3: the codec's scene side information
+        if minor == SCENE_MINOR:  # the scene section is there exactly in 1.3 files (docs/format.md)
+            self.scene_bytes = self._read_scene(data_pos)
+            data_pos += 2 * _CRC.size + len(self.scene_bytes)
+
         offsets, lengths, crcs = [], [], []
         end = data_pos  # payloads must follow the index, ascending and non-overlapping
         for i, (offset, length, crc) in enumerate(_INDEX_ENTRY.iter_unpack(raw_index[:-_CRC.size])):
@@ -603,6 +619,24 @@ class HsicReader:
         self.trailer_range: tuple[int, int] = (end, self.file_size) if minor >= TRAILER_MINOR else (end, end)
         self._offsets = tuple(offsets)
         self._crcs = tuple(crcs)
+
+    def _read_scene(self, pos: int) -> bytes:
+        """The scene section at ``pos`` (u32 length, bytes, u32 CRC32), all checked (format 1.3)."""
+        where = self.path
+        head = self._read(pos, _CRC.size)
+        if len(head) != _CRC.size:
+            raise FormatError(f"{where}: truncated .hsic file (no scene section)")
+        (size,) = _CRC.unpack(head)
+        if size > MAX_SCENE_BYTES or pos + size + 2 * _CRC.size > self.file_size:
+            raise FormatError(f"{where}: scene section of {size} bytes is too large or past the end of "
+                              "the file (truncated or corrupt)")
+        data = self._read(pos + _CRC.size, size + _CRC.size)
+        if len(data) != size + _CRC.size:
+            raise FormatError(f"{where}: truncated .hsic file (file shrank while reading)")
+        (stored,) = _CRC.unpack_from(data, size)
+        if zlib.crc32(memoryview(data)[:size]) != stored:
+            raise FormatError(f"{where}: scene section CRC mismatch (corrupt file)")
+        return data[:size]
 
     def read_tile(self, i: int) -> bytes:
         """Payload of tile ``i`` (row-major), its CRC32 verified. Thread-safe."""

@@ -27,7 +27,7 @@ import numpy as np
 
 from engine.bdrate import bd_rate
 from engine.errors import InputError
-from engine.registry import list_codecs
+from engine.registry import codec_class, list_codecs
 from hsi_gdal.tools import baselines
 from hsi_gdal.gdal_env import open_raster
 from hsi_gdal.evaluate import quality_metrics, rate_metrics
@@ -37,6 +37,10 @@ ANCHORS = ("jpeg2000", "pca-jpeg2000")  # the lossy baselines BD-rates are measu
 QUICK_SCENES = ("enmap_potsdam_c", "aviris_sandiego_224")
 QUICK_CROP = 64
 QUICK_RATES = {"jpeg2000": (0.25, 1.0, 4.0), "pca-jpeg2000": (0.06, 0.25, 1.0)}
+# A continuous-rate codec (klt) is run at these target rates (``hsic compress --bpppc``), spanning the
+# 0.05-1 bpppc over which BD-rates are compared; its encode time includes the rate search.
+CONTINUOUS_RATES = (0.05, 0.1, 0.175, 0.25, 0.35, 0.5, 0.75, 1.0)
+QUICK_CONTINUOUS_RATES = (0.1, 0.5)
 
 
 class PeakRSS:
@@ -117,9 +121,11 @@ def _record(scene: str, method: str, setting: dict, ref: np.ndarray, nodata, dec
     }
 
 
-def run_codec(scene: Path, name: str, codec: str, quality: int, ref: np.ndarray, nodata, folder: str,
-              device: str) -> dict:
-    """Compress with ``hsi_gdal.Translate`` (as ``hsic compress``), decode the whole cube, measure."""
+def run_codec(scene: Path, name: str, codec: str, quality: int | float, ref: np.ndarray, nodata, folder: str,
+              device: str, continuous: bool = False) -> dict:
+    """Compress with ``hsi_gdal.Translate`` (as ``hsic compress``), decode the whole cube, measure.
+
+    ``continuous``: ``quality`` is a target rate in bpppc (``--bpppc``) for a continuous-rate codec."""
     import hsi_gdal
 
     dst = os.path.join(folder, "c.hsic")
@@ -127,7 +133,10 @@ def run_codec(scene: Path, name: str, codec: str, quality: int, ref: np.ndarray,
     _gpu_peak_start(device)
     with PeakRSS() as enc_mem:
         t0 = time.perf_counter()
-        hsi_gdal.Translate(dst, str(scene), codec=codec, quality=quality, device=device)
+        if continuous:
+            hsi_gdal.Translate(dst, str(scene), codec=codec, bpppc=quality, device=device)
+        else:
+            hsi_gdal.Translate(dst, str(scene), codec=codec, quality=quality, device=device)
         _sync(device)
         encode_s = time.perf_counter() - t0
     enc_gpu = _gpu_peak_mb(device)
@@ -141,7 +150,8 @@ def run_codec(scene: Path, name: str, codec: str, quality: int, ref: np.ndarray,
     memory = {"encode_peak_rss_mb": enc_mem.peak_mb, "decode_peak_rss_mb": dec_mem.peak_mb,
               "encode_peak_gpu_mb": enc_gpu, "decode_peak_gpu_mb": _gpu_peak_mb(device)}
     # The rate is the .hsic alone: the sidecar .vrt is a convenience view, not needed to decode.
-    return _record(name, codec, {"quality": quality}, ref, nodata, decoded, os.path.getsize(dst),
+    setting = {"target_bpppc": quality} if continuous else {"quality": quality}
+    return _record(name, codec, setting, ref, nodata, decoded, os.path.getsize(dst),
                    encode_s, decode_s, memory, device)
 
 
@@ -395,8 +405,12 @@ def run_bench(data: Path, out: Path, codecs: list[str] | None = None, quick: boo
             jobs = []
             for c in wanted:
                 if c in learned:
-                    info = next(i for i in list_codecs() if i.id == c)
-                    jobs += [(c, q, d) for d in devices for q in info.qualities]
+                    if codec_class(c).continuous_rate:
+                        jobs += [(c, r, d) for d in devices
+                                 for r in (QUICK_CONTINUOUS_RATES if quick else CONTINUOUS_RATES)]
+                    else:
+                        info = next(i for i in list_codecs() if i.id == c)
+                        jobs += [(c, q, d) for d in devices for q in info.qualities]
                 elif c == "deflate":
                     jobs.append((c, None, "cpu"))
                 else:
@@ -405,7 +419,8 @@ def run_bench(data: Path, out: Path, codecs: list[str] | None = None, quick: boo
                 work = tempfile.mkdtemp(dir=tmp)
                 try:
                     if method in learned:
-                        rec = run_codec(src, scene.stem, method, setting, ref, nodata, work, device)
+                        rec = run_codec(src, scene.stem, method, setting, ref, nodata, work, device,
+                                        codec_class(method).continuous_rate)
                     else:
                         rec = run_baseline(src, scene.stem, method, setting, ref, nodata, work)
                 except InputError as e:  # e.g. a PCA basis larger than the whole rate budget

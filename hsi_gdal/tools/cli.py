@@ -237,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compress", parents=[common, device, as_json], help="compress a raster to .hsic")
     c.add_argument("input")
     c.add_argument("output", help="OUT.hsic (the sidecar OUT.hsic.vrt is written beside it)")
-    c.add_argument("--codec", default=None, help="codec id (see `hsic codecs`; default cae1d)")
+    c.add_argument("--codec", default=None, help="codec id (see `hsic codecs`; default klt)")
     c.add_argument("--quality", type=int, default=None, help="quality level of the codec (default: its default)")
     c.add_argument("--weights", default=None, help="your own weights file (from `hsic train`) for this codec and quality")
     c.add_argument("--bpppc", type=float, default=None,
@@ -302,7 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     ba.add_argument("output_dir", help="mirrors INPUT_DIR with .hsic files, plus manifest.csv/.json")
     ba.add_argument("--scheduler", default=None, help="Dask scheduler address (default: a local cluster)")
     ba.add_argument("--workers", type=int, default=2, help="local cluster workers (default 2)")
-    ba.add_argument("--codec", default=None, help="codec id (see `hsic codecs`; default cae1d)")
+    ba.add_argument("--codec", default=None, help="codec id (see `hsic codecs`; default klt)")
     ba.add_argument("--quality", type=int, default=None, help="quality level of the codec")
     ba.set_defaults(func=cmd_batch)
 

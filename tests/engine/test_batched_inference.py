@@ -14,6 +14,7 @@ from engine.codecs.base import BATCH_ENV, batch_tiles, same_shape_runs
 from engine.errors import InputError
 from engine.registry import get_codec, list_codecs
 from tests.engine.test_codecs import smooth_tile
+from tests.scene_stage import codec_on
 
 CODEC_IDS = [i.id for i in list_codecs()]
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,11 +31,11 @@ def _tiles(codec_id):
 def test_batched_bytes_and_decodes_equal_single_tile(codec_id, monkeypatch):
     tiles = _tiles(codec_id)
     monkeypatch.setenv(BATCH_ENV, "1")
-    single = get_codec(codec_id, device="cpu")
+    single = codec_on(codec_id, tiles[0])
     one = [single.encode_tile(t) for t in tiles]
     dec_one = [single.decode_tile(d, t.shape) for d, t in zip(one, tiles)]
     monkeypatch.setenv(BATCH_ENV, "3")
-    batched = get_codec(codec_id, device="cpu")
+    batched = codec_on(codec_id, tiles[0])
     assert batched.batch_size == 3
     many = batched.encode_tiles(tiles)
     assert many == one
@@ -90,7 +91,10 @@ import torch
 torch.set_num_threads(int(sys.argv[1]))
 from engine.registry import get_codec
 for codec_id, (path, shape) in json.load(sys.stdin).items():
-    out = get_codec(codec_id, device="cpu").decode_tile(open(path, "rb").read(), tuple(shape))
+    codec = get_codec(codec_id, device="cpu")
+    if codec.uses_scene_stage:  # from the stage's bytes alone, as a decoder reads them from the file
+        codec.bind_scene(open(path + ".stage", "rb").read(), shape[0])
+    out = codec.decode_tile(open(path, "rb").read(), tuple(shape))
     np.save(path + "." + sys.argv[1] + ".npy", out)
 """
 
@@ -99,10 +103,12 @@ def test_decode_is_bit_identical_in_fresh_processes_with_1_and_2_threads(tmp_pat
     jobs, expected = {}, {}
     for codec_id in CODEC_IDS:
         tile = smooth_tile(224, 24, 20, seed=3)
-        codec = get_codec(codec_id, device="cpu")
+        codec = codec_on(codec_id, tile)
         data = codec.encode_tile(tile)
         path = tmp_path / f"{codec_id}.bin"
         path.write_bytes(data)
+        if codec.uses_scene_stage:
+            (tmp_path / f"{codec_id}.bin.stage").write_bytes(codec.stage.to_bytes())
         jobs[codec_id] = [str(path), list(tile.shape)]
         expected[codec_id] = codec.decode_tile(data, tile.shape)
     for threads in ("1", "2"):
@@ -129,7 +135,7 @@ def test_decompress_to_file_decodes_each_tile_once_without_cache(make_raster, tm
                         lambda self, n: (seen.append(self), orig(self, n))[1])
     out = hsi_gdal.Translate(str(tmp_path / "d.tif"), hsic)
     (ds,) = seen
-    assert ds._decoder._max_tiles == 1 and ds._decoder.decoded_tiles == 5 * 5  # every tile once
+    assert len(ds._decoder._cache) == 1 and ds._decoder.decoded_tiles == 5 * 5  # every tile once
     ref = SceneDecoder(hsic, device="cpu")
     np.testing.assert_array_equal(out.ReadAsArray(), ref.read())
     ref.close()

@@ -5,6 +5,7 @@ import pytest
 
 from engine.errors import CodecError
 from engine.registry import DEFAULT_CODEC, codec_class, get_codec, get_info, list_codecs
+from tests.scene_stage import codec_on
 
 CODEC_IDS = [i.id for i in list_codecs()]
 PER_PIXEL = ("cae1d", "cae1d-deep")
@@ -60,13 +61,13 @@ def test_round_trip_from_bytes_any_band_count(codec_id, bands):
     info = get_info(codec_id)
     q = info.default_quality
     tile = smooth_tile(bands, 16, 12)
-    data = get_codec(codec_id, q, device="cpu").encode_tile(tile)
+    data = codec_on(codec_id, tile, q).encode_tile(tile)
     assert isinstance(data, bytes) and len(data) > 0
     if bands >= 100:  # hyperspectral: at least 4x smaller than float32 (few-band inputs may not shrink)
         assert len(data) < tile.nbytes / 4
     # A fresh instance decodes from the bytes alone, identically each time.
-    out1 = get_codec(codec_id, q, device="cpu").decode_tile(data, tile.shape)
-    out2 = get_codec(codec_id, q, device="cpu").decode_tile(data, tile.shape)
+    out1 = codec_on(codec_id, tile, q).decode_tile(data, tile.shape)
+    out2 = codec_on(codec_id, tile, q).decode_tile(data, tile.shape)
     assert out1.shape == tile.shape and out1.dtype == np.float32
     np.testing.assert_array_equal(out1, out2)
     if bands == 224:  # the sample's native sampling: resampled spectra are not what the codecs learned
@@ -132,7 +133,7 @@ def test_centred_codecs_follow_their_input(codec_id):
     means = tile.mean((1, 2), keepdims=True)
     means_psnr = 10 * np.log10(1.0 / float(np.mean((tile - means) ** 2)))
     for q in get_info(codec_id).qualities:
-        codec = get_codec(codec_id, q, device="cpu")
+        codec = codec_on(codec_id, tile, q)
         assert codec.model.center
         out = codec.decode_tile(codec.encode_tile(tile), tile.shape)
         corr = np.corrcoef((tile - means).ravel(), (out - means).ravel())[0, 1]
@@ -149,7 +150,7 @@ def test_rate_grows_with_quality(codec_id):
     # Quality numbers 1-3 and 11-13 are two modes of one codec (see engine.codecs.spatial).
     for mode in sorted({q // 10 for q in info.qualities}):
         qs = [q for q in info.qualities if q // 10 == mode]
-        sizes = [len(get_codec(codec_id, q, device="cpu").encode_tile(tile)) for q in qs]
+        sizes = [len(codec_on(codec_id, tile, q).encode_tile(tile)) for q in qs]
         assert sizes[0] < sizes[-1], (qs, sizes)
         if not (codec_id in SATURATED and mode == 0):
             assert sizes == sorted(sizes), (qs, sizes)
@@ -162,8 +163,8 @@ def test_every_quality_round_trips_any_tile_size(codec_id, quality_index, rows, 
     info = get_info(codec_id)
     q = info.qualities[quality_index]
     tile = np.tile(smooth_tile(33, 16, 16, seed=1), (1, -(-rows // 16), -(-cols // 16)))[:, :rows, :cols]
-    data = get_codec(codec_id, q, device="cpu").encode_tile(tile)
-    out = get_codec(codec_id, q, device="cpu").decode_tile(data, tile.shape)
+    data = codec_on(codec_id, tile, q).encode_tile(tile)
+    out = codec_on(codec_id, tile, q).decode_tile(data, tile.shape)
     assert out.shape == tile.shape and np.isfinite(out).all()
     # 33 resampled bands are not what the codecs learned: measured 2026-12-03, every codec is at least
     # within 0.1 dB of sending the tile's mean value (17-18 dB; zeros give 13 dB), most well above it.
@@ -176,7 +177,7 @@ def test_corrupt_tile_strings_are_format_errors(codec_id):
     from engine.errors import FormatError
 
     tile = smooth_tile(40, 16, 16)
-    codec = get_codec(codec_id, device="cpu")
+    codec = codec_on(codec_id, tile)
     data = codec.encode_tile(tile)
     for bad in (data[:3], data[:-1], data + b"x", b"\x05" + data[1:]):
         with pytest.raises(FormatError):
@@ -190,8 +191,8 @@ def test_cuda_decode_of_a_cpu_bitstream(codec_id):
     if not torch.cuda.is_available():
         pytest.skip("no CUDA GPU on this machine (the CUDA path is tested where one exists)")
     tile = smooth_tile(224, 32, 32)
-    cpu = get_codec(codec_id, device="cpu")
-    gpu = get_codec(codec_id, device="cuda")
+    cpu = codec_on(codec_id, tile)
+    gpu = codec_on(codec_id, tile, device="cuda")
     data = cpu.encode_tile(tile)
     # Entropy coding and its parameters are on the CPU for both: the symbols are the same bit for bit.
     for a, b in zip(cpu.decode_symbols(data, tile.shape), gpu.decode_symbols(data, tile.shape)):
@@ -209,7 +210,7 @@ def test_cuda_decode_of_a_cpu_bitstream(codec_id):
 
 def test_auto_device_falls_back_to_cpu_without_gpu():
     torch = pytest.importorskip("torch")
-    codec = get_codec(DEFAULT_CODEC, device="auto")
+    codec = get_codec("cae1d", device="auto")
     assert codec.torch_device == ("cuda" if torch.cuda.is_available() else "cpu")
 
 
@@ -220,11 +221,11 @@ def test_bitstream_is_deterministic_across_runs_and_threads(codec_id):
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
-        a = get_codec(codec_id, device="cpu").encode_tile(tile)
-        dec_a = get_codec(codec_id, device="cpu").decode_tile(a, tile.shape)
+        a = codec_on(codec_id, tile).encode_tile(tile)
+        dec_a = codec_on(codec_id, tile).decode_tile(a, tile.shape)
         torch.set_num_threads(2)
-        b = get_codec(codec_id, device="cpu").encode_tile(tile)
-        dec_b = get_codec(codec_id, device="cpu").decode_tile(a, tile.shape)
+        b = codec_on(codec_id, tile).encode_tile(tile)
+        dec_b = codec_on(codec_id, tile).decode_tile(a, tile.shape)
     finally:
         torch.set_num_threads(threads)
     assert a == b

@@ -112,6 +112,11 @@ def test_spatial_codecs_get_full_padded_tiles_and_output_is_cropped():
         def decode_tiles(self, items):
             return [self.decode_tile(d, s) for d, s in items]
 
+        decode_latents = decode_tiles  # what a decoder caches per tile (TileCodec's default)
+
+        def expand(self, latent, bands):
+            return latent if bands is None else latent[bands]
+
     raw = np.arange(3 * 5 * 6, dtype=np.int16).reshape(3, 5, 6) + 100
     raw[1, 2, 3] = -1
     header = Header.create(rows=5, cols=6, bands=3, dtype="int16", nodata=-1, tile_rows=8, tile_cols=8,
