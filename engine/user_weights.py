@@ -70,7 +70,7 @@ def find_weights(hsic_path: str | os.PathLike, header: Header,
             return path
     raise CodecError(
         f"{hsic_path} was coded with the weights file {name!r} (digest {want[:12]}), which was not found "
-        f"(looked at {', '.join(map(str, tried))}); put it beside the .hsic file or name it with --weights"
+        f"(looked at {', '.join(repr(str(p)) for p in tried)}); put it beside the .hsic file or name it with --weights"
     )
 
 

@@ -30,10 +30,10 @@ def check_weights_file(path: Path) -> Path:
     """
     try:
         st = os.stat(path)
-    except OSError as e:
-        raise CodecError(f"weights file {path}: {e.strerror or e}") from None
+    except (OSError, ValueError) as e:  # ValueError: a NUL in the path
+        raise CodecError(f"weights file {str(path)!r}: {getattr(e, 'strerror', None) or e}") from None
     if not stat.S_ISREG(st.st_mode) or not 0 < st.st_size <= MAX_WEIGHTS_BYTES:
-        raise CodecError(f"weights file {path} is not a regular file of 1 byte to {MAX_WEIGHTS_BYTES >> 20} MiB")
+        raise CodecError(f"weights file {str(path)!r} is not a regular file of 1 byte to {MAX_WEIGHTS_BYTES >> 20} MiB")
     if not os.access(path, os.R_OK):
         raise CodecError(f"weights file {path} is not readable")
     return Path(path)
