@@ -148,7 +148,8 @@ def commit_pair(written: str, hsic_path: str, header: Header) -> str:
     vrt = os.fspath(hsic_path) + ".vrt"
     tmp = None
     try:
-        remove_stale_partials(vrt)
+        for target in (hsic_path, vrt):  # what killed runs left (the live ones, ours included, stay)
+            remove_stale_partials(target)
         tmp = _write_text(vrt, _sidecar_text(written, hsic_path, header))
         os.replace(written, hsic_path)
         os.replace(tmp, vrt)
