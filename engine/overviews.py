@@ -18,6 +18,7 @@ from typing import Callable
 
 import numpy as np
 
+from engine.errors import InputError
 from engine.format import overview as section
 from engine.format.container import Header, HsicReader
 from engine.normalise import valid_mask
@@ -157,6 +158,8 @@ class LevelDecoder:
             return arr
 
     def read(self, yoff: int, xoff: int, ysize: int, xsize: int, bands: list[int]) -> np.ndarray:
+        if any(not 0 <= b < self.header.bands for b in bands):  # a sidecar's band="0" must not read band -1
+            raise InputError(f"bands {[b + 1 for b in bands]} are not all among 1..{self.header.bands}")
         out = np.empty((len(bands), ysize, xsize), dtype=self.header.dtype)
         for i in self.grid.tiles_touching(yoff, xoff, ysize, xsize):
             ty, tx, th, tw = self.grid.window(i)

@@ -29,16 +29,24 @@ from engine.user_weights import codec_options, find_weights
 DEFAULT_TILE = 128
 # Largest tile, checked on writing and on opening, so that a crafted header cannot make the decoder
 # allocate gigabytes for one tile: at most 512 x 512 pixels and 2**27 samples (512 x 512 x 512 bands).
-MAX_TILE_PIXELS = 1 << 18
+MAX_TILE_SIDE = 512
 MAX_TILE_SAMPLES = 1 << 27
+MAX_TILES = (1 << 32) - 1  # the container's tile count is a u32 (docs/format.md)
 
 
 def check_tile_size(bands: int, tile_rows: int, tile_cols: int) -> str | None:
     """Why a tile of this size is refused, or None when it is fine."""
-    if tile_rows * tile_cols > MAX_TILE_PIXELS or bands * tile_rows * tile_cols > MAX_TILE_SAMPLES:
+    if max(tile_rows, tile_cols) > MAX_TILE_SIDE or bands * tile_rows * tile_cols > MAX_TILE_SAMPLES:
         return (f"tiles of {tile_rows} x {tile_cols} pixels x {bands} bands exceed the limit of "
-                f"{MAX_TILE_PIXELS} pixels and {MAX_TILE_SAMPLES} samples per tile")
+                f"{MAX_TILE_SIDE} x {MAX_TILE_SIDE} pixels and {MAX_TILE_SAMPLES} samples per tile")
     return None
+
+
+def check_bands(bands: list[int], count: int) -> None:
+    """InputError unless every 0-based band index is one of the ``count`` bands (no negative indexing)."""
+    bad = [b for b in bands if not 0 <= b < count]
+    if bad:
+        raise InputError(f"band {bad[0] + 1} does not exist (the raster has bands 1..{count})")
 
 
 OVERVIEW_PROGRESS_SHARE = 0.1
@@ -119,6 +127,9 @@ def compress_scene(info: SceneInfo, read_window: ReadWindow, dst: str, codec: st
     too_big = check_tile_size(info.bands, grid.tile_rows, grid.tile_cols)
     if too_big:
         raise InputError(f"{too_big}; use a smaller tile size")
+    if grid.n_tiles > MAX_TILES:  # refused before the range scan, which would read the whole scene
+        raise InputError(f"a {info.rows} x {info.cols} raster makes {grid.n_tiles} tiles of "
+                         f"{grid.tile_rows} x {grid.tile_cols}, more than a .hsic file can index ({MAX_TILES})")
     offset, scale = normalisation(*scene_range(info, read_window, grid), info.bands)
     header = Header.create(
         rows=info.rows, cols=info.cols, bands=info.bands, dtype=info.dtype, nodata=info.nodata,
@@ -165,7 +176,8 @@ class SceneDecoder:
         self.header = self.reader.header
         h = self.header
         self.grid = TileGrid(h.rows, h.cols, h.tile_rows, h.tile_cols)
-        too_big = check_tile_size(h.bands, min(h.tile_rows, h.rows), min(h.tile_cols, h.cols))
+        # The declared tile, not its crop to the scene: spatial codecs decode the full tile.
+        too_big = check_tile_size(h.bands, h.tile_rows, h.tile_cols)
         if too_big:
             self.reader.close()
             raise FormatError(f"{path}: {too_big} (corrupt or foreign file)")
@@ -238,9 +250,9 @@ class SceneDecoder:
         if yoff < 0 or xoff < 0 or ysize < 1 or xsize < 1 or yoff + ysize > h.rows or xoff + xsize > h.cols:
             raise InputError(f"window (xoff={xoff}, yoff={yoff}, xsize={xsize}, ysize={ysize}) "
                              f"is outside the {h.cols} x {h.rows} raster")
+        if bands is not None:
+            check_bands(list(bands), h.bands)
         sel = None if bands is None else np.asarray(list(bands), dtype=np.int64)
-        if sel is not None and sel.size and (sel.min() < 0 or sel.max() >= h.bands):
-            raise InputError(f"band index out of range 0..{h.bands - 1}: {list(bands)!r}")
         out = np.empty((h.bands if sel is None else sel.size, ysize, xsize), dtype=h.dtype)
         touched = list(self.grid.tiles_touching(yoff, xoff, ysize, xsize))
         group = self.codec.batch_size  # tiles decoded per codec call: memory bounded by one group

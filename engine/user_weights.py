@@ -19,7 +19,7 @@ from pathlib import Path
 from engine.errors import CodecError
 from engine.format.container import Header
 from engine.registry import get_info
-from engine.weight_files import file_sha256, installed_path, weights_by_digest
+from engine.weight_files import check_weights_file, file_sha256, installed_path, weights_by_digest
 
 NAME_KEY, PATH_KEY = "weights_file", "weights_path"
 
@@ -44,8 +44,9 @@ def find_weights(hsic_path: str | os.PathLike, header: Header,
     want = header.weights_sha256
     if weights is not None:
         path = Path(weights)
-        if not path.is_file():
+        if not path.exists():
             raise CodecError(f"weights file {path} does not exist")
+        check_weights_file(path)
         if file_sha256(path) != want:
             raise CodecError(f"weights file {path} is not the one {hsic_path} was written with "
                              f"(digest {file_sha256(path)[:12]}, file needs {want[:12]})")
@@ -64,9 +65,18 @@ def find_weights(hsic_path: str | os.PathLike, header: Header,
     # Only the base name is trusted from the header for the search beside the file.
     tried.append(Path(os.path.abspath(hsic_path)).parent / Path(name).name)
     for path in tried:
-        if path.is_file() and file_sha256(path) == want:
+        # The header's author chose these paths: only weights files (.pt) that pass the checks.
+        if path.suffix == ".pt" and path.is_file() and _usable(path) and file_sha256(path) == want:
             return path
     raise CodecError(
         f"{hsic_path} was coded with the weights file {name!r} (digest {want[:12]}), which was not found "
-        f"(looked at {', '.join(map(str, tried))}); put it beside the .hsic file or name it with --weights"
+        f"(looked at {', '.join(repr(str(p)) for p in tried)}); put it beside the .hsic file or name it with --weights"
     )
+
+
+def _usable(path: Path) -> bool:
+    try:
+        check_weights_file(path)
+    except CodecError:
+        return False
+    return True

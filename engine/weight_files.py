@@ -10,10 +10,33 @@ digest), the installed one first, then the archive.
 from __future__ import annotations
 
 import hashlib
+import os
+import stat
 from pathlib import Path
+
+from engine.errors import CodecError
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 ARCHIVE = "archive"  # sub-folder of WEIGHTS_DIR holding retired weights
+# Far above any codec's weights (the largest are a few MB): a bound on what is hashed and loaded.
+MAX_WEIGHTS_BYTES = 1 << 30
+
+
+def check_weights_file(path: Path) -> Path:
+    """``path`` if it is a readable regular file of 1 byte to MAX_WEIGHTS_BYTES, else CodecError.
+
+    Checked before a file is hashed or loaded: a path can come from a crafted header, and a device,
+    FIFO, /proc file (size 0) or huge file must not hang or stall the decoder.
+    """
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError) as e:  # ValueError: a NUL in the path
+        raise CodecError(f"weights file {str(path)!r}: {getattr(e, 'strerror', None) or e}") from None
+    if not stat.S_ISREG(st.st_mode) or not 0 < st.st_size <= MAX_WEIGHTS_BYTES:
+        raise CodecError(f"weights file {str(path)!r} is not a regular file of 1 byte to {MAX_WEIGHTS_BYTES >> 20} MiB")
+    if not os.access(path, os.R_OK):
+        raise CodecError(f"weights file {path} is not readable")
+    return Path(path)
 
 
 def file_sha256(path: Path) -> str:

@@ -54,6 +54,30 @@ def cache_limit(nbytes: int = STREAM_CACHE_BYTES):
         gdal.SetCacheMax(before)
 
 
+@contextmanager
+def collect_errors():
+    """Within the block, GDAL errors go to the yielded list instead of raising or printing.
+
+    For closing a dataset being written: GDAL reports the last writes' failures (a full disk) only while
+    closing, where an exception could only be printed ("Exception ignored"); the caller checks the list.
+    """
+    errors: list[str] = []
+
+    def handler(err_class, err_no, message):
+        if err_class >= gdal.CE_Failure:
+            errors.append(str(message).strip())
+
+    was = gdal.GetUseExceptions()
+    gdal.DontUseExceptions()
+    gdal.PushErrorHandler(handler)
+    try:
+        yield errors
+    finally:
+        gdal.PopErrorHandler()
+        if was:
+            gdal.UseExceptions()
+
+
 def allow_decoder() -> None:
     """Add the decoder module to GDAL's trusted pixel-function modules, keeping any already listed.
 
@@ -68,4 +92,6 @@ def allow_decoder() -> None:
 
 def env_lines() -> list[str]:
     """Shell lines that let GDAL tools outside Python open sidecars (for documentation and `hsic env`)."""
-    return [f"export {TRUSTED_MODULES_KEY}={TRUSTED_MODULE}"]
+    # Appended to a list the user already has, as allow_decoder does (run twice, it is listed twice: harmless).
+    k = TRUSTED_MODULES_KEY
+    return [f"export {k}=${{{k}:+${k},}}{TRUSTED_MODULE}"]

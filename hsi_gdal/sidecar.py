@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import xml.etree.ElementTree as ET
 
-from engine.format.container import Header
+from engine.errors import HSICIOError
+from engine.format.container import Header, partial_name, remove_stale_partials
 from hsi_gdal.gdal_env import GDAL_TYPE_NAMES, GDAL_TYPES
 from hsi_gdal.locate import header_key
 from hsi_gdal.spectral import IMAGERY, imagery_items
@@ -112,22 +113,97 @@ def sidecar_xml(hsic_path: str, header: Header, key: str | None = None,
     return ET.tostring(root, encoding="unicode") + "\n"
 
 
-def write_sidecar(hsic_path: str, header: Header) -> str:
-    """Write ``<hsic_path>.vrt`` atomically for the .hsic file just written; returns its path."""
+def _write_text(path: str, text: str) -> str:
+    """``text`` written and fsynced under a temporary name beside ``path``; returns that name."""
+    tmp = partial_name(path)
+    try:
+        with open(tmp, "x", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        _remove_quietly(tmp)
+        raise HSICIOError(f"cannot write {path}: {e.strerror or e}") from e
+    except BaseException:
+        _remove_quietly(tmp)
+        raise
+    return tmp
+
+
+def _remove_quietly(path: str) -> None:
+    try:
+        os.remove(path)
+    except OSError:
+        pass
+
+
+def _sidecar_text(written: str, hsic_path: str, header: Header) -> str:
+    """The sidecar of the .hsic file ``written`` (its bytes), for when it lies at ``hsic_path``."""
     from engine.format.container import open_hsic
     from engine.overviews import read_levels
 
-    with open_hsic(hsic_path) as reader:
+    with open_hsic(written) as reader:
         levels = {f: (lv.header.rows, lv.header.cols) for f, lv in read_levels(reader).items()}
+    return sidecar_xml(hsic_path, header, header_key(written), levels)
+
+
+def write_sidecar(hsic_path: str, header: Header) -> str:
+    """Write ``<hsic_path>.vrt`` atomically for the .hsic file at ``hsic_path``; returns its path."""
     vrt = os.fspath(hsic_path) + ".vrt"
-    _write_atomically(vrt, sidecar_xml(hsic_path, header, header_key(hsic_path), levels))
-    qml = style_path(hsic_path)
-    style = style_xml(header)
-    if style is not None:
-        _write_atomically(qml, style)
-    elif os.path.isfile(qml):  # a style of an earlier file of that name would show the wrong bands
-        os.remove(qml)
+    remove_stale_partials(vrt)
+    tmp = _write_text(vrt, _sidecar_text(hsic_path, hsic_path, header))
+    try:
+        os.replace(tmp, vrt)
+    except OSError as e:
+        _remove_quietly(tmp)
+        raise HSICIOError(f"cannot write {vrt}: {e.strerror or e}") from e
+    write_style(hsic_path, header)
     return vrt
+
+
+def commit_pair(written: str, hsic_path: str, header: Header) -> str:
+    """Move the .hsic file ``written`` (a temporary name beside ``hsic_path``) to ``hsic_path`` together
+    with its sidecar; returns the sidecar's path.
+
+    Both files are complete on disk before either is renamed, so a full disk or any error leaves the
+    target as it was (``written`` is removed). Between the two renames a killed process leaves the new
+    .hsic beside the old sidecar: the sidecar's key then no longer matches and :func:`ensure_sidecar`
+    rewrites it.
+    """
+    vrt = os.fspath(hsic_path) + ".vrt"
+    tmp = None
+    try:
+        for target in (hsic_path, vrt):  # what killed runs left (the live ones, ours included, stay)
+            remove_stale_partials(target)
+        tmp = _write_text(vrt, _sidecar_text(written, hsic_path, header))
+        os.replace(written, hsic_path)
+        os.replace(tmp, vrt)
+        write_style(hsic_path, header)
+    except OSError as e:
+        for p in (written, tmp):
+            if p:
+                _remove_quietly(p)
+        if isinstance(e, HSICIOError):
+            raise
+        raise HSICIOError(f"cannot write {hsic_path}: {e.strerror or e}") from e
+    except BaseException:
+        for p in (written, tmp):
+            if p:
+                _remove_quietly(p)
+        raise
+    return vrt
+
+
+def sidecar_is_current(hsic_path: str) -> bool:
+    """Whether ``<hsic_path>.vrt`` exists and was written for the .hsic file now at ``hsic_path``."""
+    vrt = os.fspath(hsic_path) + ".vrt"
+    try:
+        with open(vrt, encoding="utf-8") as f:
+            text = f.read()
+    except OSError:
+        return False
+    key = header_key(hsic_path)
+    return key is not None and f'key="{key}"' in text
 
 
 def style_path(hsic_path) -> str:
@@ -135,15 +211,25 @@ def style_path(hsic_path) -> str:
     return os.fspath(hsic_path) + ".qml"
 
 
-def _write_atomically(path: str, text: str) -> None:
-    tmp = path + ".partial"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
+def write_style(hsic_path, header: Header) -> None:
+    """Write (or remove) the default QGIS style beside the sidecar, atomically."""
+    qml = style_path(hsic_path)
+    style = style_xml(header)
+    if style is None:
+        if os.path.isfile(qml):  # a style of an earlier file of that name would show the wrong bands
+            os.remove(qml)
+        return
+    tmp = _write_text(qml, style)
+    try:
+        os.replace(tmp, qml)
+    except OSError as e:
+        _remove_quietly(tmp)
+        raise HSICIOError(f"cannot write {qml}: {e.strerror or e}") from e
 
 
 def ensure_sidecar(hsic_path) -> tuple[str, Header, bool]:
-    """Check that a .hsic file decodes and give it its sidecar ``<hsic_path>.vrt`` if it has none.
+    """Check that a .hsic file decodes and give it its sidecar ``<hsic_path>.vrt`` if it has none (or one
+    written for another .hsic file at that path).
 
     Opening the decoder checks the file and finds its weights now, with a one-line error, instead of a
     layer that opens but draws nothing. Returns (sidecar path, header, whether the sidecar was written).
@@ -155,6 +241,7 @@ def ensure_sidecar(hsic_path) -> tuple[str, Header, bool]:
     header = decoder.header
     decoder.close()
     vrt = hsic_path + ".vrt"
-    if os.path.isfile(vrt):
+    if sidecar_is_current(hsic_path):
         return vrt, header, False
+    # None yet, or a stale one (a run killed between renaming the .hsic and its sidecar): rewrite it.
     return write_sidecar(hsic_path, header), header, True

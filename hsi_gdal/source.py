@@ -17,6 +17,10 @@ def scene_info(ds) -> SceneInfo:
     dtype = {"byte": "uint8"}.get(dtype, dtype)
     if any(b.DataType != bands[0].DataType for b in bands):
         raise InputError(f"{ds.GetDescription()}: bands of mixed data types are not supported")
+    if dtype == "uint8" and bands[0].GetMetadataItem("PIXELTYPE", "IMAGE_STRUCTURE") == "SIGNEDBYTE":
+        # GDAL before 3.7 has no Int8: signed bytes read as unsigned, and would come back wrong.
+        raise InputError(f"{ds.GetDescription()}: signed 8-bit samples (PIXELTYPE=SIGNEDBYTE) are not "
+                         "supported with this GDAL; convert to Int16 first")
     if dtype not in SUPPORTED_DTYPES:
         raise InputError(f"{ds.GetDescription()}: data type {dtype} is not supported")
     gt = ds.GetGeoTransform(can_return_null=True)

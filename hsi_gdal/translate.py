@@ -7,6 +7,7 @@ import os
 from typing import Callable
 
 from engine.errors import HSICError, HSICIOError, InputError
+from engine.format.container import partial_name
 from engine.pipeline import DEFAULT_TILE, SceneInfo, compress_scene
 from engine.rate_control import Target, compress_bounded, compress_to_target
 from engine.residual import check_max_abs_error
@@ -14,10 +15,11 @@ from engine.registry import DEFAULT_CODEC
 from engine.statistics import scene_statistics
 from engine.tiling import TileGrid
 from hsi_gdal.dataset import Dataset, Open
-from hsi_gdal.gdal_env import GDAL_TYPES, cache_limit, gdal
-from hsi_gdal.sidecar import write_sidecar
+from hsi_gdal.gdal_env import GDAL_TYPES, cache_limit, collect_errors, gdal
+from hsi_gdal.sidecar import commit_pair
 from hsi_gdal.source import HsicSource, RasterSource
-from hsi_gdal.writers import ENVI_EXTENSIONS, WINDOW, copy_band_metadata, write_envi, write_windows
+from hsi_gdal.writers import (ENVI_EXTENSIONS, WINDOW, copy_band_metadata, copy_georeferencing, write_envi,
+                              write_windows)
 
 Progress = Callable[[float], "bool | None"]
 
@@ -67,23 +69,19 @@ def Translate(destName, srcDSOrSrcDSName, codec: str | None = None, quality: int
         source = _open_source(src, device)
         check_spectral(src, source.info)
         info = with_statistics(source.info, source.read_window, tile_size)
-        if target is not None:
-            if weights is not None:
-                raise InputError("a rate or quality target chooses among the installed qualities; "
-                                 "it cannot be combined with your own weights file")
-            with cache_limit():
-                header, _ = compress_to_target(info, source.read_window, dst, codec or DEFAULT_CODEC,
-                                               target, device=device, tile_size=tile_size, progress=progress)
-        elif max_abs_error is not None and quality is None and weights is None:
-            with cache_limit():  # the base setting that codes cheapest under the bound
-                header, _ = compress_bounded(info, source.read_window, dst, codec or DEFAULT_CODEC,
-                                             max_abs_error, device=device, tile_size=tile_size, progress=progress)
-        else:
-            with cache_limit():
-                header = compress_scene(info, source.read_window, dst, codec or DEFAULT_CODEC, quality,
-                                        device=device, tile_size=tile_size, progress=progress, weights=weights,
-                                        max_abs_error=max_abs_error)
-        write_sidecar(dst, header)
+        # Written under a name unique to this run, then renamed with its sidecar (hsi_gdal/sidecar.py):
+        # a concurrent run on the same output or a full disk never leaves a corrupt or half pair.
+        written = partial_name(dst)
+        try:
+            header = _compress(info, source.read_window, written, codec, quality, device, progress, tile_size,
+                               weights, target, max_abs_error)
+        except BaseException as e:
+            if os.path.exists(written):
+                os.remove(written)
+            if isinstance(e, HSICIOError):  # name the user's output, not the temporary file
+                raise HSICIOError(str(e).replace(written, dst)) from e
+            raise
+        commit_pair(written, dst, header)
     elif ext in (".tif", ".tiff") or ext in ENVI_EXTENSIONS:
         if codec is not None or quality is not None or any(v is not None for v in (bpppc, min_psnr, max_sam,
                                                                                    max_abs_error)):
@@ -100,6 +98,24 @@ def Translate(destName, srcDSOrSrcDSName, codec: str | None = None, quality: int
         raise InputError(f"{dst}: unknown output type {ext or '(none)'}; use .hsic to compress, "
                          ".tif (GeoTIFF) or .img/.bsq/.dat (ENVI) to decode")
     return Open(dst, device=device)
+
+
+def _compress(info, read_window, dst, codec, quality, device, progress, tile_size, weights, target, max_abs_error):
+    """Compress a scene into ``dst`` at a quality or for a target; returns the header written."""
+    codec = codec or DEFAULT_CODEC
+    with cache_limit():
+        if target is not None:
+            if weights is not None:
+                raise InputError("a rate or quality target chooses among the installed qualities; "
+                                 "it cannot be combined with your own weights file")
+            return compress_to_target(info, read_window, dst, codec, target, device=device, tile_size=tile_size,
+                                      progress=progress)[0]
+        if max_abs_error is not None and quality is None and weights is None:
+            # the base setting that codes cheapest under the bound
+            return compress_bounded(info, read_window, dst, codec, max_abs_error, device=device,
+                                    tile_size=tile_size, progress=progress)[0]
+        return compress_scene(info, read_window, dst, codec, quality, device=device, tile_size=tile_size,
+                              progress=progress, weights=weights, max_abs_error=max_abs_error)
 
 
 def check_rate_options(quality: int | None = None, bpppc: float | None = None, min_psnr: float | None = None,
@@ -149,16 +165,14 @@ def _open_source(path: str, device: str):
 
 def _write_geotiff(dst: str, ds: Dataset, progress: Progress | None) -> None:
     """GeoTIFF written under a temporary name and renamed: never a half-written file at ``dst``."""
-    tmp = dst + ".partial"
+    tmp = partial_name(dst)
     drv = gdal.GetDriverByName("GTiff")
     opts = ["COMPRESS=DEFLATE", "TILED=YES", "BLOCKXSIZE=256", "BLOCKYSIZE=256", "INTERLEAVE=BAND", "BIGTIFF=IF_SAFER",
             f"PREDICTOR={3 if ds.dtype.startswith('float') else 2}"]
     bands: list = []
     try:
         out = drv.Create(tmp, ds.RasterXSize, ds.RasterYSize, ds.RasterCount, GDAL_TYPES[ds.dtype], opts)
-        out.SetGeoTransform(ds.GetGeoTransform())
-        if ds.GetProjection():
-            out.SetProjection(ds.GetProjection())
+        copy_georeferencing(out, ds)
         out.SetMetadata(ds.GetMetadata())
         bands += [out.GetRasterBand(i + 1) for i in range(ds.RasterCount)]
         for i, b in enumerate(bands):
@@ -166,12 +180,16 @@ def _write_geotiff(dst: str, ds: Dataset, progress: Progress | None) -> None:
             copy_band_metadata(b, src_band)
         write_windows(ds, bands, progress)
         bands.clear()
-        out.FlushCache()
-        out = None
+        with collect_errors() as errors:  # the last blocks and the directory are written while closing
+            out.FlushCache()
+            out = None
+        if errors:
+            raise HSICIOError(f"{dst}: cannot write GeoTIFF ({errors[0]})")
         os.replace(tmp, dst)
     except BaseException as e:
         bands.clear()  # drop GDAL band handles before the dataset, so the file is closed before removal
-        out = None
+        with collect_errors():  # the error being raised says it all: no second report while closing
+            out = None
         if os.path.exists(tmp):
             os.remove(tmp)
         if isinstance(e, RuntimeError) and not isinstance(e, HSICError):

@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import warnings
 from typing import Callable
 
 import numpy as np
 
 from engine.errors import HSICError, HSICIOError
 from engine.pipeline import check_progress
-from hsi_gdal.gdal_env import GDAL_TYPES, gdal
+from hsi_gdal.gdal_env import GDAL_TYPES, collect_errors, gdal
 from hsi_gdal.spectral import ENVI, IMAGERY, envi_header_items, imagery_items
 
 ENVI_EXTENSIONS = (".img", ".bsq", ".dat")
@@ -35,6 +36,21 @@ def write_windows(ds, bands, progress: Progress | None) -> None:
         for b, plane in zip(bands, win):
             b.WriteArray(np.asarray(plane), x0, y0)
         check_progress(progress, (n + 1) / len(wins))
+
+
+def copy_georeferencing(out, ds) -> None:
+    """The source's geotransform, unless it has none (GDAL's default is then left unset), and its CRS,
+    unless it is not WKT GDAL can read: then a warning, and the output has no CRS."""
+    gt = ds.GetGeoTransform()
+    if gt is not None and tuple(gt) != (0.0, 1.0, 0.0, 0.0, 0.0, 1.0):
+        out.SetGeoTransform(gt)
+    wkt = ds.GetProjection()
+    if wkt:
+        try:
+            out.SetProjection(wkt)
+        except RuntimeError as e:
+            warnings.warn(f"the CRS of {getattr(ds, 'path', 'the source')} is not valid WKT "
+                          f"({str(e).strip()}); the output has none", stacklevel=2)
 
 
 def copy_band_metadata(out_band, src_band) -> None:
@@ -70,9 +86,7 @@ def write_envi(dst: str, ds, progress: Progress | None) -> None:
         out = gdal.GetDriverByName("ENVI").Create(tmp, ds.RasterXSize, ds.RasterYSize, ds.RasterCount,
                                                   GDAL_TYPES[ds.dtype], ["INTERLEAVE=BSQ"])
         out.SetDescription(os.path.basename(dst))  # the .hdr's "description", not the temporary path
-        out.SetGeoTransform(ds.GetGeoTransform())
-        if ds.GetProjection():
-            out.SetProjection(ds.GetProjection())
+        copy_georeferencing(out, ds)
         out.SetMetadata(ds.GetMetadata())
         bands += [out.GetRasterBand(i + 1) for i in range(ds.RasterCount)]
         mds = []
@@ -85,14 +99,18 @@ def write_envi(dst: str, ds, progress: Progress | None) -> None:
             out.SetMetadata(header_items, ENVI)
         write_windows(ds, bands, progress)
         bands.clear()
-        out.FlushCache()
-        out = None  # closing writes the .hdr and .aux.xml
+        with collect_errors() as errors:
+            out.FlushCache()
+            out = None  # closing writes the .hdr and .aux.xml
+        if errors:
+            raise HSICIOError(f"{dst}: cannot write ENVI ({errors[0]})")
         data_name = os.path.basename(dst)
         for name in sorted(os.listdir(tmpdir), key=lambda n: n == data_name):  # data file last
             os.replace(os.path.join(tmpdir, name), os.path.join(folder, name))
     except BaseException as e:
         bands.clear()  # band handles before the dataset, so the files are closed before removal
-        out = None
+        with collect_errors():  # the error being raised says it all: no second report while closing
+            out = None
         if isinstance(e, RuntimeError) and not isinstance(e, HSICError):
             raise HSICIOError(f"{dst}: cannot write ENVI ({str(e).strip()})") from e
         raise

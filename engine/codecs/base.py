@@ -107,7 +107,7 @@ class TileCodec(ABC):
             return ""
         if not path.is_file():
             raise CodecError(f"weights for {self.info.id} quality {self.quality} are missing: {path}")
-        return weight_files.file_sha256(path)
+        return weight_files.file_sha256(weight_files.check_weights_file(path))
 
     @property
     def batch_size(self) -> int:

@@ -5,8 +5,8 @@ payloads by :mod:`engine.format.strings`."""
 
 from __future__ import annotations
 
-import pickle
 import threading
+import warnings
 from contextlib import contextmanager
 from typing import ClassVar, Iterable
 
@@ -41,12 +41,16 @@ def load_weights(build_model, path):
     import torch
 
     try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about foreign pickles it then refuses: one line is ours
+            warnings.simplefilter("ignore")
+            blob = torch.load(path, map_location="cpu", weights_only=True)
         model = build_model(blob["arch"])
         state = {k: v for k, v in blob["state_dict"].items() if not k.endswith(_DERIVED)}
         missing, unexpected = model.load_state_dict(state, strict=False)
-    except (OSError, KeyError, TypeError, RuntimeError, pickle.UnpicklingError) as e:
-        raise CodecError(f"cannot load weights {path}: {e}") from e
+    except Exception as e:  # noqa: BLE001 - any file at all may be named: every failure is one line
+        lines = str(e).strip().splitlines()
+        why = lines[0][:200] if lines else type(e).__name__
+        raise CodecError(f"cannot load weights {path}: not a weights file HSIC can load ({why})") from e
     if unexpected or any(not k.endswith(_DERIVED) for k in missing):
         raise CodecError(f"weights {path} do not fit the model (missing {missing}, unexpected {unexpected})")
     # Coder tables are computed on the CPU in float32 so that every machine derives the same tables.

@@ -1,7 +1,7 @@
 """The ``.hsic`` container: a header and independently coded tiles, each behind a CRC32.
 
 The byte layout is specified in ``docs/format.md``; this module is its only implementation. Writing
-is atomic (``<path>.partial`` then ``os.replace``) and streams tile payloads. Reading validates every
+is atomic (a temporary name unique to the writer, then ``os.replace``) and streams tile payloads. Reading validates every
 size against the real file size before allocating anything, so a corrupt or hostile file fails fast
 with :class:`FormatError` instead of exhausting memory, and tiles can be read from several threads.
 """
@@ -13,6 +13,7 @@ import math
 import numbers
 import os
 import re
+import secrets
 import stat
 import struct
 import threading
@@ -27,7 +28,7 @@ from engine.errors import FormatError, HSICError, HSICIOError, InputError
 
 __all__ = [
     "MAGIC", "FORMAT_MAJOR", "FORMAT_MINOR", "SCENE_MINOR", "SUPPORTED_DTYPES", "Header", "HsicReader",
-    "open_hsic", "write_hsic",
+    "open_hsic", "write_hsic", "partial_name", "remove_stale_partials",
 ]
 
 MAGIC = b"\x89HSI\r\n\x1a\n"
@@ -379,6 +380,39 @@ def _remove_quietly(path: str) -> None:
         pass
 
 
+def partial_name(target: str) -> str:
+    """A temporary name beside ``target``, unique to this call: two writers of one target never share
+    a temporary file (the process id lets :func:`remove_stale_partials` tell a killed writer's)."""
+    return f"{target}.{os.getpid()}-{secrets.token_hex(4)}.partial"
+
+
+def _process_alive(pid: int) -> bool:
+    if os.name == "nt":  # os.kill(pid, 0) would terminate it there: never take a file for stale
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, owned by another user
+    return True
+
+
+def remove_stale_partials(target: str) -> None:
+    """Remove temporary files beside ``target`` left by writers that were killed (their process is
+    gone), and the fixed-name ``<target>.partial`` of earlier versions. Best effort."""
+    folder, base = os.path.split(os.path.abspath(target))
+    pattern = re.compile(re.escape(base) + r"\.(\d+)-[0-9a-f]{8}\..*")
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        m = pattern.fullmatch(name)
+        if name == base + ".partial" or (m and not _process_alive(int(m.group(1)))):
+            _remove_quietly(os.path.join(folder, name))
+
+
 def write_hsic(path: PathLike, header: Header, tiles: Iterable[bytes], trailer: bytes = b"",
                scene: bytes | None = None) -> int:
     """Write a .hsic file atomically from ``header`` and its tile payloads in row-major tile order.
@@ -389,7 +423,8 @@ def write_hsic(path: PathLike, header: Header, tiles: Iterable[bytes], trailer: 
     the codec's scene side information (:meth:`engine.codecs.base.TileCodec.fit_scene`), stored once
     in the scene section between the index and the first payload; the file then says minor version 3.
 
-    Payloads are streamed to ``<path>.partial`` (one at a time in memory), which is renamed onto
+    Payloads are streamed to a temporary file beside ``path`` unique to this call (:func:`partial_name`;
+    one payload at a time in memory), which is renamed onto
     ``path`` only once complete and fsynced; on any exception, including one raised by ``tiles``
     (e.g. CancelledError) or KeyboardInterrupt, the partial file is removed and the exception
     propagates, so ``path`` never holds an incomplete file. Returns the size of the file written.
@@ -397,7 +432,7 @@ def write_hsic(path: PathLike, header: Header, tiles: Iterable[bytes], trailer: 
     if not isinstance(header, Header):
         raise InputError(f"header must be a Header, got {type(header).__name__}")
     target = os.fspath(path)
-    partial = target + ".partial"
+    partial = partial_name(target)
     text = header.to_json_bytes()
     if len(text) > MAX_HEADER_BYTES:
         raise InputError(f"header of {len(text)} bytes exceeds the {MAX_HEADER_BYTES}-byte limit")
@@ -422,7 +457,8 @@ def write_hsic(path: PathLike, header: Header, tiles: Iterable[bytes], trailer: 
     f = None
     try:
         with _os_errors(target, "write"):
-            f = open(partial, "wb")  # truncates a stale partial left by a crashed run
+            remove_stale_partials(target)
+            f = open(partial, "xb")
             f.write(prefix)
             f.write(head)
             f.write(_CRC.pack(zlib.crc32(head, zlib.crc32(prefix))))

@@ -65,8 +65,8 @@ def read_section(reader: HsicReader, tile_count: Callable[[int], int]) -> list[t
     try:
         levels = json.loads(text[:j])["levels"]
         factors = [int(lv["factor"]) for lv in levels]
-    except (ValueError, KeyError, TypeError) as e:
-        raise FormatError(f"{where}: overview descriptor is not valid ({e})") from None
+    except (ValueError, KeyError, TypeError, OverflowError, RecursionError) as e:  # e.g. 1e400, deep nesting
+        raise FormatError(f"{where}: overview descriptor is not valid ({type(e).__name__})") from None
     if any(f < 2 for f in factors) or len(set(factors)) != len(factors):
         raise FormatError(f"{where}: overview factors {factors} are not valid")
     counts = [tile_count(f) for f in factors]

@@ -68,11 +68,11 @@ def compress_one(src: str, dst: str, codec: str, quality: int, device: str = "au
     rec = {"input": src, "output": dst, "codec": codec, "quality": quality}
     try:
         import hsi_gdal
-        from hsi_gdal.sidecar import write_sidecar
+        from hsi_gdal.sidecar import sidecar_is_current, write_sidecar
 
         if is_complete(dst, codec, quality):
             rec["status"] = "skipped"
-            if not os.path.exists(dst + ".vrt"):  # a crash between the file and its sidecar
+            if not sidecar_is_current(dst):  # a crash between the file and its sidecar
                 from engine.format.container import open_hsic
 
                 with open_hsic(dst) as r:

@@ -10,6 +10,7 @@ import json
 import math
 import os
 import sys
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -322,6 +323,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # A warning is one line too (e.g. a CRS the output cannot keep), not Python's file:line form.
+    before = warnings.formatwarning
+    warnings.formatwarning = lambda message, *rest, **kw: f"hsic {args.command}: warning: {message}\n"
     try:
         args.func(args)
     except HSICError as e:
@@ -330,6 +334,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"hsic {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        warnings.formatwarning = before
     return 0
 
 

@@ -5,7 +5,9 @@ these few hundred run in the suite). Examples are derandomised so that the suite
 """
 
 import json
+import os
 import struct
+import time
 import zlib
 
 import numpy as np
@@ -13,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.errors import FormatError, HSICError
+from engine.errors import FormatError, HSICError, InputError
 from engine.format.container import open_hsic
 from engine.payloads import decode_payload
 from engine.pipeline import SceneDecoder, SceneInfo, compress_scene
@@ -243,3 +245,68 @@ def test_arbitrary_bytes_are_not_a_hsic_file(base, data):
     path = base[1] / "random.hsic"
     path.write_bytes(data)
     assert outcome(path) == "FormatError"
+
+
+# Crafted-header families (issue 17): headers a hostile author writes with valid CRCs. Each case must
+# end in an HSIC error (or decode) fast, without opening odd files or allocating what the header says.
+FAMILY = settings(FUZZ, max_examples=600)
+ODD_PATHS = ["/proc/kmsg", "/proc/self/mem", "/dev/zero", "/dev/stdin", "/etc/passwd", "/", "", "x.pt",
+             "../../x.pt", "/tmp", "\0", "a" * 5000]
+
+
+def crafted_file(folder, name, payload=b"\0" * 40, trailer=b"", **fields):
+    from engine.format.container import Header, write_hsic
+
+    fields = {"rows": 3, "cols": 3, "bands": 2, "dtype": "int16", "tile_rows": 3, "tile_cols": 3,
+              "codec": "cae1d", "quality": 2, **fields}
+    header = Header.create(**fields)
+    path = folder / name
+    write_hsic(path, header, [payload] * header.n_tiles, trailer=trailer)
+    return path
+
+
+@FAMILY
+@given(family=st.sampled_from(["size", "tile", "weights"]), rows=st.integers(1, 2**31 - 1),
+       cols=st.integers(1, 2**31 - 1), bands=st.integers(1, 65535), ny=st.integers(1, 3), nx=st.integers(1, 3),
+       path=st.sampled_from(ODD_PATHS) | st.text(max_size=30), digest=st.sampled_from(["", "ab" * 32]),
+       payload=st.binary(max_size=64))
+def test_crafted_header_families_fail_cleanly(base, family, rows, cols, bands, ny, nx, path, digest, payload):
+    folder = base[1]
+    fields = {}
+    if family == "size":  # any declared size; tiles cover it in at most 3 x 3
+        fields = dict(rows=rows, cols=cols, tile_rows=-(-rows // ny), tile_cols=-(-cols // nx),
+                      bands=bands % 300 + 1)
+    elif family == "tile":  # a small scene declaring tiles of any size
+        fields = dict(rows=ny, cols=nx, tile_rows=rows, tile_cols=cols, bands=bands % 300 + 1)
+    else:  # a weights file named by the header's author
+        fields = dict(weights_sha256=digest, codec_options={"weights_file": os.path.basename(path) or "w.pt",
+                                                            "weights_path": path})
+    try:
+        crafted = crafted_file(folder, "family.hsic", payload=payload, **fields)
+    except (FormatError, InputError):
+        return  # not even writable: the header validation refused it
+    t0 = time.time()
+    assert outcome(crafted) in ("ok", "FormatError", "CodecError", "InputError")
+    assert time.time() - t0 < 5
+
+
+@FAMILY
+@given(levels=json_values | st.lists(st.fixed_dictionaries({"factor": st.integers(-5, 10**30) | st.floats(),
+                                                            "rows": st.integers(-5, 10**6),
+                                                            "cols": st.integers(-5, 10**6)}), max_size=4),
+       nesting=st.integers(0, 3000), entries=st.binary(max_size=64))
+def test_crafted_overview_sections_fail_cleanly(base, levels, nesting, entries):
+    from engine.format.overview import MAGIC as OVR_MAGIC
+    from engine.overviews import read_levels
+
+    text = json.dumps({"levels": levels}).encode() if not nesting % 7 == 0 else \
+        b'{"levels": ' + b"[" * nesting + b"]" * nesting + b"}"
+    head = OVR_MAGIC + struct.pack("<I", len(text)) + text
+    head += struct.pack("<I", zlib.crc32(head))
+    trailer = head + entries + struct.pack("<I", zlib.crc32(entries))
+    path = crafted_file(base[1], "ovr.hsic", trailer=trailer)
+    with open_hsic(path) as r:
+        try:
+            read_levels(r)
+        except FormatError as e:
+            assert "\n" not in str(e)

@@ -142,13 +142,16 @@ def test_kill_9_during_compress_leaves_no_file_and_next_run_cleans(make_raster, 
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     argv = ["compress", src, str(out), "--device", "cpu", "-q", "--codec", "cae1d"]
     child = subprocess.Popen([sys.executable, "-c", CHILD, *argv], env=env, cwd=ROOT)
-    partial = tmp_path / "k.hsic.partial"
+
+    def partials():  # temporary names are unique per run: k.hsic.<pid>-<random>[...].partial
+        return [p for p in tmp_path.iterdir() if p.name.startswith("k.hsic.") and p.name.endswith(".partial")]
+
     deadline = time.time() + 300
-    while not partial.exists() and child.poll() is None and time.time() < deadline:
+    while not partials() and child.poll() is None and time.time() < deadline:
         time.sleep(0.02)
-    assert partial.exists(), "the child never started writing"
+    assert partials(), "the child never started writing"
     child.send_signal(signal.SIGKILL)
     child.wait()
-    assert not out.exists() and partial.exists()  # the stale temporary file of the killed run
-    assert main(argv) == 0  # the next run on that target replaces and removes it
-    assert out.exists() and not partial.exists()
+    assert not out.exists() and partials()  # the stale temporary file of the killed run
+    assert main(argv) == 0  # the next run on that target removes it (its writer is gone)
+    assert out.exists() and not partials()
