@@ -15,6 +15,9 @@ from engine.codecs.base import CodecInfo, TileCodec
 from engine.errors import CodecError
 
 DEFAULT_CODEC = "klt"
+# What `hsic train` and hsic:train train unless told otherwise: klt's context model is trained by
+# scripts/train_klt_context.py, not by the codec training loop.
+DEFAULT_TRAIN_CODEC = "cae1d"
 
 _REGISTRY: dict[str, type[TileCodec]] = {}
 

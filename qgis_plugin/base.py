@@ -114,12 +114,12 @@ class HsicAlgorithm(QgsProcessingAlgorithm):
         """The work: read the parameters, call hsi_gdal, return the outputs."""
         raise NotImplementedError
 
-    def add_codec_and_quality(self) -> None:
-        """The CODEC choice (default: the default codec) and the optional QUALITY (empty: its default)."""
+    def add_codec_and_quality(self, default: str | None = None) -> None:
+        """The CODEC choice (``default``, else the default codec) and the optional QUALITY (empty: its default)."""
         from engine.registry import DEFAULT_CODEC, list_codecs  # lists codecs without importing torch
 
         self.addParameter(QgsProcessingParameterEnum(
-            self.CODEC, "Codec", options=[info.id for info in list_codecs()], defaultValue=DEFAULT_CODEC,
+            self.CODEC, "Codec", options=[info.id for info in list_codecs()], defaultValue=default or DEFAULT_CODEC,
             # Values are the codec ids themselves (CODEC=cae1d), not positions in the list.
             usesStaticStrings=True))
         # Optional without a default: each codec has its own qualities and default.

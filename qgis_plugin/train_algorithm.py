@@ -34,7 +34,9 @@ class TrainAlgorithm(HsicAlgorithm):
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(QgsProcessingParameterMultipleLayers(
             self.INPUT, "Training rasters", layerType=QgsProcessing.TypeRaster))
-        self.add_codec_and_quality()
+        from engine.registry import DEFAULT_TRAIN_CODEC
+
+        self.add_codec_and_quality(default=DEFAULT_TRAIN_CODEC)
         self.addParameter(QgsProcessingParameterFile(
             self.INIT, "Start from this weights file (empty: the installed weights of the quality)",
             behavior=QgsProcessingParameterFile.File, extension="pt", optional=True))

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from engine.errors import HSICError
+from engine.registry import DEFAULT_TRAIN_CODEC
 
 DEFAULT_TRAIN_DATA = "../shared/data/hsi/train"
 REPO = Path(__file__).resolve().parents[2]  # the checkout holding engine/ and hsi_gdal/
@@ -272,7 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     k.set_defaults(func=cmd_codecs)
 
     t = sub.add_parser("train", parents=[common, device], help="train a codec's weights")
-    t.add_argument("--codec", default="cae1d")
+    t.add_argument("--codec", default=DEFAULT_TRAIN_CODEC)
     t.add_argument("--quality", type=int, default=None, help="one quality (default: all)")
     t.add_argument("--dataset", default="folder", choices=["folder", "hyspecnet11k"],
                    help="folder: every raster under --root; hyspecnet11k: the benchmark's patches and splits")

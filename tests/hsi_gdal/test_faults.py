@@ -31,14 +31,15 @@ def one_line_error(capsys, argv):
 def test_missing_weights_refused_for_compress_and_decode(make_raster, tmp_path, monkeypatch, capsys):
     src = make_raster(bands=5, rows=9, cols=8)
     out = str(tmp_path / "a.hsic")
-    assert main(["compress", src, out, "--device", "cpu", "-q"]) == 0
+    assert main(["compress", src, out, "--codec", "cae1d", "--device", "cpu", "-q"]) == 0
     from engine import weight_files
     from engine.pipeline import SceneDecoder
 
     monkeypatch.setattr(weight_files, "WEIGHTS_DIR", tmp_path / "no-weights")
     with pytest.raises(CodecError, match="not installed"):
         SceneDecoder(out, device="cpu")
-    err = one_line_error(capsys, ["compress", src, str(tmp_path / "b.hsic"), "--device", "cpu", "-q"])
+    err = one_line_error(capsys, ["compress", src, str(tmp_path / "b.hsic"), "--codec", "cae1d", "--device", "cpu",
+                                   "-q"])
     assert "hsic train" in err and not (tmp_path / "b.hsic").exists()
 
 
@@ -70,7 +71,7 @@ def test_unreadable_permissions_are_one_line(make_raster, tmp_path, capsys):
     import shutil
     import tempfile
 
-    src = make_raster(bands=3, rows=5, cols=5)
+    src = make_raster(bands=4, rows=5, cols=5)
     assert main(["compress", src, str(tmp_path / "a.hsic"), "--device", "cpu", "-q"]) == 0
     if os.geteuid() != 0:
         for path in (src, str(tmp_path / "a.hsic")):

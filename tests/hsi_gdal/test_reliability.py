@@ -67,7 +67,8 @@ def test_full_disk_while_replacing_keeps_the_old_pair(make_raster, tmp_path, mon
     with file_size_limit(256 << 10):
         one_line_error(capsys, ["compress", src, str(out), "--device", "cpu", "-q", "--quality", "1"])
     assert (out.read_bytes(), (tmp_path / "x.hsic.vrt").read_bytes()) == before
-    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("x.")) == ["x.hsic", "x.hsic.vrt"]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("x.")) == ["x.hsic", "x.hsic.qml",
+                                                                                     "x.hsic.vrt"]
 
 
 @pytest.fixture
@@ -145,8 +146,8 @@ def test_weights_that_are_not_weights_are_one_line(make_raster, tmp_path, capsys
 
 def test_no_geotransform_stays_unset_in_the_decoded_geotiff(tmp_path):
     path = str(tmp_path / "plain.tif")
-    ds = gdal.GetDriverByName("GTiff").Create(path, 10, 9, 3, gdal.GDT_Int16)
-    for i in range(3):
+    ds = gdal.GetDriverByName("GTiff").Create(path, 10, 9, 4, gdal.GDT_Int16)
+    for i in range(4):
         ds.GetRasterBand(i + 1).WriteArray(np.arange(90, dtype=np.int16).reshape(9, 10) + 100 * i)
     ds = None
     assert gdal.Open(path).GetGeoTransform(can_return_null=True) is None

@@ -27,7 +27,8 @@ def test_fine_tune_then_compress_with_the_weights_and_decode_them_back(hsic_regi
     assert feedback.reports[-1] == 100 and any("step 5/5" in l for l in feedback.lines)
 
     hsic = str(tmp_path / "c.hsic")
-    run_alg("hsic:compress", {"INPUT": scene, "QUALITY": 1, "WEIGHTS": weights, "OUTPUT": hsic})
+    run_alg("hsic:compress", {"INPUT": scene, "CODEC": "cae1d", "QUALITY": 1, "WEIGHTS": weights,
+                             "OUTPUT": hsic})
     ds = hsi_gdal.Open(hsic)
     assert ds.header.weights_sha256 == file_sha256(weights)
     assert ds.header.codec_options["weights_file"] == "s_cae1d-q1.pt"

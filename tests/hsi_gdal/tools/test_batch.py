@@ -5,8 +5,11 @@ import json
 import os
 
 from engine.format.container import open_hsic
+from engine.registry import DEFAULT_CODEC, get_info
 from hsi_gdal.tools.batch import find_rasters, is_complete, run_batch
 from hsi_gdal.tools.cli import main
+
+DEFAULT_QUALITY = get_info(DEFAULT_CODEC).default_quality
 
 
 def test_batch_mirrors_tree_writes_manifest_and_resumes(make_raster, tmp_path, capsys, monkeypatch):
@@ -41,7 +44,7 @@ def test_batch_mirrors_tree_writes_manifest_and_resumes(make_raster, tmp_path, c
     os.remove(out / "one.hsic")
     (out / "one.hsic.partial").write_bytes(b"half")
     mtime = os.path.getmtime(out / "a" / "b" / "three.hsic")
-    assert not is_complete(two, "cae1d", 2)
+    assert not is_complete(two, DEFAULT_CODEC, DEFAULT_QUALITY)
 
     import functools
 
@@ -58,7 +61,7 @@ def test_batch_mirrors_tree_writes_manifest_and_resumes(make_raster, tmp_path, c
                      "a/broken.tif": "failed"}
     assert os.path.getmtime(out / "a" / "b" / "three.hsic") == mtime  # complete outputs untouched
     assert not (out / "one.hsic.partial").exists()
-    assert is_complete(two, "cae1d", 2) and is_complete(out / "one.hsic", "cae1d", 2)
+    assert is_complete(two, DEFAULT_CODEC, DEFAULT_QUALITY) and is_complete(out / "one.hsic", DEFAULT_CODEC, DEFAULT_QUALITY)
     # Outputs inside the input tree are never taken for inputs.
     assert all(p.suffix == ".tif" for p in find_rasters(tmp_path))
 
