@@ -26,14 +26,17 @@ SAM_SLACK_DEG = 0.05
 
 
 def build(bench: dict, margin_db: float) -> dict:
-    """The table: {codec: {scene: {quality: {measured and floor values}}}} from the bench's CPU records."""
+    """The table: {codec: {scene: {quality or "bpppc=X": {measured and floor values}}}} from the bench's CPU
+    records."""
     sam_factor = 10 ** (margin_db / 20)
     baselines = {"jpeg2000", "pca-jpeg2000", "deflate"}
     floors: dict = {}
     for r in bench["records"]:
         if r["method"] in baselines or r["device"] != "cpu":
             continue
-        floors.setdefault(r["method"], {}).setdefault(r["scene"], {})[str(r["quality"])] = {
+        # Codecs with a continuous rate are benched at target rates, the others at their qualities.
+        key = str(r["quality"]) if "quality" in r else f"bpppc={r['target_bpppc']:g}"
+        floors.setdefault(r["method"], {}).setdefault(r["scene"], {})[key] = {
             "psnr_db": round(r["psnr_db"], 3),
             "sam_deg": round(r["sam_deg"], 3),
             "min_psnr_db": round(r["psnr_db"] - margin_db, 2),

@@ -73,19 +73,26 @@ def test_bundled_sample_has_what_the_demo_shows():
 TEST_SCENES = shared_scenes("test")
 
 
+CONTINUOUS_TARGET = 0.25
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("path", TEST_SCENES or [None], ids=lambda p: p.name if p else "absent")
 def test_every_codec_compresses_and_decompresses_every_test_scene(path, tmp_path):
     """`hsic compress` / `hsic decompress` for every registered codec at its default quality."""
     if path is None:
         pytest.skip(f"shared data not found at {DATA}")
-    from engine.registry import list_codecs
+    from engine.registry import codec_class, list_codecs
     from hsi_gdal.tools.cli import main
 
     src = hsi_gdal.Open(str(path))
     for info in list_codecs():
         hsic, tif = tmp_path / f"{info.id}.hsic", tmp_path / f"{info.id}.tif"
-        assert main(["compress", str(path), str(hsic), "--codec", info.id, "--device", "cpu", "-q"]) == 0
+        # A codec with a continuous rate is checked at the bench's 0.25 bpppc target, the others at their
+        # default quality.
+        continuous = codec_class(info.id).continuous_rate
+        setting = ["--bpppc", str(CONTINUOUS_TARGET)] if continuous else []
+        assert main(["compress", str(path), str(hsic), "--codec", info.id, *setting, "--device", "cpu", "-q"]) == 0
         assert main(["decompress", str(hsic), str(tif), "--device", "cpu", "-q"]) == 0
         out = hsi_gdal.Open(str(tif))
         assert (out.RasterCount, out.RasterYSize, out.RasterXSize) == (src.RasterCount, src.RasterYSize,
@@ -96,7 +103,7 @@ def test_every_codec_compresses_and_decompresses_every_test_scene(path, tmp_path
             assert np.isfinite(dec).all()
         # The floors are what the committed bench measured on the same whole scene, less a margin
         # (tests/floors.json, scripts/floors.py): a regression in any codec shows here.
-        want = floor(info.id, path.stem, info.default_quality)
+        want = floor(info.id, path.stem, f"bpppc={CONTINUOUS_TARGET:g}" if continuous else info.default_quality)
         r = hsi_gdal.evaluate(str(path), str(tif))
         assert r["psnr_db"] >= want["min_psnr_db"] and r["sam_deg"] <= want["max_sam_deg"], \
             (info.id, path.stem, r["psnr_db"], r["sam_deg"], want)
@@ -108,7 +115,7 @@ def test_floor_table_covers_every_codec_and_quality_and_matches_the_bench():
     import subprocess
     import sys
 
-    from engine.registry import list_codecs
+    from engine.registry import codec_class, list_codecs
     from tests.conftest import ROOT
     from tests.quality_floors import load
 
@@ -117,7 +124,8 @@ def test_floor_table_covers_every_codec_and_quality_and_matches_the_bench():
     assert len(scenes) == 7, scenes
     for info in list_codecs():
         for scene in scenes:
-            for q in info.qualities:
+            keys = ([f"bpppc={CONTINUOUS_TARGET:g}"] if codec_class(info.id).continuous_rate else info.qualities)
+            for q in keys:
                 want = floor(info.id, scene, q)
                 assert want["min_psnr_db"] < want["psnr_db"] and want["max_sam_deg"] > want["sam_deg"]
     # The table is what scripts/floors.py makes of the committed bench, not a hand edit.
