@@ -19,7 +19,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 PACKAGES = ("engine", "hsi_gdal", "qgis_plugin")
 SKIP_DIRS = {"__pycache__", "sample"}  # the sample scene is for the demo, not the plugin
-SUFFIXES = {".py", ".pt", ".json"}
+SUFFIXES = {".py", ".pt", ".json", ".npz"}  # .npz: the klt codec's context model and rANS tables
 
 SHIM = '''\
 """HSIC QGIS plugin (built by scripts/build_plugin.py)."""
