@@ -280,9 +280,14 @@ def compress_to_target(info: SceneInfo, read_window: ReadWindow, dst: str, codec
         os.replace(paths.pop(key), dst)
         return headers[key], trials
     finally:
-        for p in paths.values():
-            if os.path.exists(p):
-                os.remove(p)
+        _discard(paths.values())
+
+
+def _discard(trial_paths) -> None:
+    """Remove the trial files that were not kept."""
+    for p in trial_paths:
+        if os.path.exists(p):
+            os.remove(p)
 
 
 def compress_bounded(info: SceneInfo, read_window: ReadWindow, dst: str, codec: str, max_abs_error: float,
@@ -315,6 +320,4 @@ def compress_bounded(info: SceneInfo, read_window: ReadWindow, dst: str, codec: 
         os.replace(paths.pop(best), dst)
         return headers[best], trials
     finally:
-        for p in paths.values():
-            if os.path.exists(p):
-                os.remove(p)
+        _discard(paths.values())
