@@ -6,6 +6,9 @@ import os
 import xml.etree.ElementTree as ET
 
 from engine.format.container import Header
+from engine.pipeline import ReadWindow, check_progress
+from engine.statistics import scene_statistics
+from engine.tiling import TileGrid
 from hsi_gdal.gdal_env import GDAL_TYPE_NAMES, GDAL_TYPES
 from hsi_gdal.locate import header_key
 from hsi_gdal.spectral import IMAGERY, imagery_items
@@ -74,12 +77,13 @@ def _overview(band: ET.Element, header: Header, factor: int, size: tuple[int, in
 
 
 def sidecar_xml(hsic_path: str, header: Header, key: str | None = None,
-                levels: dict[int, tuple[int, int]] | None = None) -> str:
+                levels: dict[int, tuple[int, int]] | None = None, statistics: tuple[dict, ...] = ()) -> str:
     """The VRT text for a .hsic file.
 
     The pixel function finds the .hsic file beside the sidecar, even after both were moved
     (``file``, ``vrt`` and the header ``key``, see hsi_gdal/locate.py), else at its absolute ``path``.
     ``levels`` maps stored overview factors to their (rows, cols); each becomes an <Overview>.
+    ``statistics`` (one dict a band, :func:`tiled_statistics`) are declared as GDAL's PAM would.
     """
     path = os.path.abspath(hsic_path)
     file = os.path.basename(path)
@@ -98,7 +102,7 @@ def sidecar_xml(hsic_path: str, header: Header, key: str | None = None,
             ET.SubElement(band, "Offset").text = _fmt(header.band_offset[i])
         if header.band_scale[i] is not None:
             ET.SubElement(band, "Scale").text = _fmt(header.band_scale[i])
-        stats = header.statistics[i] if header.statistics else {}
+        stats = statistics[i] if statistics else {}
         _metadata(band, {**header.band_metadata[i], **statistics_items(stats)})
         _metadata(band, imagery_items(header.band_metadata[i]), IMAGERY)
         _histogram(band, stats)
@@ -112,17 +116,39 @@ def sidecar_xml(hsic_path: str, header: Header, key: str | None = None,
     return ET.tostring(root, encoding="unicode") + "\n"
 
 
-def write_sidecar(hsic_path: str, header: Header) -> str:
-    """Write ``<hsic_path>.vrt`` atomically for the .hsic file just written; returns its path."""
+def tiled_statistics(rows: int, cols: int, bands: int, nodata: float | None, read_window: ReadWindow,
+                     tile_rows: int, tile_cols: int, progress=None) -> tuple[dict, ...]:
+    """Per-band statistics and histograms (engine/statistics.py) of a scene read window by window.
+
+    Shared by Translate (the source) and ensure_sidecar (the decoded .hsic). They live in the sidecar,
+    never in the .hsic: every byte of that counts in the rate. ``progress(fraction)`` returning False
+    cancels (CancelledError).
+    """
+    windows = list(TileGrid(rows, cols, min(tile_rows, rows), min(tile_cols, cols)).windows())
+    reads = [0]
+
+    def read(*win):
+        check_progress(progress, reads[0] / (2 * len(windows)))  # scene_statistics reads each window twice
+        reads[0] += 1
+        return read_window(*win)
+
+    stats = scene_statistics(bands, nodata, read, windows)
+    check_progress(progress, 1.0)
+    return stats
+
+
+def write_sidecar(hsic_path: str, header: Header, statistics: tuple[dict, ...] = ()) -> str:
+    """Write ``<hsic_path>.vrt`` atomically for the .hsic file just written, declaring ``statistics``
+    (:func:`tiled_statistics`) and writing the default style from them; returns the sidecar's path."""
     from engine.format.container import open_hsic
     from engine.overviews import read_levels
 
     with open_hsic(hsic_path) as reader:
         levels = {f: (lv.header.rows, lv.header.cols) for f, lv in read_levels(reader).items()}
     vrt = os.fspath(hsic_path) + ".vrt"
-    _write_atomically(vrt, sidecar_xml(hsic_path, header, header_key(hsic_path), levels))
+    _write_atomically(vrt, sidecar_xml(hsic_path, header, header_key(hsic_path), levels, statistics))
     qml = style_path(hsic_path)
-    style = style_xml(header)
+    style = style_xml(header, statistics)
     if style is not None:
         _write_atomically(qml, style)
     elif os.path.isfile(qml):  # a style of an earlier file of that name would show the wrong bands
@@ -146,15 +172,21 @@ def ensure_sidecar(hsic_path) -> tuple[str, Header, bool]:
     """Check that a .hsic file decodes and give it its sidecar ``<hsic_path>.vrt`` if it has none.
 
     Opening the decoder checks the file and finds its weights now, with a one-line error, instead of a
-    layer that opens but draws nothing. Returns (sidecar path, header, whether the sidecar was written).
+    layer that opens but draws nothing. A new sidecar declares the statistics of the decoded scene
+    (decoded once here, so that GDAL and QGIS later answer them without decoding).
+    Returns (sidecar path, header, whether the sidecar was written).
     """
     from engine.pipeline import SceneDecoder
 
     hsic_path = os.fspath(hsic_path)
-    decoder = SceneDecoder(hsic_path)
-    header = decoder.header
-    decoder.close()
     vrt = hsic_path + ".vrt"
-    if os.path.isfile(vrt):
-        return vrt, header, False
-    return write_sidecar(hsic_path, header), header, True
+    decoder = SceneDecoder(hsic_path)
+    try:
+        header = decoder.header
+        if os.path.isfile(vrt):
+            return vrt, header, False
+        stats = tiled_statistics(header.rows, header.cols, header.bands, header.nodata, decoder.read,
+                                 header.tile_rows, header.tile_cols)
+    finally:
+        decoder.close()
+    return write_sidecar(hsic_path, header, stats), header, True
