@@ -71,7 +71,6 @@ class SceneInfo:
     band_scale: tuple[float | None, ...] = ()
     band_offset: tuple[float | None, ...] = ()
     metadata: dict = field(default_factory=dict)
-    statistics: tuple[dict, ...] = ()  # per band, engine/statistics.py; () records none
 
     @classmethod
     def from_header(cls, h: Header) -> "SceneInfo":
@@ -138,7 +137,6 @@ def compress_scene(info: SceneInfo, read_window: ReadWindow, dst: str, codec: st
         geotransform=info.geotransform, band_descriptions=info.band_descriptions,
         band_metadata=info.band_metadata, band_scale=info.band_scale, band_offset=info.band_offset,
         metadata=info.metadata, codec_options=codec_options(weights), max_abs_error=max_abs_error,
-        statistics=info.statistics or None,
     )
 
     scene = None

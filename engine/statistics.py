@@ -1,4 +1,4 @@
-"""Per-band statistics and histograms of a scene, computed once at compress time and stored in the header.
+"""Per-band statistics and histograms of a scene, declared in the .hsic sidecar (never in the .hsic).
 
 GIS software asks for them as soon as a layer opens (QGIS's contrast stretch, ``gdalinfo -stats``):
 declared in the sidecar, they are answered without decoding the scene, and GDAL has nothing to write
@@ -17,7 +17,7 @@ import numpy as np
 
 from engine.normalise import valid_mask
 
-BUCKETS = 64  # GDAL uses 256; 64 keep the header small (about 60 bytes a band deflated)
+BUCKETS = 64  # GDAL uses 256; 64 keep the sidecar and style small
 
 ReadWindow = Callable[[int, int, int, int], np.ndarray]
 
@@ -75,7 +75,7 @@ def scene_statistics(bands: int, nodata: float | None, read_window: ReadWindow,
         var = max(s2[b] / n[b] - m1 * m1, 0.0)
         out.append({
             "min": float(lo[b]), "max": float(hi[b]),
-            # 7 significant digits (float32 precision) keep the header small
+            # 7 significant digits (float32 precision) keep the sidecar small
             "mean": float(f"{shift[b] + m1:.7g}"), "std": float(f"{np.sqrt(var):.7g}"),
             "valid_percent": float(f"{100.0 * n[b] / total:.7g}"),
             "histogram": {"min": edges[b][0], "max": edges[b][1], "counts": counts[b].tolist()},

@@ -7,6 +7,9 @@ import xml.etree.ElementTree as ET
 
 from engine.errors import HSICIOError
 from engine.format.container import Header, partial_name, remove_stale_partials
+from engine.pipeline import ReadWindow, check_progress
+from engine.statistics import scene_statistics
+from engine.tiling import TileGrid
 from hsi_gdal.gdal_env import GDAL_TYPE_NAMES, GDAL_TYPES
 from hsi_gdal.locate import header_key
 from hsi_gdal.spectral import IMAGERY, imagery_items
@@ -75,12 +78,13 @@ def _overview(band: ET.Element, header: Header, factor: int, size: tuple[int, in
 
 
 def sidecar_xml(hsic_path: str, header: Header, key: str | None = None,
-                levels: dict[int, tuple[int, int]] | None = None) -> str:
+                levels: dict[int, tuple[int, int]] | None = None, statistics: tuple[dict, ...] = ()) -> str:
     """The VRT text for a .hsic file.
 
     The pixel function finds the .hsic file beside the sidecar, even after both were moved
     (``file``, ``vrt`` and the header ``key``, see hsi_gdal/locate.py), else at its absolute ``path``.
     ``levels`` maps stored overview factors to their (rows, cols); each becomes an <Overview>.
+    ``statistics`` (one dict a band, :func:`tiled_statistics`) are declared as GDAL's PAM would.
     """
     path = os.path.abspath(hsic_path)
     file = os.path.basename(path)
@@ -99,7 +103,7 @@ def sidecar_xml(hsic_path: str, header: Header, key: str | None = None,
             ET.SubElement(band, "Offset").text = _fmt(header.band_offset[i])
         if header.band_scale[i] is not None:
             ET.SubElement(band, "Scale").text = _fmt(header.band_scale[i])
-        stats = header.statistics[i] if header.statistics else {}
+        stats = statistics[i] if statistics else {}
         _metadata(band, {**header.band_metadata[i], **statistics_items(stats)})
         _metadata(band, imagery_items(header.band_metadata[i]), IMAGERY)
         _histogram(band, stats)
@@ -111,6 +115,27 @@ def sidecar_xml(hsic_path: str, header: Header, key: str | None = None,
             _overview(band, header, factor, size, args, type_name)
     ET.indent(root)
     return ET.tostring(root, encoding="unicode") + "\n"
+
+
+def tiled_statistics(rows: int, cols: int, bands: int, nodata: float | None, read_window: ReadWindow,
+                     tile_rows: int, tile_cols: int, progress=None) -> tuple[dict, ...]:
+    """Per-band statistics and histograms (engine/statistics.py) of a scene read window by window.
+
+    Shared by Translate (the source) and ensure_sidecar (the decoded .hsic). They live in the sidecar,
+    never in the .hsic: every byte of that counts in the rate. ``progress(fraction)`` returning False
+    cancels (CancelledError).
+    """
+    windows = list(TileGrid(rows, cols, min(tile_rows, rows), min(tile_cols, cols)).windows())
+    reads = [0]
+
+    def read(*win):
+        check_progress(progress, reads[0] / (2 * len(windows)))  # scene_statistics reads each window twice
+        reads[0] += 1
+        return read_window(*win)
+
+    stats = scene_statistics(bands, nodata, read, windows)
+    check_progress(progress, 1.0)
+    return stats
 
 
 def _write_text(path: str, text: str) -> str:
@@ -137,31 +162,32 @@ def _remove_quietly(path: str) -> None:
         pass
 
 
-def _sidecar_text(written: str, hsic_path: str, header: Header) -> str:
+def _sidecar_text(written: str, hsic_path: str, header: Header, statistics: tuple[dict, ...] = ()) -> str:
     """The sidecar of the .hsic file ``written`` (its bytes), for when it lies at ``hsic_path``."""
     from engine.format.container import open_hsic
     from engine.overviews import read_levels
 
     with open_hsic(written) as reader:
         levels = {f: (lv.header.rows, lv.header.cols) for f, lv in read_levels(reader).items()}
-    return sidecar_xml(hsic_path, header, header_key(written), levels)
+    return sidecar_xml(hsic_path, header, header_key(written), levels, statistics)
 
 
-def write_sidecar(hsic_path: str, header: Header) -> str:
-    """Write ``<hsic_path>.vrt`` atomically for the .hsic file at ``hsic_path``; returns its path."""
+def write_sidecar(hsic_path: str, header: Header, statistics: tuple[dict, ...] = ()) -> str:
+    """Write ``<hsic_path>.vrt`` atomically for the .hsic file at ``hsic_path``, declaring ``statistics``
+    (:func:`tiled_statistics`) and writing the default style from them; returns the sidecar's path."""
     vrt = os.fspath(hsic_path) + ".vrt"
     remove_stale_partials(vrt)
-    tmp = _write_text(vrt, _sidecar_text(hsic_path, hsic_path, header))
+    tmp = _write_text(vrt, _sidecar_text(hsic_path, hsic_path, header, statistics))
     try:
         os.replace(tmp, vrt)
     except OSError as e:
         _remove_quietly(tmp)
         raise HSICIOError(f"cannot write {vrt}: {e.strerror or e}") from e
-    write_style(hsic_path, header)
+    write_style(hsic_path, header, statistics)
     return vrt
 
 
-def commit_pair(written: str, hsic_path: str, header: Header) -> str:
+def commit_pair(written: str, hsic_path: str, header: Header, statistics: tuple[dict, ...] = ()) -> str:
     """Move the .hsic file ``written`` (a temporary name beside ``hsic_path``) to ``hsic_path`` together
     with its sidecar; returns the sidecar's path.
 
@@ -175,10 +201,10 @@ def commit_pair(written: str, hsic_path: str, header: Header) -> str:
     try:
         for target in (hsic_path, vrt):  # what killed runs left (the live ones, ours included, stay)
             remove_stale_partials(target)
-        tmp = _write_text(vrt, _sidecar_text(written, hsic_path, header))
+        tmp = _write_text(vrt, _sidecar_text(written, hsic_path, header, statistics))
         os.replace(written, hsic_path)
         os.replace(tmp, vrt)
-        write_style(hsic_path, header)
+        write_style(hsic_path, header, statistics)
     except OSError as e:
         for p in (written, tmp):
             if p:
@@ -211,10 +237,10 @@ def style_path(hsic_path) -> str:
     return os.fspath(hsic_path) + ".qml"
 
 
-def write_style(hsic_path, header: Header) -> None:
+def write_style(hsic_path, header: Header, statistics: tuple[dict, ...] = ()) -> None:
     """Write (or remove) the default QGIS style beside the sidecar, atomically."""
     qml = style_path(hsic_path)
-    style = style_xml(header)
+    style = style_xml(header, statistics)
     if style is None:
         if os.path.isfile(qml):  # a style of an earlier file of that name would show the wrong bands
             os.remove(qml)
@@ -232,16 +258,23 @@ def ensure_sidecar(hsic_path) -> tuple[str, Header, bool]:
     written for another .hsic file at that path).
 
     Opening the decoder checks the file and finds its weights now, with a one-line error, instead of a
-    layer that opens but draws nothing. Returns (sidecar path, header, whether the sidecar was written).
+    layer that opens but draws nothing. A new sidecar declares the statistics of the decoded scene
+    (decoded once here, so that GDAL and QGIS later answer them without decoding).
+    Returns (sidecar path, header, whether the sidecar was written).
     """
     from engine.pipeline import SceneDecoder
 
     hsic_path = os.fspath(hsic_path)
-    decoder = SceneDecoder(hsic_path)
-    header = decoder.header
-    decoder.close()
     vrt = hsic_path + ".vrt"
-    if sidecar_is_current(hsic_path):
-        return vrt, header, False
-    # None yet, or a stale one (a run killed between renaming the .hsic and its sidecar): rewrite it.
-    return write_sidecar(hsic_path, header), header, True
+    decoder = SceneDecoder(hsic_path)
+    try:
+        header = decoder.header
+        if sidecar_is_current(hsic_path):
+            return vrt, header, False
+        # None yet, or a stale one (a run killed between renaming the .hsic and its sidecar): rewrite it,
+        # with the statistics of the decoded scene (once; later opens decode nothing).
+        stats = tiled_statistics(header.rows, header.cols, header.bands, header.nodata, decoder.read,
+                                 header.tile_rows, header.tile_cols)
+    finally:
+        decoder.close()
+    return write_sidecar(hsic_path, header, stats), header, True

@@ -4,7 +4,7 @@ QGIS loads ``<layer>.qml`` as a layer's default style. Without one, it picks ban
 them by a 2-98 % cumulative cut, for which GDAL computes a histogram of QGIS's own layout by decoding
 the scene, then writes it back into the sidecar. With one, nothing is computed: the bands are the
 true-colour ones (nearest 640, 550 and 470 nm, when the bands carry wavelengths) and the stretch is the
-same 2-98 % cut taken from the histograms recorded at compress time (engine/statistics.py).
+same 2-98 % cut taken from the histograms the sidecar declares (engine/statistics.py).
 """
 
 from __future__ import annotations
@@ -56,10 +56,10 @@ def _enhancement(parent: ET.Element, tag: str, lo: float, hi: float) -> None:
     ET.SubElement(ce, "algorithm").text = "StretchToMinimumMaximum"
 
 
-def style_xml(header: Header) -> str | None:
-    """The QML text for a .hsic file, or None when it has no recorded statistics for its display bands."""
+def style_xml(header: Header, stats: tuple[dict, ...]) -> str | None:
+    """The QML text for a .hsic file with per-band ``stats`` (engine/statistics.py), or None when they
+    do not cover its display bands."""
     bands = display_bands(header)
-    stats = header.statistics
     if not stats or any(not stats[b - 1] for b in bands):
         return None
     root = ET.Element("qgis", version="3.22", styleCategories="Symbology")

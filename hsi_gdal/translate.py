@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from typing import Callable
 
@@ -12,11 +11,9 @@ from engine.pipeline import DEFAULT_TILE, SceneInfo, compress_scene
 from engine.rate_control import Target, compress_bounded, compress_to_target
 from engine.residual import check_max_abs_error
 from engine.registry import DEFAULT_CODEC
-from engine.statistics import scene_statistics
-from engine.tiling import TileGrid
 from hsi_gdal.dataset import Dataset, Open
 from hsi_gdal.gdal_env import GDAL_TYPES, cache_limit, collect_errors, gdal
-from hsi_gdal.sidecar import commit_pair
+from hsi_gdal.sidecar import commit_pair, tiled_statistics
 from hsi_gdal.source import HsicSource, RasterSource
 from hsi_gdal.writers import (ENVI_EXTENSIONS, WINDOW, copy_band_metadata, copy_georeferencing, write_envi,
                               write_windows)
@@ -68,7 +65,12 @@ def Translate(destName, srcDSOrSrcDSName, codec: str | None = None, quality: int
         target = check_rate_options(quality, bpppc, min_psnr, max_sam, max_abs_error)
         source = _open_source(src, device)
         check_spectral(src, source.info)
-        info = with_statistics(source.info, source.read_window, tile_size)
+        info = source.info
+        # Statistics for the sidecar (not the .hsic, whose every byte counts in the rate): a first share
+        # of the progress bar, cancellable like the rest.
+        stats = tiled_statistics(info.rows, info.cols, info.bands, info.nodata, source.read_window,
+                                 tile_size, tile_size, _share(progress, 0.0, STATISTICS_SHARE))
+        progress = _share(progress, STATISTICS_SHARE, 1.0)
         # Written under a name unique to this run, then renamed with its sidecar (hsi_gdal/sidecar.py):
         # a concurrent run on the same output or a full disk never leaves a corrupt or half pair.
         written = partial_name(dst)
@@ -81,7 +83,7 @@ def Translate(destName, srcDSOrSrcDSName, codec: str | None = None, quality: int
             if isinstance(e, HSICIOError):  # name the user's output, not the temporary file
                 raise HSICIOError(str(e).replace(written, dst)) from e
             raise
-        commit_pair(written, dst, header)
+        commit_pair(written, dst, header, stats)
     elif ext in (".tif", ".tiff") or ext in ENVI_EXTENSIONS:
         if codec is not None or quality is not None or any(v is not None for v in (bpppc, min_psnr, max_sam,
                                                                                    max_abs_error)):
@@ -151,11 +153,16 @@ def check_spectral(src: str, info: SceneInfo) -> None:
             "instead: gdal_translate -co COMPRESS=DEFLATE (lossless) or -co COMPRESS=JPEG / WEBP (lossy, 8-bit)")
 
 
-def with_statistics(info: SceneInfo, read_window, tile_size: int = DEFAULT_TILE) -> SceneInfo:
-    """``info`` with its per-band statistics and histograms (engine/statistics.py), read tile by tile."""
-    grid = TileGrid(info.rows, info.cols, min(tile_size, info.rows), min(tile_size, info.cols))
-    stats = scene_statistics(info.bands, info.nodata, read_window, grid.windows())
-    return dataclasses.replace(info, statistics=stats)
+
+STATISTICS_SHARE = 0.05  # of the progress bar: two reads of the source, against its coding
+
+
+def _share(progress: Progress | None, lo: float, hi: float) -> Progress | None:
+    """``progress`` for one step that takes the part [lo, hi] of the bar."""
+    if progress is None:
+        return None
+    return lambda fraction: progress(lo + (hi - lo) * fraction)
+
 
 
 def _open_source(path: str, device: str):

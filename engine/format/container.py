@@ -112,31 +112,6 @@ def _per_band(name: str, value: object, bands: int, check) -> tuple:
     return tuple(check(f"{name}[{i}]", v) for i, v in enumerate(value))
 
 
-_STAT_KEYS = ("min", "max", "mean", "std", "valid_percent")
-MAX_HISTOGRAM_BUCKETS = 4096
-
-
-def _band_statistics(name: str, value: object) -> dict[str, Any]:
-    """One band's statistics: {} or the five finite numbers and a histogram of non-negative counts."""
-    if value == {}:
-        return {}
-    if not isinstance(value, dict) or set(value) != {*_STAT_KEYS, "histogram"}:
-        raise _bad(name, value, f"{{}} or a dict of {', '.join(_STAT_KEYS)} and histogram")
-    out: dict[str, Any] = {k: _real(f"{name}.{k}", value[k], finite=True) for k in _STAT_KEYS}
-    hist = value["histogram"]
-    if not isinstance(hist, dict) or set(hist) != {"min", "max", "counts"}:
-        raise _bad(f"{name}.histogram", hist, "a dict of min, max and counts")
-    counts = hist["counts"]
-    if not isinstance(counts, (list, tuple)) or not 1 <= len(counts) <= MAX_HISTOGRAM_BUCKETS:
-        raise _bad(f"{name}.histogram.counts", counts, f"a list of 1..{MAX_HISTOGRAM_BUCKETS} counts")
-    lo = _real(f"{name}.histogram.min", hist["min"], finite=True)
-    hi = _real(f"{name}.histogram.max", hist["max"], finite=True)
-    if not lo < hi:
-        raise _bad(f"{name}.histogram", hist, "min < max")
-    out["histogram"] = {"min": lo, "max": hi,
-                        "counts": [_int(f"{name}.histogram.counts", c, 0) for c in counts]}
-    return out
-
 
 def _float_to_json(value: float | None) -> float | str | None:
     if value is None or math.isfinite(value):
@@ -188,7 +163,6 @@ class Header:
     max_abs_error: float | None = None
     # Optional (format 1.x readers ignore it): per band {min, max, mean, std, valid_percent, histogram
     # {min, max, counts}} of the source, or {} for a band without valid samples; () when not recorded.
-    statistics: tuple[dict[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
         def put(name: str, value: object) -> None:
@@ -247,8 +221,6 @@ class Header:
             if e < 0:
                 raise _bad("max_abs_error", e, ">= 0")
             put("max_abs_error", e)
-        if self.statistics not in ((), []):
-            put("statistics", _per_band("statistics", self.statistics, bands, _band_statistics))
 
     @classmethod
     def create(cls, *, norm_offset: float | Iterable[float] = 0.0,
@@ -265,7 +237,7 @@ class Header:
             if isinstance(norm_scale, numbers.Real):
                 norm_scale = (norm_scale,) * int(bands)
         optional = ("weights_sha256", "crs_wkt", "band_descriptions", "band_metadata",
-                    "band_scale", "band_offset", "metadata", "codec_options", "max_abs_error", "statistics")
+                    "band_scale", "band_offset", "metadata", "codec_options", "max_abs_error")
         for name in optional:
             if fields.get(name, ...) is None:
                 del fields[name]
@@ -297,8 +269,6 @@ class Header:
         }
         if self.max_abs_error is not None:  # format 1.2, optional: files without it read as before
             d["max_abs_error"] = self.max_abs_error
-        if self.statistics:  # optional: files without it read as before
-            d["statistics"] = [dict(s) for s in self.statistics]
         return d
 
     def to_json_bytes(self) -> bytes:
@@ -330,7 +300,6 @@ class Header:
         # Keys not listed are ignored: a newer minor version may add fields (docs/format.md).
         fields = {k: obj[k] for k in required}
         fields["max_abs_error"] = obj.get("max_abs_error")
-        fields["statistics"] = obj.get("statistics", ())
         fields["nodata"] = _float_from_json("nodata", obj["nodata"])
         for name in ("band_scale", "band_offset"):
             if isinstance(obj[name], list):

@@ -68,15 +68,10 @@ def compress_one(src: str, dst: str, codec: str, quality: int, device: str = "au
     rec = {"input": src, "output": dst, "codec": codec, "quality": quality}
     try:
         import hsi_gdal
-        from hsi_gdal.sidecar import sidecar_is_current, write_sidecar
 
         if is_complete(dst, codec, quality):
             rec["status"] = "skipped"
-            if not sidecar_is_current(dst):  # a crash between the file and its sidecar
-                from engine.format.container import open_hsic
-
-                with open_hsic(dst) as r:
-                    write_sidecar(dst, r.header)
+            hsi_gdal.ensure_sidecar(dst)  # rewrites it only if missing or stale (a crash between the two)
         else:
             os.makedirs(os.path.dirname(dst), exist_ok=True)
             hsi_gdal.Translate(dst, src, codec=codec, quality=quality, device=device)

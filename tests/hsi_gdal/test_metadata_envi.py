@@ -53,7 +53,7 @@ def test_metadata_kept_compress_sidecar_open_decompress(make_raster, tmp_path, o
         assert (b.GetDescription(), b.GetMetadata(), b.GetNoDataValue(), b.GetScale(), b.GetOffset()) == \
                (desc, md, nodata, scale, offset)
         assert b.GetMetadata("IMAGERY") == expected_imagery[i]
-    # The sidecar also declares the statistics recorded at compress time (as GDAL's PAM would).
+    # The sidecar also declares the source statistics computed at compress time (as GDAL's PAM would).
     sidecar = [(d, {k: v for k, v in md.items() if not k.startswith("STATISTICS_")}, *rest)
                for d, md, *rest in _bands(hsic + ".vrt")]
     assert sidecar == ref

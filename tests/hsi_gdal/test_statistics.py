@@ -1,21 +1,24 @@
-"""Statistics and histograms recorded at compress time: exact for the source, declared in the sidecar, and
+"""Statistics and histograms declared in the sidecar (never in the .hsic, whose bytes are the rate): exact
+for the source at compress time, of the decoded scene when the sidecar is rebuilt from the .hsic alone, and
 served to GDAL and QGIS without decoding the scene or rewriting the sidecar."""
 
 import hashlib
 import json
 import os
 import subprocess
+import xml.etree.ElementTree as ET
 
 import numpy as np
 import pytest
 from osgeo import gdal
 
 import hsi_gdal
-from engine.errors import FormatError
 from engine.format.container import Header, open_hsic
+from engine.pipeline import SceneDecoder, compress_scene
 from engine.statistics import BUCKETS, histogram_range, scene_statistics
 from hsi_gdal import pixelfn
-from hsi_gdal.sidecar import style_path
+from hsi_gdal.sidecar import ensure_sidecar, style_path
+from hsi_gdal.source import RasterSource
 from hsi_gdal.style import cut_range, display_bands
 from tests import fast_codec
 
@@ -47,16 +50,29 @@ def compressed(make_raster, tmp_path, stand_in):
     dst = str(tmp_path / "c.hsic")
     hsi_gdal.Translate(dst, src, codec=stand_in)
     data = gdal.Open(src).ReadAsArray()
-    return dst, data
+    return dst, data, src
 
 
-def test_statistics_are_those_of_the_source(compressed):
-    dst, data = compressed
-    with open_hsic(dst) as r:
-        stats = r.header.statistics
-    assert len(stats) == BANDS
+def declared(vrt):
+    """The per-band statistics the sidecar declares, read back from its XML."""
+    out = []
+    for band in ET.parse(vrt).getroot().iter("VRTRasterBand"):
+        md = {m.get("key"): float(m.text) for m in band.iter("MDI") if m.get("key").startswith("STATISTICS_")}
+        item = band.find("Histograms/HistItem")
+        if not md:
+            out.append({})
+            continue
+        out.append({"min": md["STATISTICS_MINIMUM"], "max": md["STATISTICS_MAXIMUM"], "mean": md["STATISTICS_MEAN"],
+                    "std": md["STATISTICS_STDDEV"], "valid_percent": md["STATISTICS_VALID_PERCENT"],
+                    "histogram": {"min": float(item.find("HistMin").text), "max": float(item.find("HistMax").text),
+                                  "counts": [int(c) for c in item.find("HistCounts").text.split("|")]}})
+    return out
+
+
+def assert_statistics_of(stats, data, nodata=-32768):
+    assert len(stats) == len(data)
     for b, s in enumerate(stats):
-        v = data[b][data[b] != -32768].astype(np.float64)
+        v = data[b][data[b] != nodata].astype(np.float64)
         assert (s["min"], s["max"]) == (v.min(), v.max())
         assert s["mean"] == pytest.approx(v.mean(), rel=1e-6)
         assert s["std"] == pytest.approx(v.std(), rel=1e-6)
@@ -65,7 +81,36 @@ def test_statistics_are_those_of_the_source(compressed):
         assert (h["min"], h["max"]) == histogram_range(v.min(), v.max())
         want = np.clip(((v - h["min"]) / (h["max"] - h["min"]) * BUCKETS).astype(int), 0, BUCKETS - 1)
         assert h["counts"] == np.bincount(want, minlength=BUCKETS).tolist()
+
+
+def test_sidecar_declares_the_source_statistics(compressed):
+    dst, data, _ = compressed
+    stats = declared(dst + ".vrt")
+    assert_statistics_of(stats, data)
     assert stats[2]["valid_percent"] < 100 and stats[0]["valid_percent"] == 100
+
+
+def test_hsic_holds_no_statistics(compressed, tmp_path, stand_in):
+    """The .hsic has exactly the bytes of compress_scene alone: statistics cost the rate nothing."""
+    dst, _, src = compressed
+    plain = str(tmp_path / "plain.hsic")
+    source = RasterSource(src)
+    compress_scene(source.info, source.read_window, plain, stand_in, None)
+    assert open(dst, "rb").read() == open(plain, "rb").read()
+
+
+def test_sidecar_rebuilt_from_the_hsic_declares_the_decoded_statistics(compressed):
+    dst, _, _ = compressed
+    os.remove(dst + ".vrt")
+    os.remove(style_path(dst))
+    vrt, _, written = ensure_sidecar(dst)
+    assert written and os.path.isfile(style_path(dst))
+    dec = SceneDecoder(dst)
+    decoded = dec.read()
+    dec.close()
+    assert_statistics_of(declared(vrt), decoded)
+    before = _digest(vrt)
+    assert ensure_sidecar(dst)[2] is False and _digest(vrt) == before
 
 
 def test_empty_band_and_windows_of_any_shape():
@@ -79,7 +124,7 @@ def test_empty_band_and_windows_of_any_shape():
 
 
 def test_gdal_reads_declared_statistics_without_decoding_or_rewriting(compressed):
-    dst, data = compressed
+    dst, data, _ = compressed
     vrt = dst + ".vrt"
     before = _digest(vrt)
     dec = pixelfn.decoder_for(dst)
@@ -98,7 +143,7 @@ def test_gdal_reads_declared_statistics_without_decoding_or_rewriting(compressed
 
 
 def test_gdalinfo_stats_leaves_the_sidecar_alone(compressed, tmp_path):
-    dst, _ = compressed
+    dst, _, _ = compressed
     vrt = dst + ".vrt"
     before = _digest(vrt)
     env = dict(os.environ, GDAL_VRT_PYTHON_TRUSTED_MODULES="hsi_gdal.pixelfn")
@@ -110,30 +155,27 @@ def test_gdalinfo_stats_leaves_the_sidecar_alone(compressed, tmp_path):
     assert not os.path.exists(vrt + ".aux.xml")
 
 
-def test_header_statistics_round_trip_and_validation(compressed):
-    dst, _ = compressed
+def test_a_statistics_key_in_a_header_is_an_unknown_key(compressed):
+    dst, _, _ = compressed
     with open_hsic(dst) as r:
         h = r.header
-    assert Header.from_json_bytes(h.to_json_bytes()) == h
-    bad = h.to_dict()
-    bad["statistics"][0]["histogram"]["counts"][0] = -1
-    with pytest.raises(FormatError, match="statistics"):
-        Header.from_json_bytes(Header(**{**h.__dict__, "statistics": bad["statistics"]}).to_json_bytes())
-    old = h.to_dict()
-    del old["statistics"]  # files written before statistics: still read, none declared
-    assert Header.from_json_bytes(json.dumps(old).encode()).statistics == ()
+    d = h.to_dict()
+    assert "statistics" not in d
+    d["statistics"] = [{}] * h.bands  # never released; read like any key a newer minor version may add
+    assert Header.from_json_bytes(json.dumps(d).encode()) == h
 
 
 def test_style_shows_true_colour_stretched_from_the_histogram(compressed):
-    dst, data = compressed
+    dst, data, _ = compressed
     with open_hsic(dst) as r:
         h = r.header
     assert display_bands(h) == [25, 16, 8]
     qml = open(style_path(dst)).read()
     assert 'redBand="25"' in qml and 'greenBand="16"' in qml and 'blueBand="8"' in qml
-    lo, hi = cut_range(h.statistics[24])
+    stats = declared(dst + ".vrt")[24]
+    lo, hi = cut_range(stats)
     v = data[24].astype(np.float64)
-    width = h.statistics[24]["histogram"]["max"] - h.statistics[24]["histogram"]["min"]
+    width = stats["histogram"]["max"] - stats["histogram"]["min"]
     assert abs(lo - np.quantile(v, 0.02)) <= width / BUCKETS and abs(hi - np.quantile(v, 0.98)) <= width / BUCKETS
 
 
@@ -142,7 +184,7 @@ def test_qgis_opens_renders_and_computes_statistics_without_rewriting(compressed
     from qgis.core import QgsMapRendererSequentialJob, QgsMapSettings, QgsRasterBandStats, QgsRasterLayer
     from qgis.PyQt.QtCore import QSize
 
-    dst, data = compressed
+    dst, data, _ = compressed
     vrt = dst + ".vrt"
     before = _digest(vrt)
     dec = pixelfn.decoder_for(dst)
