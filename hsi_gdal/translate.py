@@ -10,7 +10,7 @@ from engine.format.container import partial_name
 from engine.pipeline import DEFAULT_TILE, SceneInfo, compress_scene
 from engine.rate_control import Target, compress_bounded, compress_to_target
 from engine.residual import check_max_abs_error
-from engine.registry import DEFAULT_CODEC
+from engine.registry import DEFAULT_CODEC, get_info
 from hsi_gdal.dataset import Dataset, Open
 from hsi_gdal.gdal_env import GDAL_TYPES, cache_limit, collect_errors, gdal
 from hsi_gdal.sidecar import commit_pair, tiled_statistics
@@ -65,6 +65,9 @@ def Translate(destName, srcDSOrSrcDSName, codec: str | None = None, quality: int
         target = check_rate_options(quality, bpppc, min_psnr, max_sam, max_abs_error)
         source = _open_source(src, device)
         check_spectral(src, source.info)
+        checked = get_info(codec or DEFAULT_CODEC)  # a wrong codec or quality fails before the source is read
+        if quality is not None:
+            checked.check_quality(quality)
         info = source.info
         # Statistics for the sidecar (not the .hsic, whose every byte counts in the rate): a first share
         # of the progress bar, cancellable like the rest.
