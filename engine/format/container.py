@@ -629,6 +629,7 @@ class HsicReader:
         self.header: Header = header
         self.n_tiles: int = n
         self.format_version: tuple[int, int] = (major, minor)
+        self.header_encoding: int = encoding  # JSON_HEADER or COMPACT_HEADER
         self.tile_lengths: tuple[int, ...] = tuple(lengths)
         # Format 1.1: bytes after the last payload are an optional trailer (its owner validates it).
         self.trailer_range: tuple[int, int] = (end, self.file_size) if minor >= TRAILER_MINOR else (end, end)
