@@ -16,8 +16,10 @@ integers LEB128 varints, ``s`` signed ones zigzagged, strings a varint length an
 - ``norm_offset``, ``norm_scale``, ``band_scale``, ``band_offset``: a float column each;
 - ``band_metadata``: key count, then per key (sorted): the key, a presence flag (0 every band has it, 1 a
   bitmap of ``ceil(bands/8)`` bytes follows, LSB first), the string column of its present values;
-- ``band_descriptions``: u8 0 and a string column, or u8 1 and a template: part count, per part a tag
-  (0 literal text then the text, 1 the band number from 1, 2+k the value of metadata key k).
+- ``band_descriptions``: u8 0 and a string column; or u8 1 and a template: part count, per part a tag
+  (0 literal text then the text, 1 the band number from 1, 2+k the value of metadata key k); or u8 2
+  and the same texts around decimal numbers in every band: the count p of numbers, the p + 1 texts, and
+  p string columns, the j-th numbers of all bands.
 
 A float column is an integer sequence of kinds (0 finite, 1 None, 2 NaN, 3 inf, 4 -inf, 5 -0.0) and a
 decimal column of the finite values, each written as the shortest decimal that reads back as the same
@@ -61,6 +63,7 @@ _MAX_DECIMAL_CHARS = 40  # longer numeric strings are stored as text: they are n
 _MAX_EXPONENT = 400  # |e| of any float's shortest decimal is below 330
 _MAX_ALIGN = 30  # decimal places two values of one column may differ by and still be aligned
 _MAX_VARINT_BYTES = 64
+_NUMBER = re.compile(r"([0-9]+(?:\.[0-9]+)?)")  # a number inside a description (its sign stays text)
 _CONSTANT = 3  # an integer sequence whose values are all one value: stored once
 
 
@@ -205,6 +208,19 @@ def _find_template(descriptions: list[str], metadata: list[dict[str, str]], keys
     return None
 
 
+def _find_skeleton(descriptions: list[str]) -> tuple[list[str], list[list[str]]] | None:
+    """(texts, number columns) when every description is the same texts around decimal numbers (e.g.
+    "band 7 (0.4554 Micrometers)"): texts[0] number[0] texts[1] ... texts[-1]; None otherwise."""
+    split = [_NUMBER.split(d) for d in descriptions]
+    texts = split[0][0::2]
+    if len(texts) < 2 or any(p[0::2] != texts for p in split):
+        return None
+    numbers = [[p[j] for p in split] for j in range(1, len(split[0]), 2)]
+    if any(_as_decimal(n) is None for column in numbers for n in column):
+        return None  # e.g. "007": not a plain decimal, kept as text
+    return texts, numbers
+
+
 def _spell(parts: list, band: int, meta: dict[str, str], keys: list[str]) -> str | None:
     out = []
     for p in parts:
@@ -244,10 +260,8 @@ def _columns(obj: dict[str, Any]) -> bytes:
 
     descriptions = list(obj["band_descriptions"])
     template = _find_template(descriptions, metadata, keys) if len(descriptions) > 1 else None
-    if template is None:
-        out.append(0)
-        _string_column(out, descriptions)
-    else:
+    skeleton = _find_skeleton(descriptions) if template is None and len(descriptions) > 1 else None
+    if template is not None:
         out.append(1)
         _uvarint(out, len(template))
         for part in template:
@@ -256,6 +270,17 @@ def _columns(obj: dict[str, Any]) -> bytes:
                 _text(out, part)
             else:
                 _uvarint(out, part)
+    elif skeleton is not None:
+        texts, numbers = skeleton
+        out.append(2)
+        _uvarint(out, len(numbers))
+        for t in texts:
+            _text(out, t)
+        for column in numbers:
+            _string_column(out, column)
+    else:
+        out.append(0)
+        _string_column(out, descriptions)
     return bytes(out)
 
 
@@ -487,6 +512,18 @@ def decode_compact(data: bytes, max_bytes: int) -> dict[str, Any]:
                 raise FormatError(f"compact header: band {i + 1} lacks a value its description needs (corrupt)")
             r.spend(len(s))
             descriptions.append(s)
+        obj["band_descriptions"] = descriptions
+    elif mode == 2:
+        count = r.count(len(r.data), "description number count")
+        texts = [r.text() for _ in range(count + 1)]
+        r.spend(sum(map(len, texts)) * (bands - 1))
+        numbers = [r.string_column(bands) for _ in range(count)]
+        descriptions = []
+        for i in range(bands):
+            pieces = [texts[0]]
+            for j in range(count):
+                pieces += [numbers[j][i], texts[j + 1]]
+            descriptions.append("".join(pieces))
         obj["band_descriptions"] = descriptions
     else:
         raise FormatError(f"compact header: unknown description mode {mode} (corrupt)")
