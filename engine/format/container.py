@@ -414,7 +414,7 @@ def write_hsic(path: PathLike, header: Header, tiles: Iterable[bytes], trailer: 
     if len(text) > MAX_HEADER_BYTES:
         raise InputError(f"header of {len(text)} bytes exceeds the {MAX_HEADER_BYTES}-byte limit")
     # Every byte counts in the rate: a 224-band EnMAP header is ~32 KB as JSON, ~4.4 KB deflated and
-    # ~1.3 KB compact (docs/benchmarks/header.md).
+    # ~1 KB compact (docs/benchmarks/header.md).
     head = header.to_compact_bytes()
     n = header.n_tiles
     if n > _U32_MAX:

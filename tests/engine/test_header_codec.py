@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from engine.errors import FormatError
 from engine.format.container import Header
+from engine.format.header_codec import PRESET_DICTIONARY as DICTIONARY
 from engine.format.header_codec import decode_compact, encode_compact
 
 PROPERTY = settings(max_examples=150, deadline=None, derandomize=True, database=None,
@@ -150,14 +151,15 @@ def test_lone_surrogate_is_a_format_error():
 
 @PROPERTY
 @given(flips=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 7)), min_size=1, max_size=6),
-       cut=st.none() | st.integers(0, 10**6), method=st.sampled_from([0, 1, 2]))
+       cut=st.none() | st.integers(0, 10**6), method=st.sampled_from([0, 1, 2, 3]))
 def test_damaged_compact_bytes_raise_format_error(flips, cut, method):
     # The header CRC catches this in a file; here the parser sees the damage itself (and must not hang,
     # allocate what the bytes claim, or raise anything but FormatError).
     h = enmap_like()
     raw = encode_compact(h.to_dict())
     body = decode_raw(raw)
-    packed = {0: body, 1: zlib.compress(body, 9, wbits=-15),
+    z = zlib.compressobj(9, zlib.DEFLATED, -15, zdict=DICTIONARY)
+    packed = {0: body, 1: zlib.compress(body, 9, wbits=-15), 3: z.compress(body) + z.flush(),
               2: lzma.compress(body, format=lzma.FORMAT_RAW, filters=[{"id": lzma.FILTER_LZMA2, "preset": 6}])}
     data = bytearray([method]) + packed[method]
     for pos, bit in flips:
@@ -174,9 +176,27 @@ def decode_raw(data):
     """The column bytes inside a compact header (its first byte says how they are compressed)."""
     if data[0] == 0:
         return data[1:]
-    if data[0] == 1:
-        return zlib.decompress(data[1:], wbits=-15)
+    if data[0] in (1, 3):
+        d = zlib.decompressobj(wbits=-15, **({"zdict": DICTIONARY} if data[0] == 3 else {}))
+        return d.decompress(data[1:]) + d.flush()
     return lzma.decompress(data[1:], format=lzma.FORMAT_RAW, filters=[{"id": lzma.FILTER_LZMA2}])
+
+
+def test_preset_dictionary_is_frozen():
+    # Files compressed with it (compression 3) decode only with these exact bytes, forever.
+    import hashlib
+
+    assert hashlib.sha256(DICTIONARY).hexdigest() == (
+        "de6a54a1f84b4650a06c0d556150d54389f41852ff3cdeb457afb946d2a3eed8")
+
+
+def test_every_compression_decodes():
+    h = enmap_like()
+    body = decode_raw(h.to_compact_bytes())
+    z = zlib.compressobj(9, zlib.DEFLATED, -15, zdict=DICTIONARY)
+    for data in (b"\0" + body, b"\1" + zlib.compress(body, 9, wbits=-15), b"\3" + z.compress(body) + z.flush(),
+                 b"\2" + lzma.compress(body, format=lzma.FORMAT_RAW, filters=[{"id": lzma.FILTER_LZMA2}])):
+        assert Header.from_compact_bytes(data) == h
 
 
 def test_expansion_is_bounded():
