@@ -101,6 +101,21 @@ def scene_range(info: SceneInfo, read_window: ReadWindow, grid: TileGrid) -> tup
     return lo, hi
 
 
+def scene_header(info: SceneInfo, read_window: ReadWindow, grid: TileGrid, coder, weights: str | None = None,
+                 max_abs_error: float | None = None) -> Header:
+    """The header :func:`compress_scene` writes for ``info`` coded by ``coder`` (one pass over the scene
+    for its value range, which sets the normalisation)."""
+    offset, scale = normalisation(*scene_range(info, read_window, grid), info.bands)
+    return Header.create(
+        rows=info.rows, cols=info.cols, bands=info.bands, dtype=info.dtype, nodata=info.nodata,
+        tile_rows=grid.tile_rows, tile_cols=grid.tile_cols, codec=coder.info.id, quality=coder.quality,
+        weights_sha256=coder.weights_sha256, norm_offset=offset, norm_scale=scale, crs_wkt=info.crs_wkt,
+        geotransform=info.geotransform, band_descriptions=info.band_descriptions,
+        band_metadata=info.band_metadata, band_scale=info.band_scale, band_offset=info.band_offset,
+        metadata=info.metadata, codec_options=codec_options(weights), max_abs_error=max_abs_error,
+    )
+
+
 def compress_scene(info: SceneInfo, read_window: ReadWindow, dst: str, codec: str, quality: int | None = None,
                    device: str = "auto", tile_size: int = DEFAULT_TILE, progress: Progress | None = None,
                    weights: str | None = None, overviews: tuple[int, ...] | None = None,
@@ -129,15 +144,7 @@ def compress_scene(info: SceneInfo, read_window: ReadWindow, dst: str, codec: st
     if grid.n_tiles > MAX_TILES:  # refused before the range scan, which would read the whole scene
         raise InputError(f"a {info.rows} x {info.cols} raster makes {grid.n_tiles} tiles of "
                          f"{grid.tile_rows} x {grid.tile_cols}, more than a .hsic file can index ({MAX_TILES})")
-    offset, scale = normalisation(*scene_range(info, read_window, grid), info.bands)
-    header = Header.create(
-        rows=info.rows, cols=info.cols, bands=info.bands, dtype=info.dtype, nodata=info.nodata,
-        tile_rows=grid.tile_rows, tile_cols=grid.tile_cols, codec=coder.info.id, quality=coder.quality,
-        weights_sha256=coder.weights_sha256, norm_offset=offset, norm_scale=scale, crs_wkt=info.crs_wkt,
-        geotransform=info.geotransform, band_descriptions=info.band_descriptions,
-        band_metadata=info.band_metadata, band_scale=info.band_scale, band_offset=info.band_offset,
-        metadata=info.metadata, codec_options=codec_options(weights), max_abs_error=max_abs_error,
-    )
+    header = scene_header(info, read_window, grid, coder, weights, max_abs_error)
 
     scene = None
     if coder.uses_scene_stage:

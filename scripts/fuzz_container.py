@@ -82,12 +82,14 @@ def fix_crcs(data: bytes, payloads: bool = False) -> bytes:
 
 
 def with_header(data: bytes, obj) -> bytes:
-    """``data`` with its header JSON replaced by ``obj`` (deflated), offsets shifted, CRCs fixed."""
+    """``data`` with its header replaced by ``obj`` as deflated JSON (header encoding 0, which readers read
+    forever), offsets shifted, CRCs fixed."""
     text = json.dumps(obj, allow_nan=True).encode("utf-8", "surrogatepass")
     head = zlib.compress(text, 9)
     head_len, n, index_pos = layout(data)
     delta = len(head) - head_len
     out = bytearray(data[:24] + head + b"\0\0\0\0" + data[index_pos:])
+    struct.pack_into("<H", out, 14, 0)
     struct.pack_into("<I", out, 16, len(head))
     for i in range(n):
         pos = 28 + len(head) + 16 * i
@@ -97,8 +99,13 @@ def with_header(data: bytes, obj) -> bytes:
 
 
 def header_obj(data: bytes) -> dict:
+    from engine.format.container import Header
+
     head_len, _, _ = layout(data)
-    return json.loads(zlib.decompress(data[24:24 + head_len]))
+    head = data[24:24 + head_len]
+    if struct.unpack_from("<H", data, 14)[0] == 0:  # deflated JSON
+        return json.loads(zlib.decompress(head))
+    return Header.from_compact_bytes(head).to_dict()
 
 
 # -- base files ----------------------------------------------------------------------------------

@@ -25,9 +25,11 @@ from typing import Any
 
 from engine.codec_ids import CODEC_NUMBERS, codec_id, codec_number
 from engine.errors import FormatError, HSICError, HSICIOError, InputError
+from engine.format.header_codec import decode_compact, encode_compact, loads_strict
 
 __all__ = [
-    "MAGIC", "FORMAT_MAJOR", "FORMAT_MINOR", "SCENE_MINOR", "SUPPORTED_DTYPES", "Header", "HsicReader",
+    "MAGIC", "FORMAT_MAJOR", "FORMAT_MINOR", "SCENE_MINOR", "JSON_HEADER", "COMPACT_HEADER", "SUPPORTED_DTYPES",
+    "Header", "HsicReader",
     "open_hsic", "write_hsic", "partial_name", "remove_stale_partials",
 ]
 
@@ -37,6 +39,10 @@ FORMAT_MINOR = 0
 TRAILER_MINOR = 1  # minor version of files with a trailer after the last payload (format 1.1)
 BOUNDED_MINOR = 2  # minor version of error-bounded files (header max_abs_error, format 1.2)
 SCENE_MINOR = 3  # minor version of files with a scene section before the payloads (format 1.3)
+# The prefix's header encoding (u16 at offset 14, "reserved, 0" before it had a use): how the header
+# bytes are stored. Orthogonal to the minor version, which says which sections the file has.
+JSON_HEADER = 0  # deflated JSON: every file written before the compact header, read forever
+COMPACT_HEADER = 1  # per-band columns, LZMA2 or deflate (engine/format/header_codec.py): what writers write
 MAX_SCENE_BYTES = 64 << 20  # a codec's scene side information (e.g. a KLT stage): far below this
 SUPPORTED_DTYPES = ("uint8", "int8", "uint16", "int16", "uint32", "int32", "float32", "float64")
 
@@ -44,7 +50,7 @@ MAX_HEADER_BYTES = 16 << 20
 MAX_CODEC_OPTIONS_BYTES = 64 << 10
 _U32_MAX = 0xFFFFFFFF
 
-# magic, major, minor, codec number, reserved, header JSON length, tile count
+# magic, major, minor, codec number, header encoding, header length, tile count
 PREFIX = struct.Struct("<8sHHHHII")
 _CRC = struct.Struct("<I")
 _INDEX_ENTRY = struct.Struct("<QII")  # payload offset, length, CRC32
@@ -284,10 +290,23 @@ class Header:
     def from_json_bytes(cls, data: bytes) -> Header:
         """Parse and validate header JSON; anything malformed raises FormatError."""
         try:
-            obj = json.loads(data.decode("utf-8"), parse_constant=_reject_constant,
-                             object_pairs_hook=_no_duplicate_keys)
+            obj = loads_strict(data.decode("utf-8"))
         except (UnicodeDecodeError, ValueError, RecursionError) as e:
             raise FormatError(f"header is not valid UTF-8 JSON: {e}") from None
+        return cls.from_dict(obj)
+
+    def to_compact_bytes(self) -> bytes:
+        """The header in the compact encoding (:mod:`engine.format.header_codec`), as files store it."""
+        return encode_compact(self.to_dict())
+
+    @classmethod
+    def from_compact_bytes(cls, data: bytes) -> Header:
+        """Parse and validate a compact header; anything malformed raises FormatError."""
+        return cls.from_dict(decode_compact(data, MAX_HEADER_BYTES))
+
+    @classmethod
+    def from_dict(cls, obj: object) -> Header:
+        """Validate the JSON object of a header (:meth:`to_dict`'s form); anything malformed raises FormatError."""
         if not isinstance(obj, dict):
             raise FormatError("header JSON is not an object")
         required = ("rows", "cols", "bands", "dtype", "nodata", "tile_rows", "tile_cols", "codec",
@@ -314,17 +333,6 @@ class Header:
 
     def __hash__(self) -> int:
         return hash(self.to_json_bytes())
-
-
-def _reject_constant(name: str) -> float:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    obj = dict(pairs)
-    if len(obj) != len(pairs):
-        raise ValueError("duplicate key in JSON object")
-    return obj
 
 
 # ---------------------------------------------------------------------------------------------
@@ -405,9 +413,9 @@ def write_hsic(path: PathLike, header: Header, tiles: Iterable[bytes], trailer: 
     text = header.to_json_bytes()
     if len(text) > MAX_HEADER_BYTES:
         raise InputError(f"header of {len(text)} bytes exceeds the {MAX_HEADER_BYTES}-byte limit")
-    # Per-band metadata repeats itself: deflated, a 224-band EnMAP header shrinks from ~32 KB to ~4 KB,
-    # which matters because every byte counts in the rate.
-    head = zlib.compress(text, 9)
+    # Every byte counts in the rate: a 224-band EnMAP header is ~32 KB as JSON, ~4.4 KB deflated and
+    # ~1 KB compact (docs/benchmarks/header.md).
+    head = header.to_compact_bytes()
     n = header.n_tiles
     if n > _U32_MAX:
         raise InputError(f"{n} tiles is more than a .hsic file can index; use larger tiles")
@@ -416,7 +424,7 @@ def write_hsic(path: PathLike, header: Header, tiles: Iterable[bytes], trailer: 
         raise InputError(f"scene section of {len(scene)} bytes exceeds the {MAX_SCENE_BYTES}-byte limit")
     minor = (SCENE_MINOR if scene is not None else BOUNDED_MINOR if header.max_abs_error is not None
              else TRAILER_MINOR if trailer else FORMAT_MINOR)
-    prefix = PREFIX.pack(MAGIC, FORMAT_MAJOR, minor, codec_number(header.codec), 0,
+    prefix = PREFIX.pack(MAGIC, FORMAT_MAJOR, minor, codec_number(header.codec), COMPACT_HEADER,
                           len(head), n)
     index_pos = len(prefix) + len(head) + _CRC.size
     section = b"" if scene is None else _CRC.pack(len(scene)) + bytes(scene) + _CRC.pack(zlib.crc32(scene))
@@ -556,7 +564,7 @@ class HsicReader:
             raise FormatError(f"{where}: not a .hsic file (wrong magic bytes)")
         if len(first) < PREFIX.size:
             raise FormatError(f"{where}: truncated .hsic file ({self.file_size} bytes)")
-        _, major, minor, number, reserved, head_len, n = PREFIX.unpack(first)
+        _, major, minor, number, encoding, head_len, n = PREFIX.unpack(first)
         # The version decides the rest of the layout, so it is checked before anything else.
         if major > FORMAT_MAJOR:
             raise FormatError(f"{where} was written by a newer HSIC (format {major}.{minor}); "
@@ -578,14 +586,16 @@ class HsicReader:
         (stored,) = _CRC.unpack_from(rest, head_len)
         if zlib.crc32(head, zlib.crc32(first)) != stored:
             raise FormatError(f"{where}: header CRC mismatch (corrupt file)")
-        if reserved != 0:
-            raise FormatError(f"{where}: reserved field is {reserved}, not 0 (corrupt file)")
+        if encoding not in (JSON_HEADER, COMPACT_HEADER):
+            raise FormatError(f"{where}: unknown header encoding {encoding} (corrupt file, or written by a "
+                              "newer HSIC)")
 
         data_pos = index_pos + n * _INDEX_ENTRY.size + _CRC.size
         if data_pos > self.file_size:
             raise FormatError(f"{where}: truncated or corrupt (tile count {n}, "
                               f"file is {self.file_size} bytes)")
-        header = Header.from_json_bytes(_inflate_header(head, where))
+        header = (Header.from_compact_bytes(head) if encoding == COMPACT_HEADER
+                  else Header.from_json_bytes(_inflate_header(head, where)))
         if codec_id(number) != header.codec:
             raise FormatError(f"{where}: codec number {number} ({codec_id(number)}) disagrees "
                               f"with header codec {header.codec!r}")
@@ -619,6 +629,7 @@ class HsicReader:
         self.header: Header = header
         self.n_tiles: int = n
         self.format_version: tuple[int, int] = (major, minor)
+        self.header_encoding: int = encoding  # JSON_HEADER or COMPACT_HEADER
         self.tile_lengths: tuple[int, ...] = tuple(lengths)
         # Format 1.1: bytes after the last payload are an optional trailer (its owner validates it).
         self.trailer_range: tuple[int, int] = (end, self.file_size) if minor >= TRAILER_MINOR else (end, end)

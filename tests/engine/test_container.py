@@ -64,11 +64,15 @@ def fix_crcs(data):
     return bytes(data)
 
 
-def with_header_json(data, new_json):
-    new_json = zlib.compress(new_json, 9)  # the header is stored deflated
+def with_header_json(data, new_json, encoding=0):
+    """``data`` with its header replaced by ``new_json``, deflated (header encoding 0, as files were
+    written before the compact header), or already encoded bytes with ``encoding`` 1 (compact)."""
+    if encoding == 0:
+        new_json = zlib.compress(new_json, 9)
     head_len, n, index_pos = parse(data)
     delta = len(new_json) - head_len
     out = bytearray(data[:24] + new_json + b"\0\0\0\0" + data[index_pos:])
+    struct.pack_into("<H", out, 14, encoding)
     struct.pack_into("<I", out, 16, len(new_json))
     for i in range(n):  # tile offsets shift with the header
         pos = 28 + len(new_json) + 16 * i
@@ -209,9 +213,9 @@ def test_layout_matches_spec(small):
     path, header, tiles = small
     data = path.read_bytes()
     assert data[:8] == MAGIC
-    major, minor, number, reserved, head_len, n = struct.unpack_from("<HHHHII", data, 8)
-    assert (major, minor, number, reserved) == (1, 0, 1, 0) and n == len(tiles)
-    assert Header.from_json_bytes(zlib.decompress(data[24:24 + head_len])) == header
+    major, minor, number, encoding, head_len, n = struct.unpack_from("<HHHHII", data, 8)
+    assert (major, minor, number, encoding) == (1, 0, 1, 1) and n == len(tiles)  # 1: compact header
+    assert Header.from_compact_bytes(data[24:24 + head_len]) == header
     assert struct.unpack_from("<I", data, 24 + head_len)[0] == zlib.crc32(data[:24 + head_len])
     index_pos = 28 + head_len
     pos = index_pos + 16 * n + 4
@@ -334,13 +338,25 @@ def test_codec_number_must_agree(small, tmp_path):
         open_hsic(p)
 
 
-def test_nonzero_reserved_refused(small, tmp_path):
+def test_unknown_header_encoding_refused(small, tmp_path):
     data = bytearray(small[0].read_bytes())
-    struct.pack_into("<H", data, 14, 1)
-    p = tmp_path / "r.hsic"
-    p.write_bytes(fix_crcs(data))
-    with pytest.raises(FormatError, match="reserved"):
-        open_hsic(p)
+    for encoding in (0, 2, 65535):  # 0: the compact bytes are not deflated JSON
+        struct.pack_into("<H", data, 14, encoding)
+        p = tmp_path / "r.hsic"
+        p.write_bytes(fix_crcs(data))
+        with pytest.raises(FormatError, match="header"):
+            open_hsic(p)
+
+
+def test_json_header_files_still_read(small, tmp_path):
+    # Every file written before the compact header has encoding 0 and deflated JSON: read forever.
+    path, header, tiles = small
+    p = tmp_path / "old.hsic"
+    p.write_bytes(with_header_json(path.read_bytes(), header.to_json_bytes()))
+    assert struct.unpack_from("<H", p.read_bytes(), 14)[0] == 0
+    assert read_all(p) == (header, tiles)
+    p.write_bytes(with_header_json(p.read_bytes(), header.to_compact_bytes(), encoding=1))
+    assert p.read_bytes() == path.read_bytes() and read_all(p) == (header, tiles)
 
 
 @pytest.mark.parametrize("edit", ["overlap", "before_index", "past_end", "descending"])
