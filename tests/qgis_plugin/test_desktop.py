@@ -23,40 +23,11 @@ import pytest
 pytestmark = pytest.mark.qgis
 
 REPO = Path(__file__).resolve().parents[2]
-SAMPLE = REPO / "hsi_gdal" / "sample" / "enmap_potsdam_sample.tif"
 MISSING = [name for name in ("Xvfb", "qgis") if shutil.which(name) is None]
 SIZE = 512
 # Mean |screenshot - reference| over the layer's footprint, in 8-bit levels per channel. What differs
 # legitimately: compression error, and averaged stored overviews against the GeoTIFF's nearest sampling.
 MAX_MEAN_DIFF = 6.0
-
-
-def mirrored_sample(path: Path, size: int) -> None:
-    """A size x size GeoTIFF of the bundled sample, reflected at its edges to fill it (real spectra,
-    continuous across copies), with the sample's georeferencing and band metadata."""
-    import numpy as np
-    from osgeo import gdal
-
-    src = gdal.Open(str(SAMPLE))
-    cube = src.ReadAsArray()
-
-    def reflect(n, period):  # 0 1 .. p-1 p-1 .. 1 0 0 1 ..
-        m = np.arange(n) % (2 * period)
-        return np.where(m < period, m, 2 * period - 1 - m)
-
-    cube = cube[:, reflect(size, cube.shape[1])][:, :, reflect(size, cube.shape[2])]
-    out = gdal.GetDriverByName("GTiff").Create(str(path), size, size, src.RasterCount, gdal.GDT_Int16,
-                                               ["TILED=YES", "COMPRESS=DEFLATE"])
-    out.SetGeoTransform(src.GetGeoTransform())
-    out.SetProjection(src.GetProjection())
-    for i in range(src.RasterCount):
-        sb, ob = src.GetRasterBand(i + 1), out.GetRasterBand(i + 1)
-        ob.SetDescription(sb.GetDescription())
-        ob.SetMetadata(sb.GetMetadata())
-        ob.SetNoDataValue(sb.GetNoDataValue())
-        ob.WriteArray(cube[i])
-        del sb, ob
-    out = None
 
 
 def rgb(png: Path):
@@ -83,6 +54,7 @@ def test_desktop_lists_algorithms_and_renders_an_opened_hsic(tmp_path):
 
     sys.path.insert(0, str(REPO / "scripts"))
     try:
+        from bench_qgis import mirrored_sample  # the scene bench_qgis.py times, drawn here
         from build_plugin import build
     finally:
         sys.path.pop(0)
