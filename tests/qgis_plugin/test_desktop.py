@@ -4,7 +4,8 @@ to that size, default codec) opened through hsic:open draws at every zoom a user
 layer" by zooming out twice and in once, like the source GeoTIFF drawn with the same renderer. Zoomed
 out, GDAL reads into buffers smaller than their windows (the case that once left the canvas blank).
 A screenshot of the window is saved (pytest's tmp folder; also copied into the folder HSIC_ARTEFACTS
-names, and to the repo path HSIC_SCREENSHOT names, e.g. docs/img/qgis.png). About 60 s on 2 cores.
+names, and to the repo path HSIC_SCREENSHOT names, e.g. docs/img/qgis.png). About 60-90 s on 2 cores,
+most of it compressing the scene and numba compiling the decoder in the freshly installed plugin.
 
 This is the test that caught the desktop-only crash that qgis_plugin/llvm_guard.py prevents."""
 
