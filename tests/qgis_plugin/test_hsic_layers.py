@@ -1,0 +1,129 @@
+""".hsic files open like rasters in the desktop: the Browser lists them, a drop or a Browser item opens the
+sidecar (written if missing), iface.addRasterLayer takes a .hsic path, and failures are one message line.
+The desktop's own calls are replaced by direct calls of the hooks QGIS makes (no iface here)."""
+
+import os
+
+import pytest
+from qgis.core import QgsApplication, QgsDirectoryItem, QgsLayerItem, QgsMimeDataUtils, QgsProject
+from qgis.gui import QgsGui
+
+from qgis_plugin import classFactory
+from qgis_plugin.hsic_layers import HsicDropHandler, HsicItemGuiProvider, HsicItemProvider
+
+pytestmark = pytest.mark.qgis
+
+
+class FakeIface:
+    """What the hooks use of QGIS's iface: the message bar, drop handler registration, addRasterLayer."""
+
+    def __init__(self):
+        self.messages, self.handlers = [], []
+
+    def messageBar(self):  # noqa: N802
+        return self
+
+    def pushMessage(self, title, text, level, duration):  # noqa: N802
+        self.messages.append(text)
+
+    def registerCustomDropHandler(self, handler):  # noqa: N802
+        self.handlers.append(handler)
+
+    def unregisterCustomDropHandler(self, handler):  # noqa: N802
+        self.handlers.remove(handler)
+
+    def addRasterLayer(self, path, base_name="", provider="gdal"):  # noqa: N802
+        return ("QGIS", path, base_name, provider)
+
+
+@pytest.fixture
+def hsic(qgis_app, make_raster, tmp_path):
+    """A .hsic without its sidecar (as after copying only the .hsic)."""
+    import hsi_gdal
+
+    hsi_gdal.Translate(str(tmp_path / "c.hsic"), make_raster("s.tif", bands=6, rows=50, cols=40), device="cpu")
+    os.remove(tmp_path / "c.hsic.vrt")
+    yield str(tmp_path / "c.hsic")
+    QgsProject.instance().removeAllMapLayers()
+
+
+def added_layers():
+    return {layer.name(): layer for layer in QgsProject.instance().mapLayers().values()}
+
+
+def test_the_browser_lists_hsic_files_as_raster_items_of_their_sidecar(hsic, tmp_path):
+    provider = HsicItemProvider()
+    item = provider.createDataItem(hsic, None)
+    assert isinstance(item, QgsLayerItem) and item.name() == "c.hsic" and item.path() == hsic
+    (uri,) = item.mimeUris()  # what a drag hands to QGIS, which opens it with GDAL
+    assert (uri.layerType, uri.providerKey, uri.uri, uri.name) == ("raster", "gdal", hsic + ".vrt", "c.hsic")
+    assert provider.createDataItem(str(tmp_path / "s.tif"), None) is None
+    assert provider.createDataItem(str(tmp_path / "gone.hsic"), None) is None
+
+    # Registered by the plugin, a folder in the Browser shows the .hsic among its children.
+    iface = FakeIface()
+    plugin = classFactory(iface)
+    plugin.initGui()
+    try:
+        assert "HSIC" in [p.name() for p in QgsApplication.dataItemProviderRegistry().providers()]
+        assert "HSIC" in [p.name() for p in QgsGui.dataItemGuiProviderRegistry().providers()]
+        folder = QgsDirectoryItem(None, "data", str(tmp_path))
+        children = {child.name(): child for child in folder.createChildren()}
+        assert children["c.hsic"].mimeUris()[0].uri == hsic + ".vrt"
+    finally:
+        plugin.unload()
+    assert "HSIC" not in [p.name() for p in QgsApplication.dataItemProviderRegistry().providers()]
+    assert "HSIC" not in [p.name() for p in QgsGui.dataItemGuiProviderRegistry().providers()]
+    assert iface.handlers == []
+
+
+def test_a_double_clicked_item_opens_with_its_sidecar_written_if_missing(hsic, tmp_path):
+    iface = FakeIface()
+    clicks = HsicItemGuiProvider(iface)
+    assert clicks.handleDoubleClick(HsicItemProvider().createDataItem(hsic, None), None) is True
+    assert os.path.isfile(hsic + ".vrt") and os.path.isfile(hsic + ".qml")
+    layer = added_layers()["c.hsic"]
+    assert layer.isValid() and layer.source() == hsic + ".vrt" and layer.bandCount() == 6
+    assert layer.crs().authid() == "EPSG:32633" and iface.messages == []
+    other = QgsLayerItem(None, "s.tif", str(tmp_path / "s.tif"), str(tmp_path / "s.tif"), QgsLayerItem.Raster, "gdal")
+    assert clicks.handleDoubleClick(other, None) is False  # QGIS opens it as usual
+
+
+def test_a_dragged_item_gets_its_missing_sidecar_before_qgis_opens_it(hsic):
+    data = QgsMimeDataUtils.encodeUriList(HsicItemProvider().createDataItem(hsic, None).mimeUris())
+    assert HsicDropHandler(FakeIface()).handleMimeDataV2(data) is False  # QGIS then opens the URI itself
+    assert os.path.isfile(hsic + ".vrt")
+
+
+def test_a_file_dropped_from_a_file_manager_opens(hsic, tmp_path):
+    iface = FakeIface()
+    handler = HsicDropHandler(iface)
+    assert handler.handleFileDrop(str(tmp_path / "s.tif")) is False  # not ours: QGIS opens it
+    assert handler.handleFileDrop(hsic) is True
+    assert added_layers()["c.hsic"].isValid() and iface.messages == []
+
+
+def test_add_raster_layer_takes_a_hsic_path_and_passes_the_rest_on(hsic, tmp_path):
+    iface = FakeIface()
+    plugin = classFactory(iface)
+    plugin.initGui()
+    try:
+        layer = iface.addRasterLayer(hsic, "my scene")
+        assert layer.isValid() and layer.name() == "my scene" and layer.source() == hsic + ".vrt"
+        assert iface.addRasterLayer(hsic).name() == "c.hsic"
+        tif = str(tmp_path / "s.tif")
+        assert iface.addRasterLayer(tif, "t") == ("QGIS", tif, "t", "gdal")
+        assert iface.addRasterLayer(hsic, "x", "other")[0] == "QGIS"  # another provider asked for: not ours
+    finally:
+        plugin.unload()
+    assert "addRasterLayer" not in vars(iface) and iface.addRasterLayer(hsic)[0] == "QGIS"
+
+
+def test_a_file_that_cannot_open_gives_one_message_line_and_no_layer(hsic, tmp_path):
+    bad = tmp_path / "bad.hsic"
+    bad.write_bytes(b"not a hsic file at all")
+    iface = FakeIface()
+    assert HsicDropHandler(iface).handleFileDrop(str(bad)) is True
+    assert "bad.hsic" not in added_layers() and not os.path.exists(str(bad) + ".vrt")
+    (message,) = iface.messages
+    assert message.startswith(f"cannot open {bad}: ") and "\n" not in message
