@@ -3,8 +3,8 @@ window, and given to ``iface.addRasterLayer``. Each opens as its georeferenced s
 (through GDAL, like ``hsic:open``), which is written first if it is missing.
 
 QGIS 3.22 has no hook that teaches its GDAL provider a new file type (GDAL's Python drivers are
-vector-only), so each way in has its own hook: a Browser item provider (items whose URI is the sidecar's),
-a Browser GUI provider for double-clicks, a custom drop handler for files dropped from a file manager and
+vector-only), so each way in has its own hook: provider metadata that tells QGIS's file scanning a .hsic
+holds one layer, its sidecar (the Browser lists it), a Browser GUI provider for double-clicks, a custom drop handler for files dropped from a file manager and
 for Browser items whose sidecar is missing, and a wrapper around ``iface.addRasterLayer`` for Python
 callers (the console, other plugins), since that call has no hook.
 Failures are one line in the message bar, never a traceback or an empty layer.
@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import os
 
-from qgis.core import (Qgis, QgsApplication, QgsDataItemProvider, QgsDataProvider, QgsLayerItem, QgsMessageLog,
-                       QgsMimeDataUtils, QgsProject, QgsRasterLayer)
+from qgis.core import (Qgis, QgsLayerItem, QgsMapLayerType, QgsMessageLog, QgsMimeDataUtils, QgsProject,
+                       QgsProviderMetadata, QgsProviderRegistry, QgsProviderSublayerDetails, QgsRasterLayer)
 from qgis.gui import QgsCustomDropHandler, QgsDataItemGuiProvider, QgsGui
 
 from engine.errors import HSICError
@@ -78,31 +78,54 @@ def add_hsic_layer(path: str, name: str | None = None, iface=None) -> QgsRasterL
     return layer
 
 
-def hsic_item(parent, path: str) -> QgsLayerItem:
-    """The Browser item of a .hsic file: a plain raster item whose URI is the GDAL URI of its sidecar, so
-    that QGIS opens it by itself when dragged (a Python subclass would lose its overrides: PyQGIS frees the
-    Python half of items returned to the Browser, qgis/QGIS#49720)."""
-    item = QgsLayerItem(parent, os.path.basename(path), path, sidecar_path(path), QgsLayerItem.Raster, "gdal")
-    item.setToolTip(f"{path}\nHSIC compressed raster, opens through its sidecar {os.path.basename(path)}.vrt")
-    return item
-
-
 def sidecar_path(path: str) -> str:
     return path + ".vrt"
 
 
-class HsicItemProvider(QgsDataItemProvider):
-    """Lists .hsic files in the Browser. Their sidecars ``X.hsic.vrt`` stay listed too, by QGIS's GDAL
-    provider (a plugin cannot filter another provider's items); both open the same layer."""
+class HsicSublayers(QgsProviderMetadata):
+    """Tells QGIS that a .hsic file holds one raster layer: its sidecar, opened with GDAL. QGIS's own file
+    item provider then lists the .hsic in the Browser (a C++ item: PyQGIS frees the Python half of items a
+    Python provider returns, qgis/QGIS#49720), and a drag opens the sidecar. Registered once per QGIS
+    process (3.22 cannot unregister a provider); ``enabled`` follows the plugin's load and unload."""
 
-    def name(self) -> str:
-        return "HSIC"
+    KEY = "hsic"
+    enabled = False
+    instance = None  # the registered one, kept referenced: the registry owns the C++ half only
+
+    def __init__(self):
+        super().__init__(self.KEY, "HSIC compressed raster (opened through its GDAL sidecar)")
 
     def capabilities(self):
-        return QgsDataProvider.File
+        return QgsProviderMetadata.ProviderMetadataCapabilities(QgsProviderMetadata.QuerySublayers)
 
-    def createDataItem(self, path, parent):  # noqa: N802
-        return hsic_item(parent, path) if is_hsic(path) and os.path.isfile(path) else None
+    def providerCapabilities(self):
+        return QgsProviderMetadata.FileBasedUris
+
+    def querySublayers(self, uri, flags=None, feedback=None):  # noqa: N802
+        if not (self.enabled and is_hsic(uri) and os.path.isfile(uri)):
+            return []
+        layer = QgsProviderSublayerDetails()
+        layer.setProviderKey("gdal")
+        layer.setType(QgsMapLayerType.RasterLayer)
+        layer.setUri(sidecar_path(uri))
+        layer.setName(os.path.basename(uri))
+        return [layer]
+
+    @classmethod
+    def register(cls) -> None:
+        registry = QgsProviderRegistry.instance()
+        if cls.instance is None and registry.providerMetadata(cls.KEY) is None:
+            cls.instance = cls()
+            registry.registerProvider(cls.instance)
+        cls.enabled = True
+
+
+def hsic_of_item(item) -> str | None:
+    """The .hsic file a Browser layer item stands for (its URI is the sidecar's), else None."""
+    if not isinstance(item, QgsLayerItem) or not item.uri().lower().endswith(".hsic.vrt"):
+        return None
+    hsic = item.uri()[:-len(".vrt")]
+    return hsic if os.path.isfile(hsic) and os.path.basename(hsic) == item.name() else None
 
 
 class HsicItemGuiProvider(QgsDataItemGuiProvider):
@@ -117,9 +140,10 @@ class HsicItemGuiProvider(QgsDataItemGuiProvider):
         return "HSIC"
 
     def handleDoubleClick(self, item, context) -> bool:  # noqa: N802
-        if not (isinstance(item, QgsLayerItem) and is_hsic(item.path())):
+        hsic = hsic_of_item(item)
+        if hsic is None:
             return False
-        add_hsic_layer(item.path(), item.name(), self.iface)
+        add_hsic_layer(hsic, item.name(), self.iface)
         return True
 
 
@@ -152,7 +176,6 @@ class HsicFiles:
 
     def __init__(self, iface):
         self.iface = iface
-        self.items = HsicItemProvider()
         self.clicks = HsicItemGuiProvider(iface)
         self.drops = HsicDropHandler(iface)
         self.original_add_raster_layer = None
@@ -165,7 +188,7 @@ class HsicFiles:
         return self.original_add_raster_layer(path, *args)
 
     def register(self) -> None:
-        QgsApplication.dataItemProviderRegistry().addProvider(self.items)
+        HsicSublayers.register()
         QgsGui.dataItemGuiProviderRegistry().addProvider(self.clicks)
         self.iface.registerCustomDropHandler(self.drops)
         # An attribute of this iface object shadows the class's method for Python callers only.
@@ -173,7 +196,7 @@ class HsicFiles:
         self.iface.addRasterLayer = self.add_raster_layer
 
     def unregister(self) -> None:
-        QgsApplication.dataItemProviderRegistry().removeProvider(self.items)
+        HsicSublayers.enabled = False
         QgsGui.dataItemGuiProviderRegistry().removeProvider(self.clicks)
         self.iface.unregisterCustomDropHandler(self.drops)
         if "addRasterLayer" in vars(self.iface):

@@ -5,11 +5,11 @@ The desktop's own calls are replaced by direct calls of the hooks QGIS makes (no
 import os
 
 import pytest
-from qgis.core import QgsApplication, QgsDirectoryItem, QgsLayerItem, QgsMimeDataUtils, QgsProject
+from qgis.core import QgsApplication, QgsLayerItem, QgsMimeDataUtils, QgsProject, QgsProviderRegistry
 from qgis.gui import QgsGui
 
 from qgis_plugin import classFactory
-from qgis_plugin.hsic_layers import HsicDropHandler, HsicItemGuiProvider, HsicItemProvider
+from qgis_plugin.hsic_layers import HsicDropHandler, HsicItemGuiProvider, HsicSublayers
 
 pytestmark = pytest.mark.qgis
 
@@ -51,28 +51,28 @@ def added_layers():
     return {layer.name(): layer for layer in QgsProject.instance().mapLayers().values()}
 
 
-def test_the_browser_lists_hsic_files_as_raster_items_of_their_sidecar(hsic, tmp_path):
-    provider = HsicItemProvider()
-    item = provider.createDataItem(hsic, None)
-    assert isinstance(item, QgsLayerItem) and item.name() == "c.hsic" and item.path() == hsic
-    (uri,) = item.mimeUris()  # what a drag hands to QGIS, which opens it with GDAL
-    assert (uri.layerType, uri.providerKey, uri.uri, uri.name) == ("raster", "gdal", hsic + ".vrt", "c.hsic")
-    assert provider.createDataItem(str(tmp_path / "s.tif"), None) is None
-    assert provider.createDataItem(str(tmp_path / "gone.hsic"), None) is None
+def browser_item(path):
+    """The item QGIS's own file provider (the Browser's) makes for ``path``."""
+    (files,) = [p for p in QgsApplication.dataItemProviderRegistry().providers() if p.name() == "files"]
+    return files.createDataItem(path, None)
 
-    # Registered by the plugin, a folder in the Browser shows the .hsic among its children.
+
+def test_the_browser_lists_hsic_files_as_raster_items_of_their_sidecar(hsic, tmp_path):
     iface = FakeIface()
     plugin = classFactory(iface)
     plugin.initGui()
     try:
-        assert "HSIC" in [p.name() for p in QgsApplication.dataItemProviderRegistry().providers()]
+        (layer,) = QgsProviderRegistry.instance().querySublayers(hsic)
+        assert (layer.providerKey(), layer.uri(), layer.name()) == ("gdal", hsic + ".vrt", "c.hsic")
+        item = browser_item(hsic)
+        assert isinstance(item, QgsLayerItem) and item.name() == "c.hsic"
+        (uri,) = item.mimeUris()  # what a drag hands to QGIS, which opens it with GDAL
+        assert (uri.layerType, uri.providerKey, uri.uri, uri.name) == ("raster", "gdal", hsic + ".vrt", "c.hsic")
+        assert browser_item(str(tmp_path / "s.tif")).name() == "s.tif"  # other files as before
         assert "HSIC" in [p.name() for p in QgsGui.dataItemGuiProviderRegistry().providers()]
-        folder = QgsDirectoryItem(None, "data", str(tmp_path))
-        children = {child.name(): child for child in folder.createChildren()}
-        assert children["c.hsic"].mimeUris()[0].uri == hsic + ".vrt"
     finally:
         plugin.unload()
-    assert "HSIC" not in [p.name() for p in QgsApplication.dataItemProviderRegistry().providers()]
+    assert QgsProviderRegistry.instance().querySublayers(hsic) == [] and browser_item(hsic) is None
     assert "HSIC" not in [p.name() for p in QgsGui.dataItemGuiProviderRegistry().providers()]
     assert iface.handlers == []
 
@@ -80,17 +80,26 @@ def test_the_browser_lists_hsic_files_as_raster_items_of_their_sidecar(hsic, tmp
 def test_a_double_clicked_item_opens_with_its_sidecar_written_if_missing(hsic, tmp_path):
     iface = FakeIface()
     clicks = HsicItemGuiProvider(iface)
-    assert clicks.handleDoubleClick(HsicItemProvider().createDataItem(hsic, None), None) is True
+    HsicSublayers.register()
+    try:
+        item = browser_item(hsic)
+    finally:
+        HsicSublayers.enabled = False
+    assert clicks.handleDoubleClick(item, None) is True
     assert os.path.isfile(hsic + ".vrt") and os.path.isfile(hsic + ".qml")
     layer = added_layers()["c.hsic"]
     assert layer.isValid() and layer.source() == hsic + ".vrt" and layer.bandCount() == 6
     assert layer.crs().authid() == "EPSG:32633" and iface.messages == []
-    other = QgsLayerItem(None, "s.tif", str(tmp_path / "s.tif"), str(tmp_path / "s.tif"), QgsLayerItem.Raster, "gdal")
-    assert clicks.handleDoubleClick(other, None) is False  # QGIS opens it as usual
+    assert clicks.handleDoubleClick(browser_item(str(tmp_path / "s.tif")), None) is False  # QGIS opens it
+    assert clicks.handleDoubleClick(browser_item(hsic + ".vrt"), None) is False  # the sidecar's own item
 
 
 def test_a_dragged_item_gets_its_missing_sidecar_before_qgis_opens_it(hsic):
-    data = QgsMimeDataUtils.encodeUriList(HsicItemProvider().createDataItem(hsic, None).mimeUris())
+    HsicSublayers.register()
+    try:
+        data = QgsMimeDataUtils.encodeUriList(browser_item(hsic).mimeUris())
+    finally:
+        HsicSublayers.enabled = False
     assert HsicDropHandler(FakeIface()).handleMimeDataV2(data) is False  # QGIS then opens the URI itself
     assert os.path.isfile(hsic + ".vrt")
 
