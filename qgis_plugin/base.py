@@ -23,6 +23,7 @@ from engine.errors import CancelledError, HSICError
 from qgis_plugin import deps
 
 CANCELLED = "cancelled by the user; no output was written"
+ALL_WEIGHTS = "the plugin built with every codec's weights (python3 scripts/build_plugin.py --all-weights)"
 
 
 @contextmanager
@@ -84,10 +85,11 @@ def codecs_help() -> str:
             line += ", the default codec"
         absent = missing.get(info.id, ())
         if absent:
-            line += (" [weights not installed" + ("" if len(absent) == len(info.qualities) else
-                                                   f" for quality {', '.join(map(str, absent))}")
-                     + ": give WEIGHTS from hsic:train, or install the plugin built with all weights]")
+            line += " [weights not installed" + ("]" if len(absent) == len(info.qualities) else
+                                                 f" for quality {', '.join(map(str, absent))}]")
         lines.append(line)
+    if any(missing.values()):
+        lines.append(f"Codecs marked [weights not installed] need WEIGHTS from hsic:train, or {ALL_WEIGHTS}.")
     return "\n".join(lines)
 
 

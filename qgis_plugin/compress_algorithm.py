@@ -7,7 +7,7 @@ from qgis.core import (QgsProcessingContext, QgsProcessingOutputRasterLayer, Qgs
                        QgsProcessingParameterFileDestination, QgsProcessingParameterNumber,
                        QgsProcessingParameterRasterLayer)
 
-from qgis_plugin.base import HsicAlgorithm, beside, codecs_help, progress_callback
+from qgis_plugin.base import ALL_WEIGHTS, HsicAlgorithm, beside, codecs_help, progress_callback
 
 
 class CompressAlgorithm(HsicAlgorithm):
@@ -71,8 +71,14 @@ class CompressAlgorithm(HsicAlgorithm):
         from engine.registry import get_info
 
         options = self._options(parameters, context)
-        get_info(self.codec(parameters, context)).check_quality(options["quality"])
+        info = get_info(self.codec(parameters, context))
+        quality = info.check_quality(options["quality"])
         hsi_gdal.check_rate_options(**options)
+        # A plugin zip carries only some codecs' weights: say so now, not after reading the input.
+        own_weights = self.parameterAsFile(parameters, self.WEIGHTS, context)
+        if not own_weights and quality in hsi_gdal.missing_weights(info.id):
+            return False, (f"the weights of {info.id} quality {quality} are not installed here; give WEIGHTS "
+                           f"from hsic:train, or use {ALL_WEIGHTS}")
         return True, ""
 
     def compute(self, parameters, context, feedback):

@@ -78,11 +78,17 @@ def test_a_cancel_is_reported_as_cancelled_and_leaves_nothing(hsic_registry, tmp
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.tif"]
 
 
-def test_a_codec_without_installed_weights_is_marked_in_the_help(hsic_registry, monkeypatch):
+def test_a_codec_without_installed_weights_is_marked_and_refused(hsic_registry, monkeypatch, tmp_path):
     import hsi_gdal
 
     monkeypatch.setattr(hsi_gdal, "missing_weights", lambda codec: get_info(codec).qualities if codec == "sscnet"
                         else ())
-    text = html.unescape(hsic_registry.algorithmById("hsic:compress").shortHelpString())
-    assert "sscnet: qualities 1, 2, 3 (default 2) [weights not installed" in text
-    assert "klt: qualities" in text and "klt: qualities 1, 2, 3, 4, 5 (default 3), the default codec<br>" in text
+    alg = hsic_registry.algorithmById("hsic:compress")
+    text = html.unescape(alg.shortHelpString())
+    assert "sscnet: qualities 1, 2, 3 (default 2) [weights not installed]<br>" in text
+    assert "klt: qualities 1, 2, 3, 4, 5 (default 3), the default codec<br>" in text
+    assert "need WEIGHTS from hsic:train, or the plugin built with every codec's weights" in text
+    # Choosing it is refused before any work, in one line.
+    ok, message = alg.checkParameterValues({"INPUT": str(make_scene(tmp_path / "s.tif", 8, 8, 4)), "CODEC": "sscnet"},
+                                           QgsProcessingContext())
+    assert not ok and message.startswith("the weights of sscnet quality 2 are not installed here") and "\n" not in message
