@@ -2,11 +2,12 @@
 window, and given to ``iface.addRasterLayer``. Each opens as its georeferenced sidecar ``X.hsic.vrt``
 (through GDAL, like ``hsic:open``), which is written first if it is missing.
 
-QGIS 3.22 has no hook that teaches its GDAL provider a new file type (GDAL's Python drivers are
+QGIS 3.22 has no hook that teaches its GDAL provider a file type (GDAL's Python drivers are
 vector-only), so each way in has its own hook: provider metadata that tells QGIS's file scanning a .hsic
-holds one layer, its sidecar (the Browser lists it), a Browser GUI provider for double-clicks, a custom drop handler for files dropped from a file manager and
-for Browser items whose sidecar is missing, and a wrapper around ``iface.addRasterLayer`` for Python
-callers (the console, other plugins), since that call has no hook.
+holds one layer, its sidecar (the Browser lists it), a Browser GUI provider for double-clicks, a custom
+drop handler for files dropped from a file manager and for Browser items whose sidecar is missing, and a
+wrapper around ``iface.addRasterLayer`` for Python callers (the console, other plugins), since that call
+has no hook.
 Failures are one line in the message bar, never a traceback or an empty layer.
 """
 
