@@ -8,8 +8,8 @@ from qgis.core import QgsApplication, QgsProcessingContext, QgsProcessingExcepti
 
 from engine.registry import DEFAULT_CODEC, get_info, list_codecs
 from qgis_plugin.base import CANCELLED, codec_id, help_text
-from tests.qgis_plugin.conftest import LogFeedback, run_alg
-from tests.qgis_plugin.test_provider import make_scene
+from conftest import LogFeedback, run_alg
+from test_provider import make_scene
 
 pytestmark = pytest.mark.qgis
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.qgis_plugin.desktop_harness import MISSING, run_in_desktop
+from desktop_harness import MISSING, run_in_desktop
 
 pytestmark = pytest.mark.qgis
 

@@ -8,32 +8,11 @@ import pytest
 from qgis.core import QgsApplication, QgsLayerItem, QgsMimeDataUtils, QgsProject, QgsProviderRegistry
 from qgis.gui import QgsGui
 
+from conftest import FakeIface
 from qgis_plugin import classFactory
 from qgis_plugin.hsic_layers import HsicDropHandler, HsicItemGuiProvider, HsicSublayers
 
 pytestmark = pytest.mark.qgis
-
-
-class FakeIface:
-    """What the hooks use of QGIS's iface: the message bar, drop handler registration, addRasterLayer."""
-
-    def __init__(self):
-        self.messages, self.handlers = [], []
-
-    def messageBar(self):  # noqa: N802
-        return self
-
-    def pushMessage(self, title, text, level, duration):  # noqa: N802
-        self.messages.append(text)
-
-    def registerCustomDropHandler(self, handler):  # noqa: N802
-        self.handlers.append(handler)
-
-    def unregisterCustomDropHandler(self, handler):  # noqa: N802
-        self.handlers.remove(handler)
-
-    def addRasterLayer(self, path, base_name="", provider="gdal"):  # noqa: N802
-        return ("QGIS", path, base_name, provider)
 
 
 @pytest.fixture
@@ -134,5 +113,5 @@ def test_a_file_that_cannot_open_gives_one_message_line_and_no_layer(hsic, tmp_p
     iface = FakeIface()
     assert HsicDropHandler(iface).handleFileDrop(str(bad)) is True
     assert "bad.hsic" not in added_layers() and not os.path.exists(str(bad) + ".vrt")
-    (message,) = iface.messages
+    ((_, message),) = iface.messages
     assert message.startswith(f"cannot open {bad}: ") and "\n" not in message
