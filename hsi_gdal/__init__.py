@@ -18,15 +18,16 @@ allow_decoder()
 
 from hsi_gdal.dataset import Band, Dataset, Open  # noqa: E402
 from hsi_gdal.evaluate import evaluate  # noqa: E402
-from hsi_gdal.report import metric_lines, write_report  # noqa: E402
+from hsi_gdal.report import compression_line, compression_record, metric_lines, write_report  # noqa: E402
 from hsi_gdal.sidecar import ensure_sidecar  # noqa: E402
-from hsi_gdal.training import check_train_options, installed_weights, record_file, train  # noqa: E402
+from hsi_gdal.training import (check_train_options, installed_weights, missing_weights, record_file,  # noqa: E402
+                               train)
 from hsi_gdal.translate import Translate, check_rate_options  # noqa: E402
 
 __all__ = [
     "Open", "Translate", "Dataset", "Band", "check_rate_options",
-    "evaluate", "write_report", "metric_lines",
+    "evaluate", "write_report", "metric_lines", "compression_record", "compression_line",
     "ensure_sidecar", "allow_decoder",
-    "train", "check_train_options", "installed_weights", "record_file",
+    "train", "check_train_options", "installed_weights", "missing_weights", "record_file",
     "HSICError", "FormatError", "CodecError", "InputError", "HSICIOError", "CancelledError",
 ]

@@ -44,6 +44,25 @@ def metric_lines(result: dict) -> list[str]:
     return [f"{label:28s} {fmt.format(result[key])}" for key, label, fmt in ROWS]
 
 
+def compression_record(hsic_path: str, header) -> dict:
+    """What a written .hsic file costs: its codec, quality and error bound (from ``header``), and its bytes
+    on disk with the rate and ratio they make (shared by ``hsic compress`` and ``hsic:compress``)."""
+    from engine.metrics import bpppc, compression_ratio
+
+    h = header
+    size = os.path.getsize(hsic_path)
+    return {"codec": h.codec, "quality": h.quality, "bytes": size, "bpppc": bpppc(size, h.rows, h.cols, h.bands),
+            "compression_ratio": compression_ratio(size, h.rows, h.cols, h.bands, h.dtype),
+            "max_abs_error": h.max_abs_error}
+
+
+def compression_line(hsic_path: str, record: dict) -> str:
+    """:func:`compression_record` as one log line: ``X.hsic: N bytes, R bpppc, ratio C:1 (codec qN)``."""
+    bound = "" if record["max_abs_error"] is None else f", |error| <= {record['max_abs_error']:g}"
+    return (f"{hsic_path}: {record['bytes']} bytes, {record['bpppc']:.4f} bpppc, ratio "
+            f"{record['compression_ratio']:.1f}:1 ({record['codec']} q{record['quality']}{bound})")
+
+
 def _wavelengths(ds) -> tuple[np.ndarray | None, str]:
     """Band centre wavelengths and their unit, when every band has a numeric ``wavelength``."""
     values, unit = [], ""

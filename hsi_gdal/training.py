@@ -85,6 +85,15 @@ def installed_weights(codec: str, quality: int) -> str:
     return str(installed_path(name))
 
 
+def missing_weights(codec: str) -> tuple[int, ...]:
+    """The qualities of ``codec`` whose installed weights file is absent (a plugin zip carries only some
+    codecs' weights); () for a codec without weights or with all of them."""
+    from engine.registry import get_info
+    from engine.weight_files import installed_path
+
+    return tuple(q for q, name in get_info(codec).weights.items() if not installed_path(name).is_file())
+
+
 def train(codec: str, quality: int | None, data, out, *, steps: int | None = None, batch: int | None = None,
           lr: float = 1e-3, seed: int = 0, device: str = "auto", init=None, arch: dict | None = None,
           stage: str | None = None, gan: bool = False, resume: bool = False, checkpoint_every: int = 500,

@@ -1,4 +1,5 @@
-"""QGIS plugin entry point: registers the HSIC Processing provider (compress, decompress, evaluate, open, train).
+"""QGIS plugin entry point: registers the HSIC Processing provider (compress, decompress, evaluate, open, train)
+and, in the desktop, the hooks that open .hsic files like rasters (qgis_plugin/hsic_layers.py).
 
 QGIS calls ``classFactory`` when it loads the plugin; qgis_process calls only ``initProcessing``, so the
 provider is registered there and not in ``initGui`` alone. Nothing heavy is imported here.
@@ -11,6 +12,7 @@ class HsicPlugin:
     def __init__(self, iface=None):
         self.iface = iface
         self.provider = None
+        self.files = None  # the desktop hooks that open .hsic files (qgis_plugin/hsic_layers.py)
 
     def initProcessing(self) -> None:
         # Imported here so that loading the plugin module costs nothing until QGIS asks for the provider.
@@ -22,6 +24,13 @@ class HsicPlugin:
 
     def initGui(self) -> None:
         self.initProcessing()
+        if self.iface is not None and self.files is None:
+            # .hsic files in the Browser, dropped on the window and given to iface.addRasterLayer open
+            # as rasters (with the missing-packages message if HSIC cannot decode them yet).
+            from qgis_plugin.hsic_layers import HsicFiles
+
+            self.files = HsicFiles(self.iface)
+            self.files.register()
         from qgis_plugin import deps
 
         missing = deps.missing()
@@ -41,6 +50,9 @@ class HsicPlugin:
         hsi_gdal.allow_decoder()
 
     def unload(self) -> None:
+        if self.files is not None:
+            self.files.unregister()
+            self.files = None
         if self.provider is not None:
             QgsApplication.processingRegistry().removeProvider(self.provider)
             self.provider = None

@@ -9,25 +9,88 @@ name must not break saved models or qgis_process scripts.
 
 from __future__ import annotations
 
+import html
 import os
 from contextlib import contextmanager
 from typing import Callable
 
-from qgis.core import (QgsProcessing, QgsProcessingAlgorithm, QgsProcessingException, QgsProcessingFeedback,
-                       QgsProcessingOutputLayerDefinition, QgsProcessingParameterEnum, QgsProcessingParameterFile,
-                       QgsProcessingParameterNumber, QgsProcessingParameterRasterDestination)
+from qgis.core import (QgsApplication, QgsProcessing, QgsProcessingAlgorithm, QgsProcessingException,
+                       QgsProcessingFeedback, QgsProcessingOutputLayerDefinition, QgsProcessingParameterEnum,
+                       QgsProcessingParameterFile, QgsProcessingParameterNumber,
+                       QgsProcessingParameterRasterDestination)
 
-from engine.errors import HSICError
+from engine.errors import CancelledError, HSICError
 from qgis_plugin import deps
+
+CANCELLED = "cancelled by the user; no output was written"
+ALL_WEIGHTS = "the plugin built with every codec's weights (python3 scripts/build_plugin.py --all-weights)"
 
 
 @contextmanager
 def hsic_errors():
-    """HSIC's own errors (bad input, cancelled, missing weights...) become one-line Processing errors."""
+    """HSIC's own errors (bad input, missing weights...) become one-line Processing errors; a cancel says so
+    (QGIS reports any raised error as a failed task, so the message is what tells the user it was a cancel)."""
     try:
         yield
+    except CancelledError as e:
+        raise QgsProcessingException(CANCELLED) from e
     except HSICError as e:
         raise QgsProcessingException(str(e)) from e
+
+
+def help_text(text: str) -> str:
+    """Help as each front end shows it: the Processing dialog renders it as HTML (where ``<input>`` would
+    vanish as an unknown tag, and line breaks collapse), qgis_process prints it as it is."""
+    if QgsApplication.platform() == "qgis_process":
+        return text
+    return html.escape(text).replace("\n", "<br>")
+
+
+def codec_ids() -> list[str]:
+    from engine.registry import list_codecs  # lists codecs without importing torch
+
+    return [info.id for info in list_codecs()]
+
+
+def codec_id(value) -> str:
+    """CODEC as given (a codec id, or its number in the list that ``qgis_process help`` shows) -> the id;
+    QgsProcessingException with the valid ids in one line otherwise."""
+    ids = codec_ids()
+    if isinstance(value, (list, tuple)) and len(value) == 1:  # an enum value may come as a one-item list
+        value = value[0]
+    text = str(value).strip()
+    if text in ids:
+        return text
+    if text.isdigit() and int(text) < len(ids):
+        return ids[int(text)]
+    raise QgsProcessingException(f"CODEC: unknown codec {text!r}; valid: {', '.join(ids)} "
+                                 f"(or their numbers 0-{len(ids) - 1})")
+
+
+def codecs_help() -> str:
+    """One line per codec for the help: its number, id, qualities and default quality, and whether its
+    weights are installed (a plugin zip carries only some codecs' weights)."""
+    from engine.registry import DEFAULT_CODEC, list_codecs
+
+    missing = {}
+    if not deps.missing():  # hsi_gdal needs numba to import
+        import hsi_gdal
+
+        missing = {info.id: hsi_gdal.missing_weights(info.id) for info in list_codecs()}
+    lines = []
+    for number, info in enumerate(list_codecs()):
+        line = (f"{number} {info.id}: qualities {', '.join(map(str, info.qualities))} "
+                f"(default {info.default_quality})")
+        if info.id == DEFAULT_CODEC:
+            line += ", the default codec"
+        absent = missing.get(info.id, ())
+        if absent:
+            line += " [weights not installed" + ("]" if len(absent) == len(info.qualities) else
+                                                 f" for quality {', '.join(map(str, absent))}]")
+        lines.append(line)
+    if any(missing.values()):
+        lines.append(f"Codecs marked [weights not installed] need WEIGHTS from hsic:train, or {ALL_WEIGHTS}.")
+    return "\n".join(lines)
 
 
 def progress_callback(feedback: QgsProcessingFeedback) -> Callable[[float], bool]:
@@ -80,6 +143,10 @@ class HsicAlgorithm(QgsProcessingAlgorithm):
         return self.DISPLAY_NAME
 
     def shortHelpString(self) -> str:  # noqa: N802
+        return help_text(self.help())
+
+    def help(self) -> str:
+        """The help as plain text (``<input>`` stands for the input's path without its extension)."""
         return self.HELP
 
     def createInstance(self):  # noqa: N802
@@ -98,7 +165,13 @@ class HsicAlgorithm(QgsProcessingAlgorithm):
             return False, str(e)
 
     def check_inputs(self, parameters, context) -> tuple[bool, str]:
-        """Processing's own checks of the parameters (types, required values), before the dependencies."""
+        """Processing's own checks of the parameters (types, required values), before the dependencies.
+        CODEC may be given by id or by number: checked here, so a wrong one lists the valid ids."""
+        if self.parameterDefinition(self.CODEC) is not None and not is_unset(parameters.get(self.CODEC)):
+            try:
+                parameters = {**parameters, self.CODEC: codec_id(parameters[self.CODEC])}
+            except QgsProcessingException as e:
+                return False, str(e)
         return super().checkParameterValues(parameters, context)
 
     def check_values(self, parameters, context) -> tuple[bool, str]:
@@ -115,12 +188,14 @@ class HsicAlgorithm(QgsProcessingAlgorithm):
         raise NotImplementedError
 
     def add_codec_and_quality(self, default: str | None = None) -> None:
-        """The CODEC choice (``default``, else the default codec) and the optional QUALITY (empty: its default)."""
-        from engine.registry import DEFAULT_CODEC, list_codecs  # lists codecs without importing torch
+        """The CODEC choice (``default``, else the default codec) and the optional QUALITY (empty: its default).
+        The help lists each codec's qualities and default (:func:`codecs_help`)."""
+        from engine.registry import DEFAULT_CODEC
 
         self.addParameter(QgsProcessingParameterEnum(
-            self.CODEC, "Codec", options=[info.id for info in list_codecs()], defaultValue=default or DEFAULT_CODEC,
-            # Values are the codec ids themselves (CODEC=cae1d), not positions in the list.
+            self.CODEC, "Codec", options=codec_ids(), defaultValue=default or DEFAULT_CODEC,
+            # Values are the codec ids themselves (CODEC=cae1d), which saved models and scripts keep;
+            # check_inputs also takes the number qgis_process help shows.
             usesStaticStrings=True))
         # Optional without a default: each codec has its own qualities and default.
         self.addParameter(QgsProcessingParameterNumber(
@@ -131,6 +206,11 @@ class HsicAlgorithm(QgsProcessingAlgorithm):
         """INPUT: an existing .hsic file."""
         self.addParameter(QgsProcessingParameterFile(
             self.INPUT, "Compressed file", behavior=QgsProcessingParameterFile.File, extension="hsic"))
+
+    def codec(self, parameters, context) -> str:
+        """The codec id CODEC asks for (its default when empty)."""
+        value = parameters.get(self.CODEC)
+        return codec_id(self.parameterDefinition(self.CODEC).defaultValue() if is_unset(value) else value)
 
     def optional_int(self, parameters, key: str, context) -> int | None:
         return None if is_unset(parameters.get(key)) else self.parameterAsInt(parameters, key, context)
@@ -149,9 +229,15 @@ class HsicAlgorithm(QgsProcessingAlgorithm):
         return layer.source()
 
     def output_file(self, parameters, key: str, context, default: str, suffixes: tuple[str, ...]) -> str:
-        """The path of output ``key``, or ``default`` when it was left empty; refused unless it ends in
+        """The path of output ``key``, or ``default`` when it was left empty or at its placeholder default
+        (such as ``<input>.hsic``, under whatever folder the dialog put before it); refused unless it ends in
         one of ``suffixes``."""
-        if is_unset(parameters.get(key)):
+        value = parameters.get(key)
+        if isinstance(value, QgsProcessingOutputLayerDefinition):
+            value = value.sink.staticValue()
+        placeholder = self.parameterDefinition(key).defaultValue()
+        if is_unset(value) or (isinstance(placeholder, str) and placeholder.startswith("<")
+                               and os.path.basename(str(value)) == placeholder):
             path = default
         elif isinstance(self.parameterDefinition(key), QgsProcessingParameterRasterDestination):
             path = self.parameterAsOutputLayer(parameters, key, context)

@@ -58,7 +58,7 @@ class TrainAlgorithm(HsicAlgorithm):
         init = self.parameterAsFile(parameters, self.INIT, context) or None
         if init and self.parameterAsBool(parameters, self.FROM_SCRATCH, context):
             return False, f"{self.INIT} and {self.FROM_SCRATCH} contradict each other: choose one"
-        hsi_gdal.check_train_options(self.parameterAsEnumString(parameters, self.CODEC, context),
+        hsi_gdal.check_train_options(self.codec(parameters, context),
                                      self.optional_int(parameters, self.QUALITY, context), init)
         return True, ""
 
@@ -76,7 +76,7 @@ class TrainAlgorithm(HsicAlgorithm):
         import hsi_gdal
 
         sources = self._sources(parameters, context)
-        codec = self.parameterAsEnumString(parameters, self.CODEC, context)
+        codec = self.codec(parameters, context)
         steps = self.parameterAsInt(parameters, self.STEPS, context)
         seed = self.parameterAsInt(parameters, self.SEED, context)
         init = self.parameterAsFile(parameters, self.INIT, context) or None

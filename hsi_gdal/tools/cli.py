@@ -56,21 +56,14 @@ def _print(args, record: dict, lines: list[str]) -> None:
 
 def cmd_compress(args) -> None:
     import hsi_gdal
-    from engine.metrics import bpppc, compression_ratio
 
     with _bar(args, "compress") as progress:
         ds = hsi_gdal.Translate(args.output, args.input, codec=args.codec, quality=args.quality,
                                 device=args.device, progress=progress, weights=args.weights, bpppc=args.bpppc,
                                 min_psnr=args.min_psnr, max_sam=args.max_sam, max_abs_error=args.max_abs_error)
-    h = ds.header
-    size = os.path.getsize(args.output)
-    rec = {"input": args.input, "output": args.output, "sidecar": args.output + ".vrt", "codec": h.codec,
-           "quality": h.quality, "bytes": size, "bpppc": bpppc(size, h.rows, h.cols, h.bands),
-           "compression_ratio": compression_ratio(size, h.rows, h.cols, h.bands, h.dtype),
-           "max_abs_error": h.max_abs_error}
-    bound = "" if h.max_abs_error is None else f", |error| <= {h.max_abs_error:g}"
-    _print(args, rec, [f"{args.output}: {size} bytes, {rec['bpppc']:.4f} bpppc, ratio {rec['compression_ratio']:.1f}:1 "
-                       f"({h.codec} q{h.quality}{bound}); sidecar {rec['sidecar']}"])
+    record = hsi_gdal.compression_record(args.output, ds.header)
+    rec = {"input": args.input, "output": args.output, "sidecar": args.output + ".vrt", **record}
+    _print(args, rec, [f"{hsi_gdal.compression_line(args.output, record)}; sidecar {rec['sidecar']}"])
 
 
 def cmd_decompress(args) -> None:

@@ -33,6 +33,29 @@ class LogFeedback(QgsProcessingFeedback):
             self.cancel()
 
 
+class FakeIface:
+    """What the plugin uses of QGIS's iface: the message bar (messages recorded as (title, text)), drop
+    handler registration, and addRasterLayer (answers what it was asked: a stand-in for QGIS's own)."""
+
+    def __init__(self):
+        self.messages, self.handlers = [], []
+
+    def messageBar(self):  # noqa: N802
+        return self
+
+    def pushMessage(self, title, text, level, duration):  # noqa: N802
+        self.messages.append((title, text))
+
+    def registerCustomDropHandler(self, handler):  # noqa: N802
+        self.handlers.append(handler)
+
+    def unregisterCustomDropHandler(self, handler):  # noqa: N802
+        self.handlers.remove(handler)
+
+    def addRasterLayer(self, path, base_name="", provider="gdal"):  # noqa: N802
+        return ("QGIS", path, base_name, provider)
+
+
 def run_alg(alg_id, parameters, feedback=None, context=None):
     import processing
 

@@ -4,25 +4,12 @@ algorithm explains instead of failing (missing modules simulated through sys.mod
 import sys
 
 import pytest
-from conftest import run_alg
+from conftest import FakeIface, run_alg
 from qgis.core import QgsApplication, QgsProcessingContext, QgsProcessingException
 
 from qgis_plugin import classFactory
 
 pytestmark = pytest.mark.qgis
-
-
-class FakeIface:
-    """Records what the plugin pushes to QGIS's message bar."""
-
-    def __init__(self):
-        self.messages = []
-
-    def messageBar(self):  # noqa: N802
-        return self
-
-    def pushMessage(self, title, text, level, duration):  # noqa: N802
-        self.messages.append((title, text))
 
 
 @pytest.fixture

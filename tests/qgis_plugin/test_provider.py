@@ -98,7 +98,9 @@ def test_compress_parameters(registry):
     assert params["OUTPUT"].type() == "fileDestination"
     assert params["WEIGHTS"].flags() & QgsProcessingParameterDefinition.FlagOptional
     assert params["OUTPUT"].fileFilter() == "HSIC files (*.hsic)"
-    assert {o.name() for o in alg.outputDefinitions()} == {"OUTPUT", "SIDECAR"}
+    assert params["OUTPUT"].defaultValue() == "<input>.hsic"  # shown in the dialog's box
+    outputs = {o.name(): o for o in alg.outputDefinitions()}
+    assert set(outputs) == {"OUTPUT", "SIDECAR"} and outputs["SIDECAR"].type() == "outputRaster"
 
 
 def test_decompress_parameters(registry):
