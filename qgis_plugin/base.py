@@ -14,10 +14,10 @@ import os
 from contextlib import contextmanager
 from typing import Callable
 
-from qgis.core import (QgsApplication, QgsProcessing, QgsProcessingAlgorithm, QgsProcessingException,
-                       QgsProcessingFeedback, QgsProcessingOutputLayerDefinition, QgsProcessingParameterEnum,
-                       QgsProcessingParameterFile, QgsProcessingParameterNumber,
-                       QgsProcessingParameterRasterDestination)
+from qgis.core import (QgsApplication, QgsProcessing, QgsProcessingAlgorithm, QgsProcessingContext,
+                       QgsProcessingException, QgsProcessingFeedback, QgsProcessingOutputLayerDefinition,
+                       QgsProcessingParameterEnum, QgsProcessingParameterFile, QgsProcessingParameterNumber,
+                       QgsProcessingParameterRasterDestination, QgsRasterLayer)
 
 from engine.errors import CancelledError, HSICError
 from qgis_plugin import deps
@@ -186,6 +186,19 @@ class HsicAlgorithm(QgsProcessingAlgorithm):
     def compute(self, parameters, context, feedback) -> dict:
         """The work: read the parameters, call hsi_gdal, return the outputs."""
         raise NotImplementedError
+
+    def load_on_completion(self, context, sidecar: str, name: str, output: str) -> None:
+        """Adds the sidecar to the project when the algorithm ends, drawn with its default style (X.hsic.qml).
+
+        Processing's own loader (a path given to addLayerToLoadOnCompletion) skips default styles; QGIS then
+        makes its own stretch from statistics it computes by decoding the whole scene on the GUI thread,
+        and GDAL writes them into the sidecar. So the layer is made here, with its style, and handed over."""
+        layer = QgsRasterLayer(sidecar, name, "gdal")
+        if not layer.isValid():
+            raise QgsProcessingException(f"QGIS cannot open {sidecar}: {layer.error().summary()}")
+        context.temporaryLayerStore().addMapLayer(layer)
+        context.addLayerToLoadOnCompletion(
+            layer.id(), QgsProcessingContext.LayerDetails(name, context.project(), output))
 
     def add_codec_and_quality(self, default: str | None = None) -> None:
         """The CODEC choice (``default``, else the default codec) and the optional QUALITY (empty: its default).

@@ -3,7 +3,7 @@ the sidecar is added to the map and the log says what the file costs."""
 
 import os
 
-from qgis.core import (QgsProcessingContext, QgsProcessingOutputRasterLayer, QgsProcessingParameterFile,
+from qgis.core import (QgsProcessingOutputRasterLayer, QgsProcessingParameterFile,
                        QgsProcessingParameterFileDestination, QgsProcessingParameterNumber,
                        QgsProcessingParameterRasterLayer)
 
@@ -94,6 +94,5 @@ class CompressAlgorithm(HsicAlgorithm):
             feedback.pushInfo(f"quality {ds.header.quality} chosen for the target {', '.join(targets)}")
         feedback.pushInfo(hsi_gdal.compression_line(dst, hsi_gdal.compression_record(dst, ds.header)))
         sidecar = dst + ".vrt"
-        context.addLayerToLoadOnCompletion(
-            sidecar, QgsProcessingContext.LayerDetails(os.path.basename(dst), context.project(), self.SIDECAR))
+        self.load_on_completion(context, sidecar, os.path.basename(dst), self.SIDECAR)
         return {self.OUTPUT: dst, self.SIDECAR: sidecar}

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import os
 
-from qgis.core import (QgsProcessingContext, QgsProcessingException, QgsProcessingOutputRasterLayer,
-                       QgsProcessingParameterString)
+from qgis.core import QgsProcessingException, QgsProcessingOutputRasterLayer, QgsProcessingParameterString
 
 from qgis_plugin.base import HsicAlgorithm
 
@@ -59,6 +58,5 @@ class OpenAlgorithm(HsicAlgorithm):
         feedback.pushInfo(f"{header.bands} bands x {header.rows} rows x {header.cols} cols, "
                           f"{header.codec} quality {header.quality}")
         feedback.setProgress(100)
-        context.addLayerToLoadOnCompletion(
-            vrt, QgsProcessingContext.LayerDetails(name, context.project(), self.OUTPUT))
+        self.load_on_completion(context, vrt, name, self.OUTPUT)
         return {self.OUTPUT: vrt}

@@ -107,13 +107,26 @@ def child(path: str, pan_path: str, loader: str) -> dict:
 
     t0 = time.perf_counter()
     if loader == "processing":
-        # How Processing loads a layer (hsic:open's result, any algorithm's input given as a path): no
-        # default style (.qml), so QGIS makes its own renderer and stretch from the data.
-        from qgis.core import QgsProcessingContext, QgsProcessingUtils
+        from qgis.core import QgsProcessingContext, QgsProcessingFeedback, QgsProcessingUtils
 
         context = QgsProcessingContext()
         context.setProject(QgsProject.instance())
-        layer = QgsProcessingUtils.mapLayerFromString(path, context)
+        if path.endswith(".hsic.vrt"):
+            # hsic:open, then what Processing does with the layers it hands over on completion
+            from qgis_plugin.provider import HsicProvider
+
+            QgsApplication.processingRegistry().addProvider(HsicProvider())
+            alg = QgsApplication.processingRegistry().createAlgorithmById("hsic:open")
+            _, ok = alg.run({"INPUT": path[:-4]}, context, QgsProcessingFeedback())
+            assert ok, path
+            for layer_id in context.layersToLoadOnCompletion():
+                layer = context.takeResultLayer(layer_id)
+                QgsProject.instance().addMapLayer(layer)
+                layer.renderer()  # the renderer is made (and any statistics it needs computed) here
+        else:
+            # How Processing loads a file given as a path: no default style (.qml), so QGIS makes its
+            # own renderer and stretch from the data.
+            layer = QgsProcessingUtils.mapLayerFromString(path, context)
         out["add_s"] = time.perf_counter() - t0
         out["add_decode_calls"] = len(calls)
         out["decode_calls_on_main_thread"] = main in decode_threads
@@ -347,10 +360,10 @@ def markdown(results: dict, sizes: dict, prof: dict, load: tuple, args) -> str:
         "",
         "* **QGIS ready**: process start to QgsApplication initialised and the plugin's import done.",
         "* **add layer**: `QgsRasterLayer(path)` + `addMapLayer` (Add Raster Layer, drag-and-drop, the",
-        "  Browser: the default style X.hsic.qml is loaded). **through Processing**: the way Processing",
-        "  loads a layer (`QgsProcessingUtils.mapLayerFromString`: hsic:open's result, any algorithm's",
-        "  input given as a path), which loads no default style; in brackets, pixel-function calls made",
-        "  while adding, on the main thread.",
+        "  Browser: the default style X.hsic.qml is loaded). **through Processing**: for .hsic, running",
+        "  hsic:open and adding the layer it hands over (made with its default style); for the others,",
+        "  the way Processing loads a file given as a path (`QgsProcessingUtils.mapLayerFromString`, no",
+        "  default style); in brackets, pixel-function calls made while adding, on the main thread.",
         "* **cold**: the first 1024 x 1024 render of \"zoom to layer\" with `QgsMapRendererParallelJob`, as",
         "  the canvas renders (the decoder's imports and every tile's decode included); **warm**: the same",
         "  render again; **pan**: imports done, a view of the bottom-right quarter of another file of the",

@@ -67,8 +67,8 @@ def test_default_output_is_beside_the_input_the_log_gives_the_cost_and_the_layer
     line = hsi_gdal.compression_line(out, record)
     assert f"{record['bytes']} bytes" in line and "bpppc" in line and "ratio" in line and f"q{header.quality}" in line
     assert f"quality {header.quality} chosen for the target bpppc 3" in feedback.lines
-    loaded = context.layersToLoadOnCompletion()
-    assert list(loaded) == [out + ".vrt"] and loaded[out + ".vrt"].name == "s.hsic"
+    (layer_id, details), = context.layersToLoadOnCompletion().items()
+    assert details.name == "s.hsic" and context.getMapLayer(layer_id).source() == out + ".vrt"
 
 
 def test_a_cancel_is_reported_as_cancelled_and_leaves_nothing(hsic_registry, tmp_path):

@@ -1,6 +1,7 @@
 """hsic:open: a .hsic becomes a georeferenced layer through its sidecar, written when missing."""
 
 import os
+import xml.etree.ElementTree as ET
 
 import numpy as np
 import pytest
@@ -30,8 +31,17 @@ def test_open_writes_a_missing_sidecar_trusts_the_decoder_and_loads_a_layer(hsic
     out = run_alg("hsic:open", {"INPUT": hsic, "NAME": "my scene"}, context=context)
     assert out == {"OUTPUT": hsic + ".vrt"} and os.path.isfile(hsic + ".vrt")
     assert "hsi_gdal.pixelfn" in gdal.GetConfigOption("GDAL_VRT_PYTHON_TRUSTED_MODULES")
-    details = context.layersToLoadOnCompletion()
-    assert list(details) == [hsic + ".vrt"] and details[hsic + ".vrt"].name == "my scene"
+    (layer_id, details), = context.layersToLoadOnCompletion().items()
+    assert details.name == "my scene"
+    loaded = context.getMapLayer(layer_id)
+    assert loaded.source() == hsic + ".vrt"
+    # Drawn with the sidecar's default style (no statistics computed on the GUI thread, the sidecar untouched)
+    styled = ET.parse(hsic + ".qml").getroot().find(".//rasterrenderer")
+    renderer = loaded.renderer()
+    assert [renderer.redBand(), renderer.greenBand(), renderer.blueBand()] == [
+        int(styled.get(f"{c}Band")) for c in ("red", "green", "blue")]
+    assert renderer.redContrastEnhancement().minimumValue() == pytest.approx(
+        float(styled.find("redContrastEnhancement/minValue").text))
 
     layer = QgsRasterLayer(out["OUTPUT"], "c", "gdal")
     try:
@@ -49,7 +59,8 @@ def test_open_keeps_an_existing_sidecar_and_names_the_layer_after_the_file(hsic)
     context = QgsProcessingContext()
     run_alg("hsic:open", {"INPUT": hsic}, context=context)
     assert os.stat(hsic + ".vrt").st_mtime_ns == before
-    assert context.layersToLoadOnCompletion()[hsic + ".vrt"].name == "c.hsic"
+    (layer_id, details), = context.layersToLoadOnCompletion().items()
+    assert details.name == "c.hsic" and context.getMapLayer(layer_id).source() == hsic + ".vrt"
 
 
 def test_open_refuses_what_it_cannot_open(hsic, make_raster, tmp_path):
