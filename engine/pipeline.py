@@ -20,6 +20,7 @@ from engine.errors import CancelledError, CodecError, FormatError, InputError
 from engine.format.container import SUPPORTED_DTYPES, Header, open_hsic, write_hsic
 from engine.normalise import normalisation, valid_mask, valid_range
 from engine.overviews import build_section as build_overview_section, default_factors
+from engine.parallel import thread_map
 from engine.payloads import DecodedTile, decode_tiles, encode_payloads, normalised, residual_codec
 from engine.registry import get_codec
 from engine.residual import check_max_abs_error
@@ -256,11 +257,15 @@ class SceneDecoder:
         group = self.codec.batch_size  # tiles decoded per codec call: memory bounded by one group
         for start in range(0, len(touched), group):
             batch = touched[start:start + group]
-            for i, t in zip(batch, self.decoded(batch)):
+
+            def place(pair):  # tiles fill disjoint parts of out: several at once, on all cores
+                i, t = pair
                 ty, tx, th, tw = self.grid.window(i)
                 y0, y1 = max(ty, yoff), min(ty + th, yoff + ysize)
                 x0, x1 = max(tx, xoff), min(tx + tw, xoff + xsize)
                 out[:, y0 - yoff:y1 - yoff, x0 - xoff:x1 - xoff] = t.bands(sel)[:, y0 - ty:y1 - ty, x0 - tx:x1 - tx]
+
+            thread_map(place, zip(batch, self.decoded(batch)))
             check_progress(progress, min(start + group, len(touched)) / len(touched))
         return out
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from engine import klt_codec
+from engine.parallel import thread_map, threads
 from engine.codecs.base import CodecInfo, TileCodec
 from engine.context_models import WEIGHTS_PATH as CONTEXT_WEIGHTS
 from engine.entropy.laplace import TABLES_PATH as LAPLACE_TABLES
@@ -108,17 +109,25 @@ class KLTCodec(TileCodec):
             raise CodecError("codec 'klt' codes against a scene stage: call fit_scene or bind_scene first")
         return self.stage
 
+    @property
+    def batch_size(self) -> int:
+        # Tiles are coded on all cores at once (the kernels release the GIL): a few tiles per core
+        # keeps them busy while memory stays bounded by one small group.
+        return 2 * threads()
+
     def encode_tile(self, tile: np.ndarray) -> bytes:
         return klt_codec.encode_tile(tile, self._bound())
 
+    def encode_tiles(self, tiles: list[np.ndarray]) -> list[bytes]:
+        stage = self._bound()
+        return thread_map(lambda t: klt_codec.encode_tile(t, stage), tiles)
+
     def decode_latents(self, items: list[tuple[bytes, tuple[int, int, int]]]) -> list[np.ndarray]:
         stage = self._bound()
-        out = []
-        for data, (bands, h, w) in items:
+        for _, (bands, _, _) in items:
             if bands != stage.bands:
                 raise FormatError(f"tile of {bands} bands for a {stage.bands}-band stage")
-            out.append(klt_codec.decode_tile(data, stage, h, w))
-        return out
+        return thread_map(lambda item: klt_codec.decode_tile(item[0], stage, *item[1][1:]), items)
 
     def expand(self, latent: np.ndarray, bands: np.ndarray | None) -> np.ndarray:
         return klt_codec.reconstruct(latent, self._bound(), bands)
