@@ -102,27 +102,26 @@ def scene_range(info: SceneInfo, read_window: ReadWindow, grid: TileGrid) -> tup
     return lo, hi
 
 
-def compress_scene(info: SceneInfo, read_window: ReadWindow, dst: str, codec: str, quality: int | None = None,
-                   device: str = "auto", tile_size: int = DEFAULT_TILE, progress: Progress | None = None,
-                   weights: str | None = None, overviews: tuple[int, ...] | None = None,
-                   max_abs_error: float | None = None, step: float | None = None) -> Header:
-    """Compress a scene into ``dst`` (.hsic, written atomically). Returns the header written.
+@dataclass
+class ScenePass:
+    """What compressing a scene learns from passes over the whole scene that do not depend on the quantiser
+    step: its value range and the codec's scene statistics. A rate search fills it at its first trial and
+    every later trial reuses it (the same source, codec and tile size), reading the scene once less."""
 
-    ``weights``: a user's weights file for the codec and quality (recorded in the header, see
-    :mod:`engine.user_weights`), instead of the installed one. ``overviews``: factors of the
-    reduced-resolution levels stored with the scene (engine/overviews.py); None chooses them from the
-    scene size, () stores none. ``max_abs_error``: error-bounded mode (engine/residual.py), every valid
-    sample decodes within this of the source, in source units (0: lossless); overviews are not bounded.
-    ``step``: the quantiser step of a continuous-rate codec, instead of its quality's preset.
+    value_range: tuple[float, float] | None = None
+    statistics: object = None
+    sample: dict = field(default_factory=dict)  # tile index -> raw window, for :func:`estimate_bytes`
 
-    A codec with a scene stage (``uses_scene_stage``) is fitted in one more pass over the scene, after
-    the value range's; its bytes go to the file's scene section (format 1.3), counted in the rate.
-    """
+
+def prepare_scene(info: SceneInfo, read_window: ReadWindow, codec: str, quality: int | None = None,
+                  device: str = "auto", tile_size: int = DEFAULT_TILE, weights: str | None = None,
+                  max_abs_error: float | None = None, step: float | None = None,
+                  scene_pass: ScenePass | None = None):
+    """(coder, grid, header, scene bytes or None) of a compression, the scene stage fitted and bound."""
     max_abs_error = check_max_abs_error(max_abs_error)
     coder = get_codec(codec, quality, device, weights=weights)
     if step is not None:
         coder.set_step(step)
-    decoder = residual_codec(coder) if max_abs_error is not None else None
     grid = TileGrid(info.rows, info.cols, min(tile_size, info.rows), min(tile_size, info.cols))
     too_big = check_tile_size(info.bands, grid.tile_rows, grid.tile_cols)
     if too_big:
@@ -130,7 +129,10 @@ def compress_scene(info: SceneInfo, read_window: ReadWindow, dst: str, codec: st
     if grid.n_tiles > MAX_TILES:  # refused before the range scan, which would read the whole scene
         raise InputError(f"a {info.rows} x {info.cols} raster makes {grid.n_tiles} tiles of "
                          f"{grid.tile_rows} x {grid.tile_cols}, more than a .hsic file can index ({MAX_TILES})")
-    offset, scale = normalisation(*scene_range(info, read_window, grid), info.bands)
+    scene_pass = ScenePass() if scene_pass is None else scene_pass
+    if scene_pass.value_range is None:
+        scene_pass.value_range = scene_range(info, read_window, grid)
+    offset, scale = normalisation(*scene_pass.value_range, info.bands)
     header = Header.create(
         rows=info.rows, cols=info.cols, bands=info.bands, dtype=info.dtype, nodata=info.nodata,
         tile_rows=grid.tile_rows, tile_cols=grid.tile_cols, codec=coder.info.id, quality=coder.quality,
@@ -139,10 +141,36 @@ def compress_scene(info: SceneInfo, read_window: ReadWindow, dst: str, codec: st
         band_metadata=info.band_metadata, band_scale=info.band_scale, band_offset=info.band_offset,
         metadata=info.metadata, codec_options=codec_options(weights), max_abs_error=max_abs_error,
     )
-
     scene = None
     if coder.uses_scene_stage:
-        scene = coder.fit_scene((normalised(read_window(*win), header) for win in grid.windows()), info.bands)
+        if scene_pass.statistics is None:
+            scene_pass.statistics = coder.scene_statistics(
+                (normalised(read_window(*win), header) for win in grid.windows()), info.bands)
+        scene = coder.stage_from_statistics(scene_pass.statistics, info.bands)
+    return coder, grid, header, scene
+
+
+def compress_scene(info: SceneInfo, read_window: ReadWindow, dst: str, codec: str, quality: int | None = None,
+                   device: str = "auto", tile_size: int = DEFAULT_TILE, progress: Progress | None = None,
+                   weights: str | None = None, overviews: tuple[int, ...] | None = None,
+                   max_abs_error: float | None = None, step: float | None = None,
+                   scene_pass: ScenePass | None = None) -> Header:
+    """Compress a scene into ``dst`` (.hsic, written atomically). Returns the header written.
+
+    ``weights``: a user's weights file for the codec and quality (recorded in the header, see
+    :mod:`engine.user_weights`), instead of the installed one. ``overviews``: factors of the
+    reduced-resolution levels stored with the scene (engine/overviews.py); None chooses them from the
+    scene size, () stores none. ``max_abs_error``: error-bounded mode (engine/residual.py), every valid
+    sample decodes within this of the source, in source units (0: lossless); overviews are not bounded.
+    ``step``: the quantiser step of a continuous-rate codec, instead of its quality's preset.
+    ``scene_pass``: the step-independent passes over this scene from an earlier trial (see :class:`ScenePass`).
+
+    A codec with a scene stage (``uses_scene_stage``) is fitted in one more pass over the scene, after
+    the value range's; its bytes go to the file's scene section (format 1.3), counted in the rate.
+    """
+    coder, grid, header, scene = prepare_scene(info, read_window, codec, quality, device, tile_size, weights,
+                                               max_abs_error, step, scene_pass)
+    decoder = residual_codec(coder) if header.max_abs_error is not None else None
 
     factors = default_factors(info.rows, info.cols) if overviews is None else tuple(overviews)
     share = OVERVIEW_PROGRESS_SHARE if factors else 0.0  # of the progress bar, for the overview pass
@@ -160,6 +188,32 @@ def compress_scene(info: SceneInfo, read_window: ReadWindow, dst: str, codec: st
 
     write_hsic(dst, header, payloads(), trailer=trailer, scene=scene)
     return header
+
+
+def sample_tiles(n_tiles: int) -> list[int]:
+    """Tiles spread evenly over the scene whose bytes stand for all of them in a rate estimate: all of
+    a small scene, about one in eight of a large one."""
+    m = min(n_tiles, 8 + n_tiles // 8)
+    return sorted({int(round(i)) for i in np.linspace(0, n_tiles - 1, m)})
+
+
+def estimate_bytes(info: SceneInfo, read_window: ReadWindow, codec: str, quality: int | None, step: float,
+                   scene_pass: ScenePass, tile_size: int = DEFAULT_TILE, device: str = "auto") -> float:
+    """The bytes of the scene stage plus the tiles' payloads at ``step``, extrapolated by area from
+    :func:`sample_tiles` (coded for real, nothing written). The container's header and overviews are not
+    counted: a rate search calibrates the estimate against a file it wrote."""
+    coder, grid, header, scene = prepare_scene(info, read_window, codec, quality, device, tile_size,
+                                               step=step, scene_pass=scene_pass)
+    picks = sample_tiles(grid.n_tiles)
+    for i in picks:
+        if i not in scene_pass.sample:
+            scene_pass.sample[i] = read_window(*grid.window(i))
+    raws = [scene_pass.sample[i] for i in picks]
+    coded = 0
+    for start in range(0, len(raws), coder.batch_size):
+        coded += sum(len(p) for p in encode_payloads(raws[start:start + coder.batch_size], header, coder))
+    area = sum(r.shape[1] * r.shape[2] for r in raws)
+    return len(scene or b"") + coded * (info.rows * info.cols) / area
 
 
 class SceneDecoder:

@@ -83,14 +83,18 @@ class KLTCodec(TileCodec):
             raise InputError(f"klt step must be a number in [{MIN_STEP:g}, {MAX_STEP:g}], got {step!r}")
         self.step = float(step)
 
-    def fit_scene(self, tiles: Iterable[tuple[np.ndarray, np.ndarray]], bands: int) -> bytes:
+    def scene_statistics(self, tiles: Iterable[tuple[np.ndarray, np.ndarray]], bands: int):
         acc = KLTAccumulator(bands)
         for x, valid in tiles:
             acc.add(x, valid)
         if acc.n == 0:  # an all-nodata scene: a trivial stage, every tile codes nothing
             acc.add(np.zeros((bands, 1, 1), np.float32))
         mean, basis, var = acc.klt()
-        stage = make_stage(mean, basis, var, acc.used_bands(), self.step, klt_codec.choose_k(var, self.step))
+        return mean, basis, var, acc.used_bands()
+
+    def stage_from_statistics(self, stats, bands: int) -> bytes:
+        mean, basis, var, used = stats
+        stage = make_stage(mean, basis, var, used, self.step, klt_codec.choose_k(var, self.step))
         blob = stage.to_bytes()
         self.bind_scene(blob, bands)  # code against exactly what a decoder will read back
         return blob
