@@ -191,9 +191,9 @@ def compress_scene(info: SceneInfo, read_window: ReadWindow, dst: str, codec: st
 
 
 def sample_tiles(n_tiles: int) -> list[int]:
-    """Tiles spread evenly over the scene whose bytes stand for all of them in a rate estimate: all of
-    a small scene, about one in eight of a large one."""
-    m = min(n_tiles, 8 + n_tiles // 8)
+    """Tiles spread evenly over the scene whose bytes stand for all of them in a rate estimate: one in
+    eight, at least 8 (all of a scene of 8 tiles or fewer)."""
+    m = min(n_tiles, max(8, n_tiles // 8))
     return sorted({int(round(i)) for i in np.linspace(0, n_tiles - 1, m)})
 
 
