@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -21,7 +22,7 @@ import numpy as np
 
 from engine import klt_codec
 from engine.parallel import thread_map, threads
-from engine.codecs.base import CodecInfo, TileCodec
+from engine.codecs.base import BATCH_ENV, CodecInfo, TileCodec, batch_tiles
 from engine.context_models import WEIGHTS_PATH as CONTEXT_WEIGHTS
 from engine.entropy.laplace import TABLES_PATH as LAPLACE_TABLES
 from engine.errors import CodecError, FormatError, InputError
@@ -116,8 +117,8 @@ class KLTCodec(TileCodec):
     @property
     def batch_size(self) -> int:
         # Tiles are coded on all cores at once (the kernels release the GIL): a few tiles per core
-        # keeps them busy while memory stays bounded by one small group.
-        return 2 * threads()
+        # keeps them busy while memory stays bounded by one small group. HSIC_BATCH_TILES still rules.
+        return batch_tiles("cpu") if os.environ.get(BATCH_ENV, "").strip() else 2 * threads()
 
     def encode_tile(self, tile: np.ndarray) -> bytes:
         return klt_codec.encode_tile(tile, self._bound())
