@@ -211,47 +211,79 @@ def box3(a):
 
 
 @numba.njit(cache=True, nogil=True)
-def plane_terms(model, q, res, c, log_std_c, w1, b1, terms):
-    """Per-pixel context terms of plane c that depend only on plane c - 1 (fully known) and constants.
+def plane_state(model, q, res, c, log_std_c, w1, b1):
+    """What coding plane c needs besides the samples decoded in it: (P, L, prev, rowz, rowmu, feats).
 
-    LEARNED: terms[y, x, j] = b1[j] + w1[j, 9:] . features[9:] (previous plane and std features, the
-    ones :func:`prev_sums` defines), so the per-sample loop adds only the 9 causal features;
-    HAND: terms[y, x, 0] is the previous-residual bucket.
+    P: the plane with a PAD border of zeros, filled as samples are coded; L: ilog(|P|), likewise.
+    prev (4, h, w): LEARNED, the previous-plane features of :func:`prev_sums` as ilogs (all 0 for plane
+    0); HAND, prev[0] is the previous-residual bucket. rowz (H, w), rowmu (w), feats (6, w): per-row work
+    space of :func:`row_terms`.
     """
     h, w = q.shape[1], q.shape[2]
-    base = (b1 + w1[:, 13] * 4 * log_std_c).astype(np.float64)
-    if c == 0:
-        if model == LEARNED:
-            for y in range(h):
-                for x in range(w):
-                    terms[y, x, :] = base
-        return
-    ap = np.abs(q[c - 1])
-    ar = np.abs(res[c - 1])
-    if model == HAND:
+    P = np.zeros((h + PAD, w + PAD + 1), np.int64)
+    L = np.zeros((h + PAD, w + PAD + 1), np.int64)
+    prev = np.zeros((4, h, w), np.int64)
+    if c > 0 and model == HAND:
         for y in range(h):
             for x in range(w):
-                terms[y, x, 0] = 0 if ar[y, x] == 0 else (1 if ar[y, x] <= 2 else 2)
-        return
+                r = abs(res[c - 1, y, x])
+                prev[0, y, x] = 0 if r == 0 else (1 if r <= 2 else 2)
+    elif c > 0 and model == LEARNED:
+        ap = np.abs(q[c - 1])
+        ar = np.abs(res[c - 1])
+        sp = box3(ap)
+        sr = box3(ar)
+        for y in range(h):
+            for x in range(w):
+                prev[0, y, x] = ilog(ap[y, x])
+                prev[1, y, x] = ilog(sp[y, x])
+                prev[2, y, x] = ilog(ar[y, x])
+                prev[3, y, x] = ilog(sr[y, x])
+    return P, L, prev, np.zeros((w1.shape[0], w), np.int64), np.zeros(w, np.int64), np.zeros((6, w), np.int64)
+
+
+@numba.njit(cache=True, nogil=True)
+def row_terms(model, P, L, prev, y, log_std_c, taps, w1, b1, rowz, rowmu, feats):
+    """The parts of row y's contexts that do not depend on samples of row y (known when the row starts).
+
+    rowmu[x]: the predictor's sum over N, NW, NE, NN; LEARNED, rowz[j, x]: hidden unit j's pre-activation
+    over every feature but those of W, WW and W - NW (in exact integers, so any summation order gives
+    the same value: the encoder and decoder agree bit for bit).
+    """
+    w = rowmu.shape[0]
+    py = y + PAD
+    for x in range(w):
+        px = x + PAD
+        rowmu[x] = (taps[1] * P[py - 1, px] + taps[2] * P[py - 1, px - 1] + taps[3] * P[py - 1, px + 1]
+                    + taps[5] * P[py - 2, px])
     if model != LEARNED:
         return
-    sp = box3(ap)
-    sr = box3(ar)
-    wt = np.ascontiguousarray(w1[:, 9:13].T).astype(np.float64)  # exact: integer sums far below 2^53
-    for y in range(h):
+    f = feats
+    for x in range(w):
+        px = x + PAD
+        N = P[py - 1, px]
+        f[0, x] = L[py - 1, px]
+        f[1, x] = L[py - 1, px - 1]
+        f[2, x] = L[py - 1, px + 1]
+        f[3, x] = L[py - 2, px]
+        f[4, x] = ilog(abs(N - P[py - 1, px - 1]))
+        f[5, x] = ilog(abs(N - P[py - 1, px + 1]))
+    for j in range(rowz.shape[0]):  # x innermost: the compiler vectorises over the row
+        c0 = b1[j] + w1[j, 13] * 4 * log_std_c
         for x in range(w):
-            fa, fsp, fr, fsr = ilog(ap[y, x]), ilog(sp[y, x]), ilog(ar[y, x]), ilog(sr[y, x])
-            t = terms[y, x]
-            for j in range(base.size):
-                t[j] = base[j] + wt[0, j] * fa + wt[1, j] * fsp + wt[2, j] * fr + wt[3, j] * fsr
+            rowz[j, x] = (c0 + w1[j, 9] * prev[0, y, x] + w1[j, 10] * prev[1, y, x] + w1[j, 11] * prev[2, y, x]
+                          + w1[j, 12] * prev[3, y, x] + w1[j, 1] * f[0, x] + w1[j, 2] * f[1, x]
+                          + w1[j, 3] * f[2, x] + w1[j, 5] * f[3, x] + w1[j, 7] * f[4, x] + w1[j, 8] * f[5, x])
 
 
 @numba.njit(cache=True, nogil=True, inline='always')  # no call overhead nor array refcounts per sample
-def sample_context(model, P, L, terms, y, x, taps, table, w1t, w2, b2, z):
+def sample_context(model, P, L, prev, rowz, rowmu, y, x, taps, table, w1, w2, b2):
     """(mu, scale index before the plane offset) of sample (y, x) from the samples decoded before it.
 
-    P: the plane being coded with a PAD border of zeros, filled up to the sample before (y, x); L: ilog(|P|).
-    The one context function of encoder and decoder; equal to mlp_index(features(...)) for LEARNED.
+    P, L: the padded plane and its ilogs, filled up to the sample before (y, x); rowz, rowmu: row y's
+    :func:`row_terms`. The one context function of encoder and decoder; equal to mlp_index(features(...))
+    for LEARNED. Only W, WW and W - NW are left per sample: the chain from one decoded sample to the next
+    is as short as it can be.
     """
     if model == ZEROTH:
         return np.int64(0), np.int64(0)
@@ -260,46 +292,23 @@ def sample_context(model, P, L, terms, y, x, taps, table, w1t, w2, b2, z):
     W = P[py, px - 1]
     N = P[py - 1, px]
     NW = P[py - 1, px - 1]
-    NE = P[py - 1, px + 1]
-    s = (taps[0] * W + taps[1] * N + taps[2] * NW + taps[3] * NE + taps[4] * P[py, px - 2]
-         + taps[5] * P[py - 2, px] + taps[6] * med(W, N, NW))
-    mu = (s + 128) >> 8
+    mu = (rowmu[x] + taps[0] * W + taps[4] * P[py, px - 2] + taps[6] * med(W, N, NW) + 128) >> 8
     if model == HAND:  # mu: zero or MED, the encoder's choice for the plane
+        NE = P[py - 1, px + 1]
         act = abs(W - NW) + abs(N - NW) + abs(N - NE)
         ab = 0
         while act > 0 and ab < ACT_BUCKETS - 1:  # 0, 1, 2-3, 4-7, ... octaves of activity
             act >>= 1
             ab += 1
-        return mu, np.int64(table[ab * PREV_BUCKETS + np.int64(terms[y, x, 0])])
+        return mu, np.int64(table[ab * PREV_BUCKETS + prev[0, y, x]])
     f0 = L[py, px - 1]
-    f1 = L[py - 1, px]
-    f2 = L[py - 1, px - 1]
-    f3 = L[py - 1, px + 1]
     f4 = L[py, px - 2]
-    f5 = L[py - 2, px]
     f6 = ilog(abs(W - NW))
-    f7 = ilog(abs(N - NW))
-    f8 = ilog(abs(N - NE))
-    t = terms[y, x]
-    for j in range(z.size):  # a plain loop over the hidden units, which the compiler vectorises
-        z[j] = (t[j] + w1t[0, j] * f0 + w1t[1, j] * f1 + w1t[2, j] * f2 + w1t[3, j] * f3
-                + w1t[4, j] * f4 + w1t[5, j] * f5 + w1t[6, j] * f6 + w1t[7, j] * f7 + w1t[8, j] * f8)
     z2 = b2
-    for j in range(z.size):
-        z2 += w2[j] * (max(np.int64(z[j]), 0) >> 4)
+    for j in range(rowz.shape[0]):
+        z = rowz[j, x] + w1[j, 0] * f0 + w1[j, 4] * f4 + w1[j, 6] * f6
+        z2 += w2[j] * (max(z, 0) >> 4)  # no branch: the sign of z is unpredictable
     return mu, (z2 + 32768) >> 16
-
-
-@numba.njit(cache=True, nogil=True)
-def plane_state(model, q, res, c, log_std_c, w1, b1):
-    """(padded plane, its ilog plane, per-pixel terms, causal weights transposed) to code plane c with."""
-    h, w = q.shape[1], q.shape[2]
-    P = np.zeros((h + PAD, w + PAD + 1), np.int64)
-    L = np.zeros((h + PAD, w + PAD + 1), np.int64)
-    terms = np.zeros((h, w, w1.shape[0]), np.float64)
-    plane_terms(model, q, res, c, log_std_c, w1, b1, terms)
-    w1t = np.ascontiguousarray(w1[:, :9].T).astype(np.float64)
-    return P, L, terms, w1t
 
 
 @numba.njit(cache=True, nogil=True)
@@ -314,12 +323,12 @@ def clamp_index(i):
 def plane_contexts(model, q, res, mu_out, idx_out, c, pred, log_std_c, table, preds, w1, b1, w2, b2):
     """Fill mu_out, idx_out (before offset) and res[c] for plane c (encoder: q[c] is known)."""
     h, w = q.shape[1], q.shape[2]
-    P, L, terms, w1t = plane_state(model, q, res, c, log_std_c, w1, b1)
-    z = np.zeros(w1.shape[0], np.float64)
+    P, L, prev, rowz, rowmu, feats = plane_state(model, q, res, c, log_std_c, w1, b1)
     taps = preds[pred]
     for y in range(h):
+        row_terms(model, P, L, prev, y, log_std_c, taps, w1, b1, rowz, rowmu, feats)
         for x in range(w):
-            mu, i = sample_context(model, P, L, terms, y, x, taps, table, w1t, w2, b2, z)
+            mu, i = sample_context(model, P, L, prev, rowz, rowmu, y, x, taps, table, w1, w2, b2)
             mu_out[y, x] = mu
             idx_out[y, x] = i
             v = q[c, y, x]
@@ -332,29 +341,47 @@ def plane_contexts(model, q, res, mu_out, idx_out, c, pred, log_std_c, table, pr
 def best_predictor(q, c, preds):
     """The predictor with the smallest sum of |residual| on plane c (an encoder choice, sent per plane)."""
     h, w = q.shape[1], q.shape[2]
+    n = preds.shape[0]
+    cost = np.zeros(n, np.int64)
+    p = q[c]
+    for y in range(h):  # neighbours read once per sample for all predictors (integer sums: order-free)
+        for x in range(w):
+            W = at(p, y, x - 1, h, w)
+            N = at(p, y - 1, x, h, w)
+            NW = at(p, y - 1, x - 1, h, w)
+            NE = at(p, y - 1, x + 1, h, w)
+            WW = at(p, y, x - 2, h, w)
+            NN = at(p, y - 2, x, h, w)
+            M = med(W, N, NW)
+            v = p[y, x]
+            for i in range(n):
+                t = preds[i]
+                s = t[0] * W + t[1] * N + t[2] * NW + t[3] * NE + t[4] * WW + t[5] * NN + t[6] * M
+                cost[i] += abs(v - ((s + 128) >> 8))
     best = 0
     best_cost = np.int64(1) << 62
-    for p in range(preds.shape[0]):
-        s = np.int64(0)
-        for y in range(h):
-            for x in range(w):
-                s += abs(q[c, y, x] - predict(q[c], y, x, h, w, preds[p]))
-        if s < best_cost:
-            best, best_cost = p, s
+    for i in range(n):
+        if cost[i] < best_cost:
+            best, best_cost = i, cost[i]
     return best
 
 
 @numba.njit(cache=True, nogil=True)
 def best_offset(res_c, idx_c, bits, nsym, lo, hi):
+    # Every offset's float sum runs over the samples in raster order, as one loop per offset would:
+    # the same totals to the last bit, so the same choice.
+    tot = np.zeros(hi - lo + 1)
+    for y in range(res_c.shape[0]):
+        for x in range(res_c.shape[1]):
+            r = res_c[y, x]
+            i = idx_c[y, x]
+            for o in range(lo, hi + 1):
+                tot[o - lo] += residual_cost(r, clamp_index(i + o), bits, nsym)
     best = lo
     best_bits = np.inf
     for o in range(lo, hi + 1):
-        t = 0.0
-        for y in range(res_c.shape[0]):
-            for x in range(res_c.shape[1]):
-                t += residual_cost(res_c[y, x], clamp_index(idx_c[y, x] + o), bits, nsym)
-        if t < best_bits:
-            best, best_bits = o, t
+        if tot[o - lo] < best_bits:
+            best, best_bits = o, tot[o - lo]
     return best
 
 
@@ -405,22 +432,22 @@ def encode_planes(res, idx, offsets, kt, cdf, nsym):
 
 @numba.njit(cache=True, nogil=True)
 def decode_planes(model, data, k, kt, h, w, preds_of_plane, offsets, log_std, table, preds, w1, b1, w2, b2,
-                  cdf, nsym):
+                  cdf, nsym, lut):
     """(q (k, h, w), ok): ok is False when the stream does not end where it should."""
     q = np.zeros((k, h, w), np.int64)
     res = np.zeros((k, h, w), np.int64)
-    z = np.zeros(w1.shape[0], np.float64)
     x_state, pos = rans_init(data, 0)
     if pos < 0:
         return q, False
     for c in range(kt):
-        P, L, terms, w1t = plane_state(model, q, res, c, log_std[c], w1, b1)
+        P, L, prev, rowz, rowmu, feats = plane_state(model, q, res, c, log_std[c], w1, b1)
         taps = preds[preds_of_plane[c]]
         off = offsets[c]
         for y in range(h):
+            row_terms(model, P, L, prev, y, log_std[c], taps, w1, b1, rowz, rowmu, feats)
             for x in range(w):
-                mu, i = sample_context(model, P, L, terms, y, x, taps, table, w1t, w2, b2, z)
-                r, x_state, pos = pop_residual(clamp_index(i + off), cdf, nsym, x_state, data, pos)
+                mu, i = sample_context(model, P, L, prev, rowz, rowmu, y, x, taps, table, w1, w2, b2)
+                r, x_state, pos = pop_residual(clamp_index(i + off), cdf, nsym, lut, x_state, data, pos)
                 v = r + mu
                 res[c, y, x] = r
                 q[c, y, x] = v

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from engine.entropy.laplace import N_SCALES, cost_table, load_tables, pop_residual, push_residual, residual_cost
+from engine.entropy.laplace import (N_SCALES, cost_table, load_tables, pop_residual, push_residual, residual_cost,
+                                    symbol_lut)
 from engine.entropy.rans import rans_encode, rans_init
 from engine.errors import FormatError, InputError
 from engine.format.klt import STAGE_COLUMN, STAGE_HEAD, STAGE_MEAN_TABLE
@@ -204,10 +205,10 @@ def _push_seq(seq, i, cdf, nsym, starts, freqs, n):
 
 
 @numba.njit(cache=True)
-def _pop_seq(count, i, cdf, nsym, x, data, pos):
+def _pop_seq(count, i, cdf, nsym, lut, x, data, pos):
     out = np.empty(count, dtype=np.int64)
     for j in range(count):
-        out[j], x, pos = pop_residual(i, cdf, nsym, x, data, pos)
+        out[j], x, pos = pop_residual(i, cdf, nsym, lut, x, data, pos)
     return out, x, pos
 
 
@@ -258,15 +259,16 @@ def _stage_from_bytes(blob: bytes) -> SpectralStage:
     if any(m[3] >= N_SCALES or m[2] > 1 for m in meta) or mean_table >= N_SCALES:
         raise FormatError("spectral stage header is corrupt")
     cdf, nsym = load_tables()
+    lut = symbol_lut(cdf, nsym)
     data = np.frombuffer(blob, np.uint8, offset=pos)
     x, p = rans_init(data, 0)
     nu = int(used.sum())
-    seq, x, p = _pop_seq(nu, mean_table, cdf, nsym, x, data, p)
+    seq, x, p = _pop_seq(nu, mean_table, cdf, nsym, lut, x, data, p)
     mean = np.zeros(bands)
     mean[used] = np.cumsum(seq) / 2.0**mean_exp
     basis = np.zeros((bands, k))
     for c, (_, e, pred, table) in enumerate(meta):
-        seq, x, p = _pop_seq(nu, table, cdf, nsym, x, data, p)
+        seq, x, p = _pop_seq(nu, table, cdf, nsym, lut, x, data, p)
         basis[used, c] = (np.cumsum(seq) if pred else seq) / 2.0**e
     if p != data.size:
         raise FormatError("spectral stage stream is corrupt (length mismatch)")

@@ -21,7 +21,7 @@ import numba
 import numpy as np
 
 from engine import context_models as cm
-from engine.entropy.laplace import N_SCALES, cost_table, load_tables
+from engine.entropy.laplace import N_SCALES, cost_table, load_tables, symbol_lut
 from engine.errors import FormatError, InputError
 from engine.format.klt import PLANE_HEAD, TILE_HEAD
 from engine.klt import SpectralStage, fit_klt, make_stage
@@ -32,9 +32,10 @@ DEFAULT_MODEL = "learned"
 
 
 @functools.lru_cache(maxsize=None)
-def tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def tables() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(cdf, nsym, bits, lut): the Laplace tables, their cost in bits and the decoder's symbol lookup."""
     cdf, nsym = load_tables()
-    return cdf, nsym, cost_table(cdf, nsym)
+    return cdf, nsym, cost_table(cdf, nsym), symbol_lut(cdf, nsym)
 
 
 @functools.lru_cache(maxsize=None)
@@ -124,7 +125,7 @@ def encode_components(y: np.ndarray, stage: SpectralStage, model: str = DEFAULT_
     q = quantise(y, stage.step, rounding)
     nz = np.flatnonzero(np.abs(q).reshape(k, -1).max(axis=1) if k else [])
     kt = int(nz[-1]) + 1 if nz.size else 0
-    cdf, nsym, bits = tables()
+    cdf, nsym, bits, _ = tables()
     lw = _model_weights(m)
     log_std = stage.log_std.astype(np.int64)
     preds = np.zeros(max(kt, 1), np.int64)
@@ -179,12 +180,12 @@ def decode_tile(blob: bytes, stage: SpectralStage, h: int, w: int) -> np.ndarray
     lw = _model_weights(m)
     if kt and planes[:, 0].max() >= lw.predictors.shape[0]:
         raise FormatError("tile names a predictor this model does not have")
-    cdf, nsym, _ = tables()
+    cdf, nsym, _, lut = tables()
     q = np.zeros((stage.k, h, w), np.int64)
     if kt:
         q, ok = cm.decode_planes(m, np.frombuffer(blob, np.uint8, offset=pos), stage.k, kt, h, w,
                                  planes[:, 0].copy(), planes[:, 1].copy(), stage.log_std.astype(np.int64),
-                                 table, lw.predictors, lw.w1, lw.b1, lw.w2, np.int64(lw.b2), cdf, nsym)
+                                 table, lw.predictors, lw.w1, lw.b1, lw.w2, np.int64(lw.b2), cdf, nsym, lut)
         if not ok:
             raise FormatError("tile's entropy-coded stream is corrupt")
     d1 = np.zeros(stage.k)

@@ -17,6 +17,7 @@ from engine import residual
 from engine.errors import FormatError, HSICError
 from engine.format.container import Header
 from engine.format.tile import pack_tile, unpack_tile
+from engine.parallel import thread_map
 from engine.normalise import fill_invalid, valid_mask
 from engine.registry import get_codec
 from engine.tiling import TileGrid, extract_tile
@@ -57,7 +58,7 @@ def encode_payloads(raws: list[np.ndarray], header: Header, codec, decoder=None)
     ``decoder``: for an error-bounded header, the codec instance the decoder will use (a CPU one,
     :func:`residual_codec`); ``codec`` itself when None.
     """
-    prepared = [_prepare(raw, header, codec) for raw in raws]
+    prepared = thread_map(lambda raw: _prepare(raw, header, codec), raws)
     coded = codec.encode_tiles([x for x, _, _ in prepared])
     if header.max_abs_error is None:
         return [pack_tile(masks, c) for (_, _, masks), c in zip(prepared, coded)]

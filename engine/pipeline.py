@@ -20,6 +20,7 @@ from engine.errors import CancelledError, CodecError, FormatError, InputError
 from engine.format.container import SUPPORTED_DTYPES, Header, open_hsic, write_hsic
 from engine.normalise import normalisation, valid_mask, valid_range
 from engine.overviews import build_section as build_overview_section, default_factors
+from engine.parallel import thread_map
 from engine.payloads import DecodedTile, decode_tiles, encode_payloads, normalised, residual_codec
 from engine.registry import get_codec
 from engine.residual import check_max_abs_error
@@ -102,10 +103,12 @@ def scene_range(info: SceneInfo, read_window: ReadWindow, grid: TileGrid) -> tup
 
 
 def scene_header(info: SceneInfo, read_window: ReadWindow, grid: TileGrid, coder, weights: str | None = None,
-                 max_abs_error: float | None = None) -> Header:
+                 max_abs_error: float | None = None, value_range: tuple[float, float] | None = None) -> Header:
     """The header :func:`compress_scene` writes for ``info`` coded by ``coder`` (one pass over the scene
-    for its value range, which sets the normalisation)."""
-    offset, scale = normalisation(*scene_range(info, read_window, grid), info.bands)
+    for its value range, which sets the normalisation, unless ``value_range`` is given)."""
+    if value_range is None:
+        value_range = scene_range(info, read_window, grid)
+    offset, scale = normalisation(*value_range, info.bands)
     return Header.create(
         rows=info.rows, cols=info.cols, bands=info.bands, dtype=info.dtype, nodata=info.nodata,
         tile_rows=grid.tile_rows, tile_cols=grid.tile_cols, codec=coder.info.id, quality=coder.quality,
@@ -116,10 +119,51 @@ def scene_header(info: SceneInfo, read_window: ReadWindow, grid: TileGrid, coder
     )
 
 
+@dataclass
+class ScenePass:
+    """What compressing a scene learns from passes over the whole scene that do not depend on the quantiser
+    step: its value range and the codec's scene statistics. A rate search fills it at its first trial and
+    every later trial reuses it (the same source, codec and tile size), reading the scene once less."""
+
+    value_range: tuple[float, float] | None = None
+    statistics: object = None
+    sample: dict = field(default_factory=dict)  # tile index -> raw window, for :func:`estimate_bytes`
+
+
+def prepare_scene(info: SceneInfo, read_window: ReadWindow, codec: str, quality: int | None = None,
+                  device: str = "auto", tile_size: int = DEFAULT_TILE, weights: str | None = None,
+                  max_abs_error: float | None = None, step: float | None = None,
+                  scene_pass: ScenePass | None = None):
+    """(coder, grid, header, scene bytes or None) of a compression, the scene stage fitted and bound."""
+    max_abs_error = check_max_abs_error(max_abs_error)
+    coder = get_codec(codec, quality, device, weights=weights)
+    if step is not None:
+        coder.set_step(step)
+    grid = TileGrid(info.rows, info.cols, min(tile_size, info.rows), min(tile_size, info.cols))
+    too_big = check_tile_size(info.bands, grid.tile_rows, grid.tile_cols)
+    if too_big:
+        raise InputError(f"{too_big}; use a smaller tile size")
+    if grid.n_tiles > MAX_TILES:  # refused before the range scan, which would read the whole scene
+        raise InputError(f"a {info.rows} x {info.cols} raster makes {grid.n_tiles} tiles of "
+                         f"{grid.tile_rows} x {grid.tile_cols}, more than a .hsic file can index ({MAX_TILES})")
+    scene_pass = ScenePass() if scene_pass is None else scene_pass
+    if scene_pass.value_range is None:
+        scene_pass.value_range = scene_range(info, read_window, grid)
+    header = scene_header(info, read_window, grid, coder, weights, max_abs_error, scene_pass.value_range)
+    scene = None
+    if coder.uses_scene_stage:
+        if scene_pass.statistics is None:
+            scene_pass.statistics = coder.scene_statistics(
+                (normalised(read_window(*win), header) for win in grid.windows()), info.bands)
+        scene = coder.stage_from_statistics(scene_pass.statistics, info.bands)
+    return coder, grid, header, scene
+
+
 def compress_scene(info: SceneInfo, read_window: ReadWindow, dst: str, codec: str, quality: int | None = None,
                    device: str = "auto", tile_size: int = DEFAULT_TILE, progress: Progress | None = None,
                    weights: str | None = None, overviews: tuple[int, ...] | None = None,
-                   max_abs_error: float | None = None, step: float | None = None) -> Header:
+                   max_abs_error: float | None = None, step: float | None = None,
+                   scene_pass: ScenePass | None = None) -> Header:
     """Compress a scene into ``dst`` (.hsic, written atomically). Returns the header written.
 
     ``weights``: a user's weights file for the codec and quality (recorded in the header, see
@@ -128,27 +172,14 @@ def compress_scene(info: SceneInfo, read_window: ReadWindow, dst: str, codec: st
     scene size, () stores none. ``max_abs_error``: error-bounded mode (engine/residual.py), every valid
     sample decodes within this of the source, in source units (0: lossless); overviews are not bounded.
     ``step``: the quantiser step of a continuous-rate codec, instead of its quality's preset.
+    ``scene_pass``: the step-independent passes over this scene from an earlier trial (see :class:`ScenePass`).
 
     A codec with a scene stage (``uses_scene_stage``) is fitted in one more pass over the scene, after
     the value range's; its bytes go to the file's scene section (format 1.3), counted in the rate.
     """
-    max_abs_error = check_max_abs_error(max_abs_error)
-    coder = get_codec(codec, quality, device, weights=weights)
-    if step is not None:
-        coder.set_step(step)
-    decoder = residual_codec(coder) if max_abs_error is not None else None
-    grid = TileGrid(info.rows, info.cols, min(tile_size, info.rows), min(tile_size, info.cols))
-    too_big = check_tile_size(info.bands, grid.tile_rows, grid.tile_cols)
-    if too_big:
-        raise InputError(f"{too_big}; use a smaller tile size")
-    if grid.n_tiles > MAX_TILES:  # refused before the range scan, which would read the whole scene
-        raise InputError(f"a {info.rows} x {info.cols} raster makes {grid.n_tiles} tiles of "
-                         f"{grid.tile_rows} x {grid.tile_cols}, more than a .hsic file can index ({MAX_TILES})")
-    header = scene_header(info, read_window, grid, coder, weights, max_abs_error)
-
-    scene = None
-    if coder.uses_scene_stage:
-        scene = coder.fit_scene((normalised(read_window(*win), header) for win in grid.windows()), info.bands)
+    coder, grid, header, scene = prepare_scene(info, read_window, codec, quality, device, tile_size, weights,
+                                               max_abs_error, step, scene_pass)
+    decoder = residual_codec(coder) if header.max_abs_error is not None else None
 
     factors = default_factors(info.rows, info.cols) if overviews is None else tuple(overviews)
     share = OVERVIEW_PROGRESS_SHARE if factors else 0.0  # of the progress bar, for the overview pass
@@ -166,6 +197,32 @@ def compress_scene(info: SceneInfo, read_window: ReadWindow, dst: str, codec: st
 
     write_hsic(dst, header, payloads(), trailer=trailer, scene=scene)
     return header
+
+
+def sample_tiles(n_tiles: int) -> list[int]:
+    """Tiles spread evenly over the scene whose bytes stand for all of them in a rate estimate: one in
+    eight, at least 8 (all of a scene of 8 tiles or fewer)."""
+    m = min(n_tiles, max(8, n_tiles // 8))
+    return sorted({int(round(i)) for i in np.linspace(0, n_tiles - 1, m)})
+
+
+def estimate_bytes(info: SceneInfo, read_window: ReadWindow, codec: str, quality: int | None, step: float,
+                   scene_pass: ScenePass, tile_size: int = DEFAULT_TILE, device: str = "auto") -> float:
+    """The bytes of the scene stage plus the tiles' payloads at ``step``, extrapolated by area from
+    :func:`sample_tiles` (coded for real, nothing written). The container's header and overviews are not
+    counted: a rate search calibrates the estimate against a file it wrote."""
+    coder, grid, header, scene = prepare_scene(info, read_window, codec, quality, device, tile_size,
+                                               step=step, scene_pass=scene_pass)
+    picks = sample_tiles(grid.n_tiles)
+    for i in picks:
+        if i not in scene_pass.sample:
+            scene_pass.sample[i] = read_window(*grid.window(i))
+    raws = [scene_pass.sample[i] for i in picks]
+    coded = 0
+    for start in range(0, len(raws), coder.batch_size):
+        coded += sum(len(p) for p in encode_payloads(raws[start:start + coder.batch_size], header, coder))
+    area = sum(r.shape[1] * r.shape[2] for r in raws)
+    return len(scene or b"") + coded * (info.rows * info.cols) / area
 
 
 class SceneDecoder:
@@ -263,11 +320,15 @@ class SceneDecoder:
         group = self.codec.batch_size  # tiles decoded per codec call: memory bounded by one group
         for start in range(0, len(touched), group):
             batch = touched[start:start + group]
-            for i, t in zip(batch, self.decoded(batch)):
+
+            def place(pair):  # tiles fill disjoint parts of out: several at once, on all cores
+                i, t = pair
                 ty, tx, th, tw = self.grid.window(i)
                 y0, y1 = max(ty, yoff), min(ty + th, yoff + ysize)
                 x0, x1 = max(tx, xoff), min(tx + tw, xoff + xsize)
                 out[:, y0 - yoff:y1 - yoff, x0 - xoff:x1 - xoff] = t.bands(sel)[:, y0 - ty:y1 - ty, x0 - tx:x1 - tx]
+
+            thread_map(place, zip(batch, self.decoded(batch)))
             check_progress(progress, min(start + group, len(touched)) / len(touched))
         return out
 

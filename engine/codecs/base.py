@@ -125,6 +125,16 @@ class TileCodec(ABC):
     def fit_scene(self, tiles: Iterable[tuple[np.ndarray, np.ndarray]], bands: int) -> bytes:
         """Fit the scene side information from (normalised tile, valid mask) pairs (one streaming pass over
         the scene, no-data samples filled and marked invalid), bind it and return its bytes."""
+        return self.stage_from_statistics(self.scene_statistics(tiles, bands), bands)
+
+    def scene_statistics(self, tiles: Iterable[tuple[np.ndarray, np.ndarray]], bands: int):
+        """What :meth:`fit_scene` learns from the pass over the scene, before anything that depends on the
+        quantiser step: a rate search fits it once and makes each trial's stage from it."""
+        raise CodecError(f"codec {self.info.id!r} has no scene stage")
+
+    def stage_from_statistics(self, stats, bands: int) -> bytes:
+        """Make the scene side information for the current step from :meth:`scene_statistics`, bind it and
+        return its bytes."""
         raise CodecError(f"codec {self.info.id!r} has no scene stage")
 
     def bind_scene(self, blob: bytes, bands: int) -> None:

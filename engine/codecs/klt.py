@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 
 from engine import klt_codec
-from engine.codecs.base import CodecInfo, TileCodec
+from engine.parallel import thread_map, threads
+from engine.codecs.base import BATCH_ENV, CodecInfo, TileCodec, batch_tiles
 from engine.context_models import WEIGHTS_PATH as CONTEXT_WEIGHTS
 from engine.entropy.laplace import TABLES_PATH as LAPLACE_TABLES
 from engine.errors import CodecError, FormatError, InputError
@@ -82,14 +84,18 @@ class KLTCodec(TileCodec):
             raise InputError(f"klt step must be a number in [{MIN_STEP:g}, {MAX_STEP:g}], got {step!r}")
         self.step = float(step)
 
-    def fit_scene(self, tiles: Iterable[tuple[np.ndarray, np.ndarray]], bands: int) -> bytes:
+    def scene_statistics(self, tiles: Iterable[tuple[np.ndarray, np.ndarray]], bands: int):
         acc = KLTAccumulator(bands)
         for x, valid in tiles:
             acc.add(x, valid)
         if acc.n == 0:  # an all-nodata scene: a trivial stage, every tile codes nothing
             acc.add(np.zeros((bands, 1, 1), np.float32))
         mean, basis, var = acc.klt()
-        stage = make_stage(mean, basis, var, acc.used_bands(), self.step, klt_codec.choose_k(var, self.step))
+        return mean, basis, var, acc.used_bands()
+
+    def stage_from_statistics(self, stats, bands: int) -> bytes:
+        mean, basis, var, used = stats
+        stage = make_stage(mean, basis, var, used, self.step, klt_codec.choose_k(var, self.step))
         blob = stage.to_bytes()
         self.bind_scene(blob, bands)  # code against exactly what a decoder will read back
         return blob
@@ -108,17 +114,25 @@ class KLTCodec(TileCodec):
             raise CodecError("codec 'klt' codes against a scene stage: call fit_scene or bind_scene first")
         return self.stage
 
+    @property
+    def batch_size(self) -> int:
+        # Tiles are coded on all cores at once (the kernels release the GIL): a few tiles per core
+        # keeps them busy while memory stays bounded by one small group. HSIC_BATCH_TILES still rules.
+        return batch_tiles("cpu") if os.environ.get(BATCH_ENV, "").strip() else 2 * threads()
+
     def encode_tile(self, tile: np.ndarray) -> bytes:
         return klt_codec.encode_tile(tile, self._bound())
 
+    def encode_tiles(self, tiles: list[np.ndarray]) -> list[bytes]:
+        stage = self._bound()
+        return thread_map(lambda t: klt_codec.encode_tile(t, stage), tiles)
+
     def decode_latents(self, items: list[tuple[bytes, tuple[int, int, int]]]) -> list[np.ndarray]:
         stage = self._bound()
-        out = []
-        for data, (bands, h, w) in items:
+        for _, (bands, _, _) in items:
             if bands != stage.bands:
                 raise FormatError(f"tile of {bands} bands for a {stage.bands}-band stage")
-            out.append(klt_codec.decode_tile(data, stage, h, w))
-        return out
+        return thread_map(lambda item: klt_codec.decode_tile(item[0], stage, *item[1][1:]), items)
 
     def expand(self, latent: np.ndarray, bands: np.ndarray | None) -> np.ndarray:
         return klt_codec.reconstruct(latent, self._bound(), bands)

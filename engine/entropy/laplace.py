@@ -27,6 +27,7 @@ N_TABLES = 34  # scale(33) ~ 15.2
 MAX_SHIFT = 12
 N_SCALES = N_TABLES + STEPS_PER_OCTAVE * MAX_SHIFT
 R_MAX = 192
+LUT_BITS = 10  # slot -> symbol lookup: 1024 entries per table (a few kB, in cache) then a short walk
 TABLES_PATH = os.path.join(os.path.dirname(os.path.dirname(__file__)), "weights", "klt_laplace_tables.npz")
 
 
@@ -124,21 +125,25 @@ def residual_cost(r, i, bits, nsym):
     return bits[t, nsym[t] - 1] + 32.0 + shift
 
 
+def symbol_lut(cdf: np.ndarray, nsym: np.ndarray) -> np.ndarray:
+    """(N_TABLES, 2^LUT_BITS) int32: per table, the symbol whose interval holds the first slot of each of
+    2^LUT_BITS equal slot ranges, where :func:`pop_residual` starts its (short) search."""
+    lut = np.zeros((cdf.shape[0], 1 << LUT_BITS), dtype=np.int32)
+    firsts = np.arange(1 << LUT_BITS, dtype=np.int64) << (PROB_BITS - LUT_BITS)
+    for t in range(cdf.shape[0]):
+        lut[t] = np.searchsorted(cdf[t, : nsym[t]].astype(np.int64), firsts, side="right") - 1
+    return lut
+
+
 @numba.njit(cache=True, inline='always')  # called per sample: no call overhead nor array refcounts
-def pop_residual(i, cdf, nsym, x, data, pos):
-    """Decode one residual with scale index i: (r, state, position)."""
+def pop_residual(i, cdf, nsym, lut, x, data, pos):
+    """Decode one residual with scale index i: (r, state, position). ``lut``: :func:`symbol_lut`."""
     t, shift = split_index(i)
     n = nsym[t]
     slot = rans_slot(x)
-    lo_j = 0
-    hi_j = n - 1
-    while lo_j < hi_j:  # the last j with cdf[t, j] <= slot
-        mid = (lo_j + hi_j + 1) >> 1
-        if cdf[t, mid] <= slot:
-            lo_j = mid
-        else:
-            hi_j = mid - 1
-    j = lo_j
+    j = np.int64(lut[t, slot >> (PROB_BITS - LUT_BITS)])
+    while j < n - 1 and cdf[t, j + 1] <= slot:  # the last j with cdf[t, j] <= slot
+        j += 1
     x, pos = rans_advance(x, data, pos, np.int64(cdf[t, j]), np.int64(cdf[t, j + 1] - cdf[t, j]))
     if j == n - 1:
         a = rans_slot(x)

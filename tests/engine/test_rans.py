@@ -4,8 +4,8 @@ import numba
 import numpy as np
 import pytest
 
-from engine.entropy.laplace import (N_SCALES, N_TABLES, PROB_SCALE, build_tables, load_tables, pop_residual,
-                                    push_residual, scale_of)
+from engine.entropy.laplace import (LUT_BITS, N_SCALES, N_TABLES, PROB_SCALE, build_tables, load_tables, pop_residual,
+                                    push_residual, scale_of, symbol_lut)
 from engine.entropy.rans import RANS_L, rans_advance, rans_encode, rans_init, rans_slot
 
 
@@ -20,18 +20,18 @@ def _encode(rs, idx, cdf, nsym):
 
 
 @numba.njit(cache=True)
-def _decode(data, idx, cdf, nsym):
+def _decode(data, idx, cdf, nsym, lut):
     out = np.empty(idx.size, np.int64)
     x, pos = rans_init(data, 0)
     for j in range(idx.size):
-        out[j], x, pos = pop_residual(idx[j], cdf, nsym, x, data, pos)
+        out[j], x, pos = pop_residual(idx[j], cdf, nsym, lut, x, data, pos)
     return out, pos, x
 
 
 def _round_trip(rs, idx):
     cdf, nsym = load_tables()
     data = _encode(rs, idx, cdf, nsym)
-    out, pos, x = _decode(data, idx, cdf, nsym)
+    out, pos, x = _decode(data, idx, cdf, nsym, symbol_lut(cdf, nsym))
     np.testing.assert_array_equal(out, rs)
     assert pos == data.size and x == RANS_L
     return data
@@ -94,6 +94,22 @@ def test_truncated_stream_is_detected_not_crashing():
     rs = np.round(rng.laplace(0, scale_of(idx))).astype(np.int64)
     cdf, nsym = load_tables()
     data = _encode(rs, idx, cdf, nsym)
-    out, pos, x = _decode(data[: data.size // 2], idx, cdf, nsym)
+    out, pos, x = _decode(data[: data.size // 2], idx, cdf, nsym, symbol_lut(cdf, nsym))
     assert pos != data.size // 2 or x != RANS_L
     assert rans_init(data[:3], 0)[1] == -1
+
+
+def test_symbol_lookup_finds_the_symbol_a_search_of_the_cdf_finds():
+    # The decoder's lookup must pick, for every slot of every table, the interval that holds it.
+    cdf, nsym = load_tables()
+    lut = symbol_lut(cdf, nsym)
+    slots = np.arange(PROB_SCALE, dtype=np.int64)
+    for t in range(N_TABLES):
+        c = cdf[t, : nsym[t] + 1].astype(np.int64)
+        want = np.searchsorted(c[:-1], slots, side="right") - 1
+        start = lut[t, slots >> (16 - LUT_BITS)].astype(np.int64)
+        # the walk moves up from start to the last symbol whose interval begins at or before the slot
+        assert (c[start] <= slots).all() and (start <= want).all()
+    rng = np.random.default_rng(3)
+    idx = rng.integers(0, N_SCALES, 20000)
+    _round_trip(np.round(rng.laplace(0, scale_of(idx))).astype(np.int64), idx)
