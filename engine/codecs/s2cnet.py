@@ -24,7 +24,7 @@ import numpy as np
 from engine.codecs.base import CodecInfo
 from engine.codecs.cae1d import Cae1d
 from engine.codecs.spatial import SpatialCodec
-from engine.codecs.stage_input import COMPONENTS, STAGE_STEP, StageInputMixin, plane_batch, plane_loss
+from engine.codecs.stage_input import COMPONENTS, STAGE_STEP, StageInputMixin, plane_loss
 from engine.errors import InputError
 from engine.losses import rate_distortion_loss
 from engine.registry import register
@@ -36,9 +36,9 @@ from engine.registry import register
 # and 3e-2); ``--arch center=true`` builds it.
 _ARCH = {"latent": 16, "width": 32, "positions": 32, "N": 48, "M": 96}
 # The stage-input variant (the shipped one): ``components`` planes; ``width`` is the refinement's.
-_ARCH_PLANES = {**_ARCH, "components": COMPONENTS, "stage_step": STAGE_STEP}
+_ARCH_PLANES = {**_ARCH, "components": COMPONENTS, "stage_step": STAGE_STEP, "down": 2}
 _RAW_KEYS = ("latent", "width", "positions", "N", "M", "gain", "center", "input_gain")
-_PLANE_KEYS = ("components", "width", "N", "M", "gain")
+_PLANE_KEYS = ("components", "width", "N", "M", "gain", "down")
 
 
 @register
@@ -74,14 +74,12 @@ class S2CNetCodec(StageInputMixin, SpatialCodec):
                        recipe: dict) -> tuple[np.ndarray, ...]:
         """Single spectra (batch, 1, B) in the spectral stage, patches (batch, B, P, P) in the joint one;
         for the planes, their whitened planes, loss weights and band counts (stage_input.plane_batch)."""
-        planes = recipe["arch"].get("components", 0) > 0
         if recipe.get("stage") == "spectral":
-            if planes:
+            if recipe["arch"].get("components", 0):
                 raise InputError("the stage-input s2cnet has no spectral stage (the KLT is its spectral "
                                  "encoder): train the joint stage, or pass --arch components=0")
             return Cae1d.training_batch(cube, valid, rng, batch, recipe)
-        xb, vb = super().training_batch(cube, valid, rng, batch, recipe)
-        return plane_batch(cube, valid, xb, vb, recipe["arch"]) if planes else (xb, vb)
+        return super().training_batch(cube, valid, rng, batch, recipe)
 
     @classmethod
     def training_loss(cls, model, out: dict, xb, vb, recipe: dict, *extra):

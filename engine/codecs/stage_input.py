@@ -22,6 +22,7 @@ bpppc, finer than any seed codec's rate, so the stage costs a few kB per scene a
 
 from __future__ import annotations
 
+import struct
 import weakref
 from collections.abc import Iterable
 
@@ -57,7 +58,7 @@ class ComponentPlanes:
     def __init__(self, stage: SpectralStage, channels: int):
         if stage.k > channels:
             raise FormatError(f"spectral stage has {stage.k} components, the weights code {channels}")
-        self.stage, self.channels = stage, channels
+        self.stage, self.channels, self.bands = stage, channels, stage.bands
         k = stage.k
         self.std = np.zeros(channels)
         self.std[:k] = stage.step * 2.0 ** (stage.log_std.astype(np.float64) / 4)
@@ -85,31 +86,116 @@ class ComponentPlanes:
         return (self.std ** 2 / self.stage.bands).astype(np.float32)
 
 
-# Training: one stage per prepared scene (engine.training keeps its scenes in memory, so the cube
-# object identifies the scene; the entry goes when the cube does).
-_training_stages: dict[int, ComponentPlanes] = {}
+class ClusteredPlanes:
+    """A clustered KLT: per interval of bands its own stage, each giving ``per_group`` planes in turn (an
+    empty interval, on scenes with fewer bands than intervals, has no stage and zero planes)."""
+
+    def __init__(self, bounds: list[int], stages: list[SpectralStage | None], per_group: int):
+        self.bounds, self.per_group = list(bounds), per_group
+        self.parts = [None if st is None else ComponentPlanes(st, per_group) for st in stages]
+        self.channels, self.bands = per_group * len(stages), bounds[-1]
+
+    def whiten(self, tile: np.ndarray) -> np.ndarray:
+        zeros = np.zeros((self.per_group, *tile.shape[1:]), np.float32)
+        return np.concatenate([zeros if p is None else p.whiten(tile[s:e])
+                               for p, s, e in zip(self.parts, self.bounds, self.bounds[1:])])
+
+    def expand(self, planes: np.ndarray, bands: np.ndarray | None = None) -> np.ndarray:
+        sel = np.arange(self.bands) if bands is None else np.asarray(bands, dtype=np.int64)
+        out = np.empty((sel.size, *planes.shape[1:]), np.float32)
+        k = self.per_group
+        for g, (p, s, e) in enumerate(zip(self.parts, self.bounds, self.bounds[1:])):
+            mine = (sel >= s) & (sel < e)
+            if p is not None and mine.any():
+                out[mine] = p.expand(planes[g * k:(g + 1) * k], sel[mine] - s)
+        return out
+
+    def weights(self) -> np.ndarray:
+        # Each part's variance over the scene's band count (its own weights divide by its own bands).
+        return np.concatenate([np.zeros(self.per_group) if p is None else p.weights() * (p.bands / self.bands)
+                               for p in self.parts]).astype(np.float32)
 
 
-def training_planes(cube: np.ndarray, valid: np.ndarray, channels: int, step: float) -> ComponentPlanes:
-    """The planes of a training scene, fitted as the codec fits a scene it compresses (cached)."""
+# Clustered stage bytes: u8 intervals, then per interval u16 first band, u16 end band, u32 stage length,
+# the interval's stage (engine.klt.SpectralStage.to_bytes).
+_GROUP = struct.Struct("<HHI")
+
+
+def clustered_bytes(bounds: list[int], stages: list[SpectralStage | None]) -> bytes:
+    out = [bytes([len(stages)])]
+    for s, e, st in zip(bounds, bounds[1:], stages):
+        blob = b"" if st is None else st.to_bytes()
+        out += [_GROUP.pack(s, e, len(blob)), blob]
+    return b"".join(out)
+
+
+def clustered_from_bytes(blob: bytes, bands: int) -> tuple[list[int], list[SpectralStage]]:
+    """(bounds, stages) of :func:`clustered_bytes`; FormatError unless they tile bands 0..``bands``."""
+    blob = bytes(blob)
+    if not blob:
+        raise FormatError("clustered spectral stage is empty")
+    pos, bounds, stages = 1, [0], []
+    for _ in range(blob[0]):
+        if pos + _GROUP.size > len(blob):
+            raise FormatError("clustered spectral stage truncated")
+        s, e, n = _GROUP.unpack_from(blob, pos)
+        pos += _GROUP.size
+        if s != bounds[-1] or e < s or (e == s) != (n == 0) or pos + n > len(blob):
+            raise FormatError("clustered spectral stage intervals are corrupt")
+        st = SpectralStage.from_bytes(blob[pos:pos + n]) if n else None
+        if st is not None and st.bands != e - s:
+            raise FormatError(f"interval of {e - s} bands holds a {st.bands}-band stage")
+        bounds.append(e)
+        stages.append(st)
+        pos += n
+    if pos != len(blob) or bounds[-1] != bands:
+        raise FormatError(f"clustered spectral stage covers {bounds[-1]} bands, the file has {bands}")
+    return bounds, stages
+
+
+def fit_clustered(tiles: Iterable[tuple[np.ndarray, np.ndarray | None]], bounds: list[int], per_group: int,
+                  step: float) -> list[SpectralStage | None]:
+    """One stage per interval of ``bounds`` (one streaming pass); None for an empty interval."""
+    parts = [(s, e) for s, e in zip(bounds, bounds[1:])]
+    accs = [KLTAccumulator(e - s) if e > s else None for s, e in parts]
+    for x, valid in tiles:
+        for acc, (s, e) in zip(accs, parts):
+            if acc is not None:
+                acc.add(x[s:e], None if valid is None else valid[s:e])
+    stages = []
+    for acc in accs:
+        if acc is None:
+            stages.append(None)
+            continue
+        if acc.n == 0:
+            acc.add(np.zeros((acc.bands, 1, 1), np.float32))
+        mean, basis, var = acc.klt()
+        stages.append(make_stage(mean, basis, var, acc.used_bands(), step, significant(var, step, per_group)))
+    return stages
+
+
+# Training: the planes of each prepared scene, made once (engine.training keeps its scenes in memory, so
+# the cube object identifies the scene; the entry goes when the cube does).
+_training_planes: dict[int, object] = {}
+
+
+def training_planes(cube: np.ndarray, make):
+    """``make()`` (the scene's planes, fitted as the codec fits a scene it compresses), cached per cube."""
     key = id(cube)
-    if key not in _training_stages:
-        stage = fit_stage([(cube, valid)], cube.shape[0], channels, step)
-        _training_stages[key] = ComponentPlanes(stage, channels)
-        weakref.finalize(cube, _training_stages.pop, key, None)
-    return _training_stages[key]
+    if key not in _training_planes:
+        _training_planes[key] = make()
+        weakref.finalize(cube, _training_planes.pop, key, None)
+    return _training_planes[key]
 
 
-def plane_batch(cube: np.ndarray, valid: np.ndarray, patches: np.ndarray, patch_valid: np.ndarray,
-                arch: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def plane_batch(planes, patches: np.ndarray, patch_valid: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Training arrays for a batch of band patches (N, B, P, P) of one scene: the whitened planes
     (N, K, P, P), their loss weights (plane weight where the pixel has a valid band, else 0) and the
     band count of each sample (N,), which turns bits into bits per band sample."""
-    planes = training_planes(cube, valid, arch["components"], arch["stage_step"])
     xb = np.stack([planes.whiten(p) for p in patches])
     any_valid = patch_valid.any(axis=1, keepdims=True)
     vb = planes.weights()[None, :, None, None] * any_valid
-    return xb, vb.astype(np.float32), np.full(len(xb), cube.shape[0], np.float32)
+    return xb, vb.astype(np.float32), np.full(len(xb), planes.bands, np.float32)
 
 
 def plane_loss(out: dict, xb, vb, bands, lmbda: float):
@@ -131,8 +217,9 @@ class StageInputMixin:
 
     The codec's own network builder is ``build_network(arch)``; ``build_model`` adds the input facts.
     An instance with stage-input weights has ``uses_scene_stage`` True and codes ``components`` planes
-    through the codec's own tile coding (``encode_tiles`` / ``decode_tiles`` of the next base); it keeps
-    the decoded planes per tile (``decode_latents``) and makes only the bands asked for (``expand``).
+    through the codec's own tile coding (``encode_tiles`` / ``decode_tiles`` of the next base, which must
+    not call ``encode_tile`` / ``decode_tile``: those are this mixin's); it keeps the decoded planes per
+    tile (``decode_latents``) and makes only the bands asked for (``expand``).
     """
 
     @classmethod
@@ -150,13 +237,32 @@ class StageInputMixin:
         super().__init__(quality, device, weights)
         self.components = self.model.components
         self.uses_scene_stage = self.components > 0  # per weights file: raw-band weights have no stage
-        self.stage: SpectralStage | None = None
-        self.planes: ComponentPlanes | None = None
+        self.stage: StageBytes | None = None
+        self.planes = None  # ComponentPlanes or ClusteredPlanes, once bound
+
+    # --- the stage: one KLT of all bands; band-cluster overrides these three for its clustered KLT -------
+
+    def stage_bytes(self, tiles, bands: int) -> bytes:
+        """Fit the scene's stage from (tile, valid) pairs; its bytes."""
+        return fit_stage(tiles, bands, self.components, self.model.stage_step).to_bytes()
+
+    def stage_planes(self, blob: bytes, bands: int):
+        """The planes of a stage's bytes (FormatError if they are corrupt or not for ``bands`` bands)."""
+        stage = SpectralStage.from_bytes(blob)
+        if stage.bands != bands:
+            raise FormatError(f"spectral stage has {stage.bands} bands, the file {bands}")
+        return ComponentPlanes(stage, self.components)
+
+    @classmethod
+    def scene_planes(cls, arch: dict, cube: np.ndarray, valid: np.ndarray):
+        """The planes of a prepared training scene, as :meth:`stage_bytes` fits them."""
+        stage = fit_stage([(cube, valid)], cube.shape[0], arch["components"], arch["stage_step"])
+        return ComponentPlanes(stage, arch["components"])
 
     def fit_scene(self, tiles, bands: int) -> bytes:
         if not self.uses_scene_stage:
             return super().fit_scene(tiles, bands)
-        blob = fit_stage(tiles, bands, self.components, self.model.stage_step).to_bytes()
+        blob = self.stage_bytes(tiles, bands)
         self.bind_scene(blob, bands)  # code against exactly what a decoder reads back
         return blob
 
@@ -164,14 +270,12 @@ class StageInputMixin:
         if not self.uses_scene_stage:
             return super().bind_scene(blob, bands)
         try:
-            stage = SpectralStage.from_bytes(blob)
-        except (ValueError, IndexError, OverflowError) as e:  # FormatError is a ValueError too
+            planes = self.stage_planes(blob, bands)
+        except (ValueError, IndexError, OverflowError, struct.error) as e:  # FormatError is a ValueError too
             raise FormatError(f"corrupt spectral stage: {e}") from e
-        if stage.bands != bands:
-            raise FormatError(f"spectral stage has {stage.bands} bands, the file {bands}")
-        self.stage, self.planes = stage, ComponentPlanes(stage, self.components)
+        self.stage, self.planes = StageBytes(bytes(blob)), planes
 
-    def _bound(self) -> ComponentPlanes:
+    def _bound(self):
         if self.planes is None:
             raise CodecError(f"codec {self.info.id!r} codes against a scene stage: call fit_scene or "
                              "bind_scene first")
@@ -191,8 +295,8 @@ class StageInputMixin:
             return super().decode_latents(items)
         planes = self._bound()
         for _, (bands, _, _) in items:
-            if bands != planes.stage.bands:
-                raise FormatError(f"tile of {bands} bands for a {planes.stage.bands}-band stage")
+            if bands != planes.bands:
+                raise FormatError(f"tile of {bands} bands for a {planes.bands}-band stage")
         return super().decode_tiles([(data, (self.components, h, w)) for data, (_, h, w) in items])
 
     def expand(self, latent, bands: np.ndarray | None) -> np.ndarray:
@@ -212,3 +316,29 @@ class StageInputMixin:
         if self.uses_scene_stage:
             shape = (self.components, *shape[1:])
         return super().decode_symbols(data, shape)
+
+    # --- training (engine.training hooks) ---------------------------------------------------------------
+
+    @classmethod
+    def training_batch(cls, cube: np.ndarray, valid: np.ndarray, rng: np.random.Generator, batch: int,
+                       recipe: dict) -> tuple[np.ndarray, ...]:
+        """The codec's own batch; for stage-input weights, its planes, loss weights and band counts."""
+        xb, vb = super().training_batch(cube, valid, rng, batch, recipe)
+        arch = recipe["arch"]
+        if not arch.get("components", 0):
+            return xb, vb
+        return plane_batch(training_planes(cube, lambda: cls.scene_planes(arch, cube, valid)), xb, vb)
+
+    @classmethod
+    def training_loss(cls, model, out: dict, xb, vb, recipe: dict, *extra):
+        """For the planes, :func:`plane_loss` (band MSE + bits per band sample); else the codec's."""
+        if extra:
+            return plane_loss(out, xb, vb, extra[0], recipe["lmbda"])
+        return super().training_loss(model, out, xb, vb, recipe)
+
+
+class StageBytes(bytes):
+    """The bound stage as a decoder reads it from the file (``codec.stage.to_bytes()``, as for ``klt``)."""
+
+    def to_bytes(self) -> bytes:
+        return bytes(self)

@@ -130,9 +130,20 @@ class S2CNetPlanes(S2CNet):
         u_hat -> w_hat = u_hat + d(u_hat)
     """
 
-    def __init__(self, components: int = 16, width: int = 32, N: int = 48, M: int = 96, gain: float = 16.0):
+    def __init__(self, components: int = 16, width: int = 32, N: int = 48, M: int = 96, gain: float = 16.0,
+                 down: int = 4):
         self._spatial(components, N, M, gain)
         self.center, self.input_gain = False, 1.0
+        if down == 2:
+            # y at /2, z at /8: M latent values per 2 x 2 x K input values, so high rates are reachable
+            # (at /4 the 16 K values per latent position were squeezed into M = 96 and PSNR saturated).
+            self.multiple = 8
+            self.g_a = nn.Sequential(conv(components, N), GDN(N), conv(N, N, 5, 1), GDN(N), conv(N, M, 5, 1),
+                                     Gain(gain))
+            self.g_s = nn.Sequential(deconv(M, N, 5, 1), GDN(N, inverse=True), conv(N, N, 5, 1),
+                                     GDN(N, inverse=True), deconv(N, components))
+        elif down != 4:
+            raise ValueError(f"down must be 2 or 4, got {down}")
         self.refine_in = PixelRefine(components, width)
         self.refine_out = PixelRefine(components, width)
 

@@ -4,7 +4,8 @@ round trip of a whole scene from the file's bytes alone; the raw-band variant st
 import numpy as np
 import pytest
 
-from engine.codecs.stage_input import ComponentPlanes, fit_stage, plane_batch, significant
+from engine.codecs.stage_input import (ClusteredPlanes, ComponentPlanes, clustered_bytes, clustered_from_bytes,
+                                        fit_clustered, fit_stage, plane_batch, significant)
 from engine.training import TrainConfig, train
 
 
@@ -46,12 +47,39 @@ def test_plane_batch_weights_are_band_mse():
     valid = np.ones(x.shape, bool)
     valid[:, :3] = False  # no-data rows weigh nothing
     patches, pvalid = x[None, :, :8, :8], valid[None, :, :8, :8]
-    xb, vb, bands = plane_batch(x, valid, patches, pvalid, {"components": 16, "stage_step": 1e-4})
+    planes = ComponentPlanes(fit_stage([(x, valid)], 20, 16, 1e-4), 16)
+    xb, vb, bands = plane_batch(planes, patches, pvalid)
     assert xb.shape == vb.shape == (1, 16, 8, 8) and bands.tolist() == [20]
-    assert not vb[0, :, :3].any() and vb[0, :, 3:].all() == (vb[0, :, 3] > 0).all()
+    assert not vb[0, :, :3].any()
+    np.testing.assert_array_equal(vb[0, :, 5, 5], planes.weights())
+    # Summed over planes, the weighted squared error is the band MSE of the coded components.
+    err = np.random.default_rng(1).normal(size=xb.shape).astype(np.float32)
+    band_err = np.stack([planes.expand(xb[0] + err[0]) - planes.expand(xb[0])])
+    assert np.isclose((err ** 2 * vb)[0, :, 5, 5].sum(), (band_err[0, :, 5, 5] ** 2).mean(), rtol=1e-4)
 
 
-@pytest.mark.parametrize("codec_id", ["s2cnet"])
+def test_clustered_planes_bytes_and_band_reads():
+    x = normalised(cube(30, 12, 10).astype(np.float64))
+    bounds = [0, 7, 19, 30]
+    stages = fit_clustered([(x, None)], bounds, 4, 1e-4)
+    blob = clustered_bytes(bounds, stages)
+    b2, s2 = clustered_from_bytes(blob, 30)
+    assert b2 == bounds and [s.k for s in s2] == [s.k for s in stages]
+    planes = ClusteredPlanes(b2, s2, 4)
+    w = planes.whiten(x)
+    assert w.shape == (12, 12, 10)
+    back = planes.expand(w)
+    assert np.abs(back - x).max() < 0.02
+    sel = np.array([29, 0, 8, 18])
+    np.testing.assert_array_equal(planes.expand(w, sel), back[sel])
+    from engine.errors import FormatError
+    with pytest.raises(FormatError):
+        clustered_from_bytes(blob, 31)
+    with pytest.raises(FormatError):
+        clustered_from_bytes(blob[:10], 30)
+
+
+@pytest.mark.parametrize("codec_id", ["s2cnet", "band-cluster"])
 def test_stage_input_scene_round_trip_from_bytes(codec_id, tmp_path):
     from engine.pipeline import SceneDecoder, SceneInfo, compress_scene
     from engine.registry import get_codec
