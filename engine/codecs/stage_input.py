@@ -198,17 +198,18 @@ def plane_batch(planes, patches: np.ndarray, patch_valid: np.ndarray) -> tuple[n
     return xb, vb.astype(np.float32), np.full(len(xb), planes.bands, np.float32)
 
 
-def plane_loss(out: dict, xb, vb, bands, lmbda: float):
+def plane_loss(out: dict, xb, vb, bands, lmbda: float, bits=None):
     """lmbda * band MSE + bits per band sample, for networks on the planes; returns (loss, metrics).
 
     ``vb`` holds each plane's weight (variance / bands) at valid pixels: the weighted squared error summed
-    over planes is the band MSE of the K kept components at that pixel."""
+    over planes is the band MSE of the K kept components at that pixel. ``bits``: the batch's bits when
+    not all of ``out["likelihoods"]`` is written (mdim-drf's masked channels)."""
     from engine.losses import likelihood_bits
 
     pixels = (vb.sum(1) > 0).sum().clamp_min(1)
     mse = ((out["x_hat"] - xb) ** 2 * vb).sum() / pixels
     n, _, h, w = xb.shape
-    bits = likelihood_bits(out["likelihoods"]) / (h * w * bands.sum())
+    bits = (likelihood_bits(out["likelihoods"]) if bits is None else bits) / (h * w * bands.sum())
     return lmbda * mse + bits, {"mse": mse.item(), "bpppc": bits.item()}
 
 
