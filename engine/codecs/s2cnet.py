@@ -36,7 +36,7 @@ from engine.registry import register
 # and 3e-2); ``--arch center=true`` builds it.
 _ARCH = {"latent": 16, "width": 32, "positions": 32, "N": 48, "M": 96}
 # The stage-input variant (the shipped one): ``components`` planes; ``width`` is the refinement's.
-_ARCH_PLANES = {**_ARCH, "components": COMPONENTS, "stage_step": STAGE_STEP, "down": 2}
+_ARCH_PLANES = {**_ARCH, "components": COMPONENTS, "stage_step": STAGE_STEP, "down": 4}
 _RAW_KEYS = ("latent", "width", "positions", "N", "M", "gain", "center", "input_gain")
 _PLANE_KEYS = ("components", "width", "N", "M", "gain", "down")
 
