@@ -22,13 +22,13 @@ bpppc, finer than any seed codec's rate, so the stage costs a few kB per scene a
 
 from __future__ import annotations
 
-import struct
 import weakref
 from collections.abc import Iterable
 
 import numpy as np
 
-from engine.errors import CodecError, FormatError, InputError
+from engine.errors import CodecError, FormatError
+from engine.format.strings import pack_strings, unpack_strings
 from engine.klt import KLTAccumulator, SpectralStage, make_stage
 
 COMPONENTS = 16  # planes per tile of the shipped stage-input weights
@@ -116,40 +116,29 @@ class ClusteredPlanes:
                                for p in self.parts]).astype(np.float32)
 
 
-# Clustered stage bytes: u8 intervals, then per interval u16 first band, u16 end band, u32 stage length,
-# the interval's stage (engine.klt.SpectralStage.to_bytes).
-_GROUP = struct.Struct("<HHI")
+# Clustered stage bytes (engine.format.strings.pack_strings): the interval bounds as the "shape", and one
+# group holding each interval's stage (engine.klt.SpectralStage.to_bytes; empty for an empty interval).
 
 
 def clustered_bytes(bounds: list[int], stages: list[SpectralStage | None]) -> bytes:
-    out = [bytes([len(stages)])]
-    for s, e, st in zip(bounds, bounds[1:], stages):
-        blob = b"" if st is None else st.to_bytes()
-        out += [_GROUP.pack(s, e, len(blob)), blob]
-    return b"".join(out)
+    return pack_strings(tuple(bounds), [[b"" if st is None else st.to_bytes() for st in stages]])
 
 
-def clustered_from_bytes(blob: bytes, bands: int) -> tuple[list[int], list[SpectralStage]]:
+def clustered_from_bytes(blob: bytes, bands: int) -> tuple[list[int], list[SpectralStage | None]]:
     """(bounds, stages) of :func:`clustered_bytes`; FormatError unless they tile bands 0..``bands``."""
-    blob = bytes(blob)
-    if not blob:
-        raise FormatError("clustered spectral stage is empty")
-    pos, bounds, stages = 1, [0], []
-    for _ in range(blob[0]):
-        if pos + _GROUP.size > len(blob):
-            raise FormatError("clustered spectral stage truncated")
-        s, e, n = _GROUP.unpack_from(blob, pos)
-        pos += _GROUP.size
-        if s != bounds[-1] or e < s or (e == s) != (n == 0) or pos + n > len(blob):
+    bounds, groups = unpack_strings(bytes(blob), 255)
+    bounds = list(bounds)
+    if len(groups) != 1 or len(groups[0]) != len(bounds) - 1 or not bounds or bounds[0] != 0 \
+            or bounds[-1] != bands or any(e < s for s, e in zip(bounds, bounds[1:])):
+        raise FormatError(f"clustered spectral stage does not cover the file's {bands} bands")
+    stages = []
+    for s, e, blob_g in zip(bounds, bounds[1:], groups[0]):
+        if (e == s) != (len(blob_g) == 0):
             raise FormatError("clustered spectral stage intervals are corrupt")
-        st = SpectralStage.from_bytes(blob[pos:pos + n]) if n else None
+        st = SpectralStage.from_bytes(blob_g) if blob_g else None
         if st is not None and st.bands != e - s:
             raise FormatError(f"interval of {e - s} bands holds a {st.bands}-band stage")
-        bounds.append(e)
         stages.append(st)
-        pos += n
-    if pos != len(blob) or bounds[-1] != bands:
-        raise FormatError(f"clustered spectral stage covers {bounds[-1]} bands, the file has {bands}")
     return bounds, stages
 
 
@@ -272,7 +261,7 @@ class StageInputMixin:
             return super().bind_scene(blob, bands)
         try:
             planes = self.stage_planes(blob, bands)
-        except (ValueError, IndexError, OverflowError, struct.error) as e:  # FormatError is a ValueError too
+        except (ValueError, IndexError, OverflowError) as e:  # FormatError is a ValueError too
             raise FormatError(f"corrupt spectral stage: {e}") from e
         self.stage, self.planes = StageBytes(bytes(blob)), planes
 
