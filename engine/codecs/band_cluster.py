@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from engine.codecs.base import CodecInfo, TileCodec
-from engine.codecs.learned import LearnedCodecMixin, guarded_string, to_device
+from engine.codecs.learned import LearnedCodecMixin, guarded_string, onednn_off, to_device
 from engine.codecs.spatial import random_patches
 from engine.codecs.stage_input import (STAGE_STEP, ClusteredPlanes, StageInputMixin, clustered_bytes,
                                        clustered_from_bytes, fit_clustered)
@@ -41,6 +41,13 @@ class BandClusterNetwork(LearnedCodecMixin, TileCodec):
 
     patch = 32  # a factorized prior has no spatial context: small patches, more steps per CPU minute
 
+    @property
+    def exact_kernels(self) -> bool:
+        """PyTorch's own CPU kernels (onednn_off) for stage-input weights: their decode gave other floats
+        with 2 threads than with 1 under oneDNN. The raw-band weights keep the kernels their files were
+        written and checked with (tests/golden)."""
+        return self.exact_cpu_kernels and bool(getattr(self, "uses_scene_stage", False))
+
     @classmethod
     def training_batch(cls, cube: np.ndarray, valid: np.ndarray, rng: np.random.Generator, batch: int,
                        recipe: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -54,7 +61,7 @@ class BandClusterNetwork(LearnedCodecMixin, TileCodec):
         out = []
         for tile in tiles:
             x = to_device(tile[None], self.torch_device)
-            with torch.no_grad():
+            with torch.no_grad(), onednn_off(self.exact_kernels):
                 groups, shape = self.model.compress(x)
             out.append(pack_strings(shape, groups))
         return out
@@ -76,7 +83,7 @@ class BandClusterNetwork(LearnedCodecMixin, TileCodec):
         # compressai's rANS decoder reads without bounds checks: see guarded_string.
         n = self.model.symbols_per_string(latent_shape)
         groups = [[guarded_string(s, n) for s in g] for g in groups]
-        with torch.no_grad():
+        with torch.no_grad(), onednn_off(self.exact_kernels):
             x_hat = self.model.decompress(groups, latent_shape, bands, (rows, cols), self.torch_device)
         return x_hat[0].cpu().numpy().astype(np.float32, copy=False)
 
