@@ -204,11 +204,11 @@ def train(config: TrainConfig, scenes: Sequence, out_dir: Path,
     for step in range(first, steps + 1):
         group = groups[rng.integers(len(groups))]
         x_np, valid_np = scene(group[rng.integers(len(group))])
-        xb, vb = (torch.from_numpy(a).to(device)
-                  for a in cls.training_batch(x_np, valid_np, rng, batch, recipe))
+        xb, vb, *extra = (torch.from_numpy(a).to(device)
+                          for a in cls.training_batch(x_np, valid_np, rng, batch, recipe))
 
         out = model(xb)
-        loss, metrics = cls.training_loss(model, out, xb, vb, recipe)
+        loss, metrics = cls.training_loss(model, out, xb, vb, recipe, *extra)
         if adversary is not None:
             loss = loss + adversary.generator_loss(out, xb, vb)
         if not torch.isfinite(loss):

@@ -150,7 +150,8 @@ class LearnedCodecMixin:
     def training_batch(cls, cube: np.ndarray, valid: np.ndarray, rng: np.random.Generator, batch: int,
                        recipe: dict) -> tuple[np.ndarray, np.ndarray]:
         """A batch of training samples and their valid masks, drawn with ``rng`` from one prepared scene
-        (``cube`` normalised (bands, rows, cols), ``valid`` its mask)."""
+        (``cube`` normalised (bands, rows, cols), ``valid`` its mask). Arrays after these two (e.g. the
+        band count of codecs on the spectral stage's planes) are passed on to :meth:`training_loss`."""
         raise NotImplementedError
 
     @classmethod
@@ -162,7 +163,7 @@ class LearnedCodecMixin:
         return arch
 
     @classmethod
-    def training_loss(cls, model, out: dict, xb, vb, recipe: dict):
+    def training_loss(cls, model, out: dict, xb, vb, recipe: dict, *extra):
         """(loss, metrics) of the generator for one batch; metrics hold at least "mse" and "bpppc" floats.
         Default: :func:`engine.losses.rate_distortion_loss` with the recipe's "lmbda"."""
         return rate_distortion_loss(out, xb, vb, recipe["lmbda"])

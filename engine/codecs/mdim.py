@@ -28,6 +28,7 @@ import numpy as np
 from engine.codecs.base import CodecInfo
 from engine.codecs.learned import guarded_string, onednn_off, to_device
 from engine.codecs.spatial import SpatialCodec
+from engine.codecs.stage_input import COMPONENTS, STAGE_STEP, StageInputMixin, plane_loss
 from engine.errors import FormatError
 from engine.format.strings import pack_counts, pack_strings, unpack_counts, unpack_strings
 from engine.losses import masked_mse
@@ -38,6 +39,10 @@ _PRECISION = 16  # compressai's rANS coder works with 16-bit cumulative frequenc
 ARCH = {"N": 48, "M": 192, "adapter": 32, "levels": 16, "width": 64, "depths": 3, "drf": True,
         "window": 5, "kernel": 3, "gain": 16.0,
         "warmup": 300, "center": True, "input_gain": 20.0}
+# On the spectral stage's planes: no band adapter, two stride-2 layers (/4) instead of four, no tile
+# means (the planes are centred by the scene's KLT; their std is 1, no input gain).
+ARCH_PLANES = {**ARCH, "center": False, "input_gain": 1.0, "components": COMPONENTS, "stage_step": STAGE_STEP,
+               "down": 4}
 # The paper's ablation variants (constructible, trainable with a user's recipe; not shipped).
 ABLATIONS = {"mdim": {**ARCH, "drf": False}, "sdim-drf": {**ARCH, "depths": 1},
              "sdim": {**ARCH, "depths": 1, "drf": False}}
@@ -93,38 +98,8 @@ def decode_levels(hist: bytes, string: bytes, n_levels: int, count: int) -> np.n
     return levels
 
 
-@register
-class MDIMDRFCodec(SpatialCodec):
-    info = CodecInfo(
-        id="mdim-drf",
-        title="MDIM-DRF: Balle transforms, latent channels masked by a multi-depth importance map (DRF convs)",
-        paper="Pan, Gu, Chong, Guo, Content-based hyperspectral image compression using a multi-depth "
-              "weighted map with dynamic receptive field convolution, IJIMAI 2022",
-        qualities=(1, 2, 3),
-        default_quality=2,
-    )
-    # Trained from scratch at a low lmbda (20-200), every level fell to the floor (one group of channels):
-    # channels masked early never learn to carry anything, so opening them never pays. So the top rate
-    # is trained from scratch (its mask stays open) and the lower rates are fine-tuned from it.
-    recipes = {q: {"arch": ARCH, "lmbda": lmbda, "batch": 8} for q, lmbda in ((1, 10.0), (2, 300.0), (3, 2000.0))}
-    patch: ClassVar[int] = 64  # 4 x 4 latent positions: room for the 5 x 5 DRF window to matter
-
-    @staticmethod
-    def build_model(arch: dict):
-        from engine.models.mdim import MDIMDRF
-
-        return MDIMDRF(**arch)
-
-    @classmethod
-    def training_loss(cls, model, out, xb, vb, recipe):
-        """lmbda * masked MSE + bits of the kept latent channels only (masked ones are never written)."""
-        import torch
-
-        mse = masked_mse(out["x_hat"], xb, vb)
-        bits = (out["mask"] * -torch.log2(out["likelihoods"]["y"])).sum()
-        bpv = bits / xb.numel()
-        kept = out["mask"].mean()
-        return recipe["lmbda"] * mse + bpv, {"mse": mse.item(), "bpppc": bpv.item(), "kept": kept.item()}
+class MDIMNetwork(SpatialCodec):
+    """The tile coding of the network (the bitstream above) on a tile's channels: bands or the stage's planes."""
 
     # --- bitstream -------------------------------------------------------------------------------------
 
@@ -136,7 +111,7 @@ class MDIMDRFCodec(SpatialCodec):
         medians = self.model.entropy_bottleneck.quantiles[:, 0, 1].detach().cpu()
         return channels[None].int(), medians[channels][None]
 
-    def encode_tile(self, tile: np.ndarray) -> bytes:
+    def encode_one(self, tile: np.ndarray) -> bytes:
         import torch
         from compressai.entropy_models import EntropyModel
 
@@ -184,7 +159,7 @@ class MDIMDRFCodec(SpatialCodec):
         """The entropy-decoded latent: what must agree on every device."""
         return [self._decode_latent(data, shape)[0].numpy()]
 
-    def decode_tile(self, data: bytes, shape: tuple[int, int, int]) -> np.ndarray:
+    def decode_one(self, data: bytes, shape: tuple[int, int, int]) -> np.ndarray:
         import torch
 
         y_hat, band_means = self._decode_latent(data, shape)
@@ -195,7 +170,50 @@ class MDIMDRFCodec(SpatialCodec):
 
     # One tile per pass: each tile's level map keeps its own set of latent elements.
     def encode_tiles(self, tiles: list[np.ndarray]) -> list[bytes]:
-        return [self.encode_tile(t) for t in tiles]
+        return [self.encode_one(t) for t in tiles]
 
     def decode_tiles(self, items: list[tuple[bytes, tuple[int, int, int]]]) -> list[np.ndarray]:
-        return [self.decode_tile(data, shape) for data, shape in items]
+        return [self.decode_one(data, shape) for data, shape in items]
+
+
+@register
+class MDIMDRFCodec(StageInputMixin, MDIMNetwork):
+    info = CodecInfo(
+        id="mdim-drf",
+        title="MDIM-DRF: Balle transforms, latent channels masked by a multi-depth importance map (DRF convs)",
+        paper="Pan, Gu, Chong, Guo, Content-based hyperspectral image compression using a multi-depth "
+              "weighted map with dynamic receptive field convolution, IJIMAI 2022",
+        qualities=(1, 2, 3),
+        default_quality=2,
+    )
+    # Trained from scratch at a low lmbda (20-200), every level fell to the floor (one group of channels):
+    # channels masked early never learn to carry anything, so opening them never pays. So the top rate
+    # is trained from scratch (its mask stays open) and the lower rates are fine-tuned from it.
+    # The shipped weights take the spectral stage's planes (ARCH_PLANES); --arch components=0 the bands.
+    recipes = {q: {"arch": ARCH_PLANES, "lmbda": lmbda, "batch": 4}
+               for q, lmbda in ((1, 10.0), (2, 300.0), (3, 2000.0))}
+    patch: ClassVar[int] = 64  # 4 x 4 latent positions: room for the 5 x 5 DRF window to matter
+
+    @classmethod
+    def build_network(cls, arch: dict):
+        from engine.models.mdim import MDIMDRF
+
+        k = arch.get("components", 0)
+        kept = {key: v for key, v in arch.items() if key not in ("components", "stage_step")}
+        return MDIMDRF(**kept, channels=k) if k else MDIMDRF(**{key: v for key, v in kept.items() if key != "down"})
+
+    @classmethod
+    def training_loss(cls, model, out, xb, vb, recipe, *extra):
+        """lmbda * masked MSE + bits of the kept latent channels only (masked ones are never written);
+        on the planes, the band MSE and bits per band sample (stage_input.plane_loss)."""
+        import torch
+
+        bits = (out["mask"] * -torch.log2(out["likelihoods"]["y"])).sum()
+        kept = out["mask"].mean().item()
+        if extra:
+            loss, metrics = plane_loss(out, xb, vb, extra[0], recipe["lmbda"], bits)
+            return loss, {**metrics, "kept": kept}
+        mse = masked_mse(out["x_hat"], xb, vb)
+        bpv = bits / xb.numel()
+        return recipe["lmbda"] * mse + bpv, {"mse": mse.item(), "bpppc": bpv.item(), "kept": kept}
+

@@ -177,7 +177,8 @@ class MDIMDRF(TileMeans, nn.Module):
 
     def __init__(self, N: int = 48, M: int = 192, adapter: int = 32, levels: int = 16, width: int = 64,
                  depths: int = 3, drf: bool = True, window: int = 5, kernel: int = 3, gain: float = 16.0,
-                 warmup: int = 0, center: bool = False, input_gain: float = 1.0):
+                 warmup: int = 0, center: bool = False, input_gain: float = 1.0, channels: int = 0,
+                 down: int = 16):
         super().__init__()
         self.center, self.input_gain = center, input_gain
         if M % levels:
@@ -185,10 +186,23 @@ class MDIMDRF(TileMeans, nn.Module):
         self.M, self.levels, self.gain, self.warmup = M, levels, gain, warmup
         # Training steps seen (saved with the weights, so fine-tuning continues past the warm-up).
         self.register_buffer("steps_seen", torch.zeros((), dtype=torch.long))
-        self.adapter = BandAdapter(adapter)
-        self.g_a = nn.Sequential(conv(adapter, N), GDN(N), conv(N, N), GDN(N), conv(N, N), GDN(N), conv(N, M))
-        self.g_s = nn.Sequential(deconv(M, N), GDN(N, inverse=True), deconv(N, N), GDN(N, inverse=True),
-                                 deconv(N, N), GDN(N, inverse=True), deconv(N, adapter))
+        # ``channels`` > 0: a fixed channel count (the spectral stage's planes) straight into g_a, no adapter.
+        self.adapter = None if channels else BandAdapter(adapter)
+        cin = channels or adapter
+        if down == 16:
+            self.g_a = nn.Sequential(conv(cin, N), GDN(N), conv(N, N), GDN(N), conv(N, N), GDN(N), conv(N, M))
+            self.g_s = nn.Sequential(deconv(M, N), GDN(N, inverse=True), deconv(N, N), GDN(N, inverse=True),
+                                     deconv(N, N), GDN(N, inverse=True), deconv(N, cin))
+        elif down == 4:
+            # Two stride-2 layers: M latent values per 4 x 4 x channels inputs (at /16, 16 planes give 4096
+            # values per position to M = 192 and the quality saturates).
+            self.multiple = 4
+            self.g_a = nn.Sequential(conv(cin, N), GDN(N), conv(N, N), GDN(N), conv(N, N, 5, 1), GDN(N),
+                                     conv(N, M, 5, 1))
+            self.g_s = nn.Sequential(deconv(M, N, 5, 1), GDN(N, inverse=True), conv(N, N, 5, 1),
+                                     GDN(N, inverse=True), deconv(N, N), GDN(N, inverse=True), deconv(N, cin))
+        else:
+            raise ValueError(f"down must be 16 or 4, got {down}")
         self.importance = ImportanceNet(M, width, depths, drf, window, kernel)
         self.entropy_bottleneck = EntropyBottleneck(M)
         # Channel group of each latent channel: group g is kept where the level exceeds g.
@@ -199,7 +213,8 @@ class MDIMDRF(TileMeans, nn.Module):
         """Latent y (N, M, h, w) and importance map p (N, 1, h, w) of a tile batch."""
         # The fixed gain puts latents on the quantiser's scale from the start (training runs are short, as
         # for SSCNet); the importance network reads the latent before the gain.
-        y = self.g_a(self.adapter.encode(pad_to(x, self.multiple)))
+        x = pad_to(x, self.multiple)
+        y = self.g_a(x if self.adapter is None else self.adapter.encode(x))
         return self.gain * y, self.importance(y)
 
     def levels_of(self, p: torch.Tensor) -> torch.Tensor:
@@ -225,7 +240,9 @@ class MDIMDRF(TileMeans, nn.Module):
         return torch.where(self.group == 0, torch.ones_like(narrow), narrow + wide - wide.detach())
 
     def synthesise(self, y_hat: torch.Tensor, bands: int, size) -> torch.Tensor:
-        return self.adapter.decode(self.g_s(y_hat / self.gain), bands)[..., :size[0], :size[1]]
+        x_hat = self.g_s(y_hat / self.gain)
+        x_hat = x_hat if self.adapter is None else self.adapter.decode(x_hat, bands)
+        return x_hat[..., :size[0], :size[1]]
 
     def forward(self, x: torch.Tensor) -> dict:
         x_in, m = self.centre(x)

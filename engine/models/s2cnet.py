@@ -35,16 +35,20 @@ _PIXELS = 4096  # spectra per pass of the spectral network: bounds activation me
 class S2CNet(CentredHyperprior):
     def __init__(self, latent: int = 16, width: int = 32, positions: int = 32, N: int = 48, M: int = 96,
                  gain: float = 16.0, center: bool = False, input_gain: float = 1.0):
-        super().__init__(N, M, hyperprior=True, channels=latent)
+        self._spatial(latent, N, M, gain)
         self.center, self.input_gain = center, input_gain
+        self.spectral = SpectralCAE(latent, width, positions)
+
+    def _spatial(self, latent: int, N: int, M: int, gain: float) -> None:
+        """The hyperprior spatial codec of a ``latent``-channel map (y is /4, z is /16)."""
+        super().__init__(N, M, hyperprior=True, channels=latent)
         self.latent = latent
-        self.multiple = 16  # y is /4, z is /16
+        self.multiple = 16
         self.g_a = nn.Sequential(conv(latent, N), GDN(N), conv(N, N, 5, 1), GDN(N), conv(N, M), Gain(gain))
         # No inverse gain in g_s: its first layer is linear and learns the scale (the layer indexes stay
         # those of a plain model, so stage-1 files load).
         self.g_s = nn.Sequential(deconv(M, N), GDN(N, inverse=True), conv(N, N, 5, 1), GDN(N, inverse=True),
                                  deconv(N, latent))
-        self.spectral = SpectralCAE(latent, width, positions)
 
     def strings_per_tile(self, bands: int) -> int:
         return 1  # the latent map is one multi-channel image, whatever the band count
@@ -100,3 +104,56 @@ class S2CNet(CentredHyperprior):
         y_hat = self.decode_symbols(strings, shape)[0]
         u_hat = self.uncentre(chunked(self.g_s, y_hat.to(device)), self.read_means(strings, bands))
         return self._out(u_hat, bands)[..., :size[0], :size[1]]
+
+
+class PixelRefine(nn.Module):
+    """x + a small per-pixel network of x (1x1 convolutions), its last layer zero: the identity at start."""
+
+    def __init__(self, channels: int, width: int):
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv2d(channels, width, 1), nn.LeakyReLU(0.1), nn.Conv2d(width, channels, 1))
+        nn.init.zeros_(self.net[-1].weight)
+        nn.init.zeros_(self.net[-1].bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.net(x)
+
+
+class S2CNetPlanes(S2CNet):
+    """S2C-Net on the spectral stage's whitened component planes (engine.codecs.stage_input).
+
+    The scene's KLT is the linear spectral encoder; the paper's pixel-wise spectral autoencoder becomes
+    a learned refinement on each side of the spatial codec (:class:`PixelRefine`, the identity at
+    start), and the hyperprior spatial codec sits in its bottleneck as in the paper::
+
+        planes w (N,K,H,W) -> u = w + e(w) -> g_a -> y -> Q, hyperprior (z) -> y_hat -> g_s -> u_hat
+        u_hat -> w_hat = u_hat + d(u_hat)
+    """
+
+    def __init__(self, components: int = 16, width: int = 32, N: int = 48, M: int = 96, gain: float = 16.0,
+                 down: int = 4):
+        self._spatial(components, N, M, gain)
+        self.center, self.input_gain = False, 1.0
+        if down == 2:
+            # y at /2, z at /8: M latent values per 2 x 2 x K input values, so high rates are reachable
+            # (at /4 the 16 K values per latent position were squeezed into M = 96 and PSNR saturated).
+            self.multiple = 8
+            self.g_a = nn.Sequential(conv(components, N), GDN(N), conv(N, N, 5, 1), GDN(N), conv(N, M, 5, 1),
+                                     Gain(gain))
+            self.g_s = nn.Sequential(deconv(M, N, 5, 1), GDN(N, inverse=True), conv(N, N, 5, 1),
+                                     GDN(N, inverse=True), deconv(N, components))
+        elif down != 4:
+            raise ValueError(f"down must be 2 or 4, got {down}")
+        self.refine_in = PixelRefine(components, width)
+        self.refine_out = PixelRefine(components, width)
+
+    def _in(self, x: torch.Tensor) -> torch.Tensor:
+        return self.refine_in(x)
+
+    def _out(self, u: torch.Tensor, bands: int) -> torch.Tensor:
+        return self.refine_out(u)
+
+    def forward(self, x: torch.Tensor) -> dict:
+        if x.dim() != 4:
+            raise ValueError("S2CNetPlanes codes component planes (N, K, H, W); it has no spectral stage")
+        return super().forward(x)

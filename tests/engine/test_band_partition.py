@@ -106,10 +106,15 @@ def test_training_stores_one_partition_per_band_count_and_codes_any_band_count(t
 
     a = (block_cube([0, 12, 30, 37, 45, 60], 24, 24) * 1000).astype("int16")
     b = (block_cube([0, 5, 10, 20, 30, 40], 24, 24, seed=1) * 1000).astype("uint16")
-    rec = train(TrainConfig("band-cluster", 2, steps=2, batch=1, device="cpu"),
+    # The raw-band variant codes the bands themselves; the stage-input one (the recipe's default) keeps the
+    # same partitions as its clustered KLT's intervals and gives each interval's model its planes.
+    rec = train(TrainConfig("band-cluster", 2, steps=2, batch=1, device="cpu", arch={"components": 0}),
                 [("sensa_1.tif", a, None), ("sensb_1.tif", b, None)], tmp_path)
     parts = rec["recipe"]["arch"]["partitions"]
     assert parts == {"40": [0, 5, 10, 20, 30, 40], "60": [0, 12, 30, 37, 45, 60]}
+    planes = BandClusterCodec.prepare_arch(dict(BandClusterCodec.recipes[2]["arch"]),
+                                           [("sensa_1.tif", a.astype(np.float32), None)])
+    assert planes["band_partitions"] == {"60": parts["60"]} and planes["partitions"] == {"20": [0, 4, 8, 12, 16, 20]}
     codec = BandClusterCodec(2, device="cpu", weights=tmp_path / "band-cluster-q2.pt")
     assert codec.model.partitions == parts
     for bands in (60, 61, 7, 3):  # stored, and three fallbacks (the last with empty intervals)

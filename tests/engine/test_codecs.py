@@ -79,7 +79,7 @@ def test_round_trip_from_bytes_any_band_count(codec_id, bands):
 # in BELOW_MEANS measure less than that (the spatial codecs are weak after their short CPU training,
 # docs/codecs.md), every other one must stay above it. A new codec fails until it is measured here.
 TILE_PSNR = {
-    "band-cluster": {1: 40.43, 2: 40.64, 3: 40.82},
+    "band-cluster": {1: 41.81, 2: 41.68, 3: 42.06},  # clustered KLT, fitted on the tile itself
     "bmshj2018-factorized": {1: 21.0, 2: 21.63, 3: 20.73, 11: 25.78, 12: 24.16, 13: 24.35},
     "bmshj2018-hyperprior": {1: 27.83, 2: 27.11, 3: 28.65, 11: 35.8, 12: 38.37, 13: 39.09},
     "cae1d": {1: 39.54, 2: 34.96, 3: 39.81},
@@ -89,7 +89,7 @@ TILE_PSNR = {
     "hific-3d": {1: 37.95, 2: 36.76, 3: 37.83},
     "hific-se": {1: 37.76, 2: 36.11, 3: 32.67},
     "mdim-drf": {1: 23.19, 2: 33.58, 3: 34.89},
-    "s2cnet": {1: 22.92, 2: 23.01, 3: 23.01},
+    "s2cnet": {1: 48.07, 2: 48.5, 3: 48.57},  # on the spectral stage, fitted on the tile itself
     "sscnet": {1: 26.97, 2: 24.36, 3: 25.58},
 }
 BELOW_MEANS = {(c, q) for c, qs in TILE_PSNR.items() for q, v in qs.items() if v < 38.63}

@@ -17,13 +17,17 @@ def scenes():
     return [("sensa_1.tif", cube.astype("int16"), None)]
 
 
+RAW = {"components": 0}  # the raw-band variant, the one trained in two stages
+
+
 def test_spectral_stage_then_joint_stage(tmp_path):
-    rec1 = train(TrainConfig("s2cnet", 2, steps=3, batch=16, device="cpu", stage="spectral"), scenes(), tmp_path)
+    rec1 = train(TrainConfig("s2cnet", 2, steps=3, batch=16, device="cpu", stage="spectral", arch=RAW), scenes(),
+                 tmp_path)
     assert rec1["weights_file"] == "s2cnet-spectral-q2.pt" and rec1["recipe"]["stage"] == "spectral"
     assert rec1["recipe"]["lmbda"] == S2CNetCodec.stages["spectral"]["lmbda"]
     stage1 = load_weights(S2CNetCodec.build_model, tmp_path / "s2cnet-spectral-q2.pt")
     torch.manual_seed(0)  # the seed train() builds the model with
-    fresh = S2CNetCodec.build_model(S2CNetCodec.recipes[2]["arch"])
+    fresh = S2CNetCodec.build_model({**S2CNetCodec.recipes[2]["arch"], **RAW})
     # Stage 1 trains the spectral autoencoder alone; the spatial codec keeps its initial weights.
     assert torch.equal(stage1.g_a[0].weight, fresh.g_a[0].weight)
     assert not torch.equal(stage1.spectral.g_a_fc.weight, fresh.spectral.g_a_fc.weight)
@@ -40,6 +44,11 @@ def test_spectral_stage_then_joint_stage(tmp_path):
     data = codec.encode_tile(tile)
     out = S2CNetCodec(2, device="cpu", weights=tmp_path / "s2cnet-q2.pt").decode_tile(data, tile.shape)
     assert out.shape == tile.shape and np.isfinite(out).all()
+
+
+def test_stage_input_variant_has_no_spectral_stage(tmp_path):
+    with pytest.raises(InputError, match="no spectral stage"):
+        train(TrainConfig("s2cnet", 2, steps=1, stage="spectral"), scenes(), tmp_path)
 
 
 def test_unknown_stages_are_input_errors(tmp_path):

@@ -1,0 +1,111 @@
+"""Seed codecs on the spectral stage (engine/codecs/stage_input.py): the planes, training on them, and a
+round trip of a whole scene from the file's bytes alone; the raw-band variant stays selectable."""
+
+import numpy as np
+import pytest
+
+from engine.codecs.stage_input import (ClusteredPlanes, ComponentPlanes, clustered_bytes, clustered_from_bytes,
+                                        fit_clustered, fit_stage, plane_batch, significant)
+from engine.training import TrainConfig, train
+
+
+def cube(bands=40, rows=40, cols=36, seed=0):
+    rng = np.random.default_rng(seed)
+    wl = np.linspace(0, 1, bands)[:, None, None]
+    a, b, c = rng.random((3, 1, rows, cols))
+    return (3000 * (a + np.sin(4 * wl) * b + 0.3 * np.cos(9 * wl) * c) + 4000).astype("int16")
+
+
+def normalised(x):
+    return ((x - x.min()) / (x.max() - x.min())).astype(np.float32)
+
+
+def test_planes_whiten_and_expand_back():
+    x = normalised(cube(12, 10, 9).astype(np.float64))
+    stage = fit_stage([(x, None)], 12, 16, 1e-4)
+    planes = ComponentPlanes(stage, 16)
+    w = planes.whiten(x)
+    assert w.shape == (16, 10, 9) and not w[stage.k:].any()  # fewer components than planes: zeros
+    # Unit variance over the scene, to the stage's quarter-octave precision.
+    assert np.all(np.abs(np.log2(w[:stage.k].reshape(stage.k, -1).std(1))) < 0.2)
+    back = planes.expand(w)
+    assert np.abs(back - x).max() < 0.01
+    sel = np.array([3, 0, 11])
+    np.testing.assert_array_equal(planes.expand(w, sel), back[sel])
+    assert np.allclose((planes.weights() * 12)[:stage.k], planes.std[:stage.k] ** 2)
+
+
+def test_significant_components():
+    var = np.array([1.0, 1e-2, 1e-4, 1e-8, 0.0])
+    assert significant(var, 0.05, 16) == 2
+    assert significant(var, 0.05, 1) == 1
+    assert significant(np.zeros(3), 0.05, 16) == 1
+
+
+def test_plane_batch_weights_are_band_mse():
+    x = normalised(cube(20, 30, 30).astype(np.float64))
+    valid = np.ones(x.shape, bool)
+    valid[:, :3] = False  # no-data rows weigh nothing
+    patches, pvalid = x[None, :, :8, :8], valid[None, :, :8, :8]
+    planes = ComponentPlanes(fit_stage([(x, valid)], 20, 16, 1e-4), 16)
+    xb, vb, bands = plane_batch(planes, patches, pvalid)
+    assert xb.shape == vb.shape == (1, 16, 8, 8) and bands.tolist() == [20]
+    assert not vb[0, :, :3].any()
+    np.testing.assert_array_equal(vb[0, :, 5, 5], planes.weights())
+    # Summed over planes, the weighted squared error is the band MSE of the coded components.
+    err = np.random.default_rng(1).normal(size=xb.shape).astype(np.float32)
+    band_err = np.stack([planes.expand(xb[0] + err[0]) - planes.expand(xb[0])])
+    assert np.isclose((err ** 2 * vb)[0, :, 5, 5].sum(), (band_err[0, :, 5, 5] ** 2).mean(), rtol=1e-4)
+
+
+def test_clustered_planes_bytes_and_band_reads():
+    x = normalised(cube(30, 12, 10).astype(np.float64))
+    bounds = [0, 7, 19, 30]
+    stages = fit_clustered([(x, None)], bounds, 4, 1e-4)
+    blob = clustered_bytes(bounds, stages)
+    b2, s2 = clustered_from_bytes(blob, 30)
+    assert b2 == bounds and [s.k for s in s2] == [s.k for s in stages]
+    planes = ClusteredPlanes(b2, s2, 4)
+    w = planes.whiten(x)
+    assert w.shape == (12, 12, 10)
+    back = planes.expand(w)
+    assert np.abs(back - x).max() < 0.02
+    sel = np.array([29, 0, 8, 18])
+    np.testing.assert_array_equal(planes.expand(w, sel), back[sel])
+    from engine.errors import FormatError
+    with pytest.raises(FormatError):
+        clustered_from_bytes(blob, 31)
+    with pytest.raises(FormatError):
+        clustered_from_bytes(blob[:10], 30)
+
+
+@pytest.mark.parametrize("codec_id", ["s2cnet", "band-cluster", "mdim-drf"])
+def test_stage_input_scene_round_trip_from_bytes(codec_id, tmp_path):
+    from engine.pipeline import SceneDecoder, SceneInfo, compress_scene
+    from engine.registry import get_codec
+
+    rec = train(TrainConfig(codec_id, 2, steps=2, batch=2, device="cpu"), [("sensa_1.tif", cube(), None)],
+                tmp_path)
+    assert rec["recipe"]["arch"]["components"] > 0
+    weights = tmp_path / rec["weights_file"]
+    src = cube(40, 50, 44, seed=3)
+    info = SceneInfo(rows=50, cols=44, bands=40, dtype="int16")
+    dst = str(tmp_path / "s.hsic")
+    compress_scene(info, lambda y, x, h, w: src[:, y:y + h, x:x + w], dst, codec_id, 2, device="cpu",
+                   tile_size=32, weights=str(weights), overviews=())
+    dec = SceneDecoder(dst, device="cpu")
+    try:
+        assert dec.codec.uses_scene_stage and dec.reader.scene_bytes
+        full = dec.read()
+        assert full.shape == src.shape and full.dtype == src.dtype
+        np.testing.assert_array_equal(dec.read(5, 7, 30, 20, bands=[39, 2]), full[[39, 2], 5:35, 7:27])
+    finally:
+        dec.close()
+    again = SceneDecoder(dst, device="cpu")
+    np.testing.assert_array_equal(again.read(), full)
+    again.close()
+    # The raw-band variant is still a choice of the architecture, and needs no stage.
+    rec = train(TrainConfig(codec_id, 2, steps=1, batch=1, device="cpu", arch={"components": 0}),
+                [("sensa_1.tif", cube(), None)], tmp_path / "raw")
+    raw = get_codec(codec_id, 2, device="cpu", weights=tmp_path / "raw" / rec["weights_file"])
+    assert not raw.uses_scene_stage
