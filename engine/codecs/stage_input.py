@@ -249,12 +249,16 @@ class StageInputMixin:
         stage = fit_stage([(cube, valid)], cube.shape[0], arch["components"], arch["stage_step"])
         return ComponentPlanes(stage, arch["components"])
 
-    def fit_scene(self, tiles, bands: int) -> bytes:
+    def scene_statistics(self, tiles, bands: int):
         if not self.uses_scene_stage:
-            return super().fit_scene(tiles, bands)
-        blob = self.stage_bytes(tiles, bands)
-        self.bind_scene(blob, bands)  # code against exactly what a decoder reads back
-        return blob
+            return super().scene_statistics(tiles, bands)
+        return self.stage_bytes(tiles, bands)  # the stage's step is fixed: no quantiser step to wait for
+
+    def stage_from_statistics(self, stats, bands: int) -> bytes:
+        if not self.uses_scene_stage:
+            return super().stage_from_statistics(stats, bands)
+        self.bind_scene(stats, bands)  # code against exactly what a decoder reads back
+        return stats
 
     def bind_scene(self, blob: bytes, bands: int) -> None:
         if not self.uses_scene_stage:
