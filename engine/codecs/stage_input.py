@@ -61,7 +61,9 @@ class ComponentPlanes:
         self.stage, self.channels, self.bands = stage, channels, stage.bands
         k = stage.k
         self.std = np.zeros(channels)
-        self.std[:k] = stage.step * 2.0 ** (stage.log_std.astype(np.float64) / 4)
+        # At least the step: a flat scene's components have std ~0, and whitening by it would blow rounding
+        # noise up into planes the entropy coder spends minutes escaping (a 1 x 1 scene did).
+        self.std[:k] = stage.step * 2.0 ** (np.maximum(stage.log_std.astype(np.float64), 0.0) / 4)
         self.inv_std = np.zeros(channels)
         self.inv_std[:k] = 1.0 / self.std[:k]
         self.basis = np.zeros((stage.bands, channels))
