@@ -26,16 +26,25 @@ _pool_lock = threading.Lock()
 _in_worker = threading.local()
 
 
+def env_count(name: str, what: str) -> int | None:
+    """The whole number (at least 1) of ``what`` that environment variable ``name`` gives, None when it is
+    unset; InputError, in one line, for anything else."""
+    env = os.environ.get(name, "").strip()
+    if not env:
+        return None
+    try:
+        n = int(env)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise InputError(f"{name}={env!r}: give a whole number of {what}, at least 1")
+    return n
+
+
 def threads() -> int:
     """Worker threads: ``HSIC_THREADS`` when set, else the CPU cores this process may run on."""
-    env = os.environ.get(THREADS_ENV, "").strip()
-    if env:
-        try:
-            n = int(env)
-        except ValueError:
-            n = 0
-        if n < 1:
-            raise InputError(f"{THREADS_ENV}={env!r}: give a whole number of threads, at least 1")
+    n = env_count(THREADS_ENV, "threads")
+    if n is not None:
         return n
     try:
         return max(1, len(os.sched_getaffinity(0)))

@@ -7,7 +7,6 @@ stays cheap (QGIS loads the plugin without the ML stack).
 
 from __future__ import annotations
 
-import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +16,8 @@ from typing import ClassVar
 import numpy as np
 
 from engine import weight_files
-from engine.errors import CodecError, InputError
+from engine.errors import CodecError
+from engine.parallel import env_count
 
 
 @dataclass(frozen=True)
@@ -60,16 +60,8 @@ DEFAULT_BATCH = {"cpu": 1, "cuda": 16}
 
 def batch_tiles(device: str) -> int:
     """Tiles per forward pass on ``device``: ``HSIC_BATCH_TILES`` when set, else a per-device default."""
-    env = os.environ.get(BATCH_ENV, "").strip()
-    if env:
-        try:
-            n = int(env)
-        except ValueError:
-            n = 0
-        if n < 1:
-            raise InputError(f"{BATCH_ENV}={env!r}: give a whole number of tiles, at least 1")
-        return n
-    return DEFAULT_BATCH.get(device, 1)
+    n = env_count(BATCH_ENV, "tiles")
+    return DEFAULT_BATCH.get(device, 1) if n is None else n
 
 
 class TileCodec(ABC):

@@ -76,6 +76,19 @@ def test_batch_env_is_checked(monkeypatch):
     assert batch_tiles("cpu") == 1 and batch_tiles("cuda") > 1
 
 
+def test_threads_env_is_checked(monkeypatch):
+    from engine.parallel import THREADS_ENV, threads
+
+    for bad in ("0", "-2", "two"):
+        monkeypatch.setenv(THREADS_ENV, bad)
+        with pytest.raises(InputError, match=THREADS_ENV):
+            threads()
+    monkeypatch.setenv(THREADS_ENV, "3")
+    assert threads() == 3
+    monkeypatch.delenv(THREADS_ENV)
+    assert threads() >= 1
+
+
 def test_same_shape_runs():
     shapes = [(1, 2), (1, 2), (1, 2), (3, 4), (1, 2)]
     assert same_shape_runs(shapes, 2) == [[0, 1], [2], [3], [4]]
