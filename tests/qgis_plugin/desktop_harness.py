@@ -15,19 +15,27 @@ REPO = Path(__file__).resolve().parents[2]
 MISSING = [name for name in ("Xvfb", "qgis") if shutil.which(name) is None]
 
 
-def run_in_desktop(tmp_path: Path, script: Path, env_extra: dict, timeout: int = 240) -> dict:
-    """The script's result.json; AssertionError with QGIS's output when it ends without one."""
+def desktop_paths(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """(profiles root, the QGIS profile the plugin is installed into, the script's output folder)."""
+    profiles = tmp_path / "profiles-root"
+    return profiles, profiles / "profiles" / "default", tmp_path / "out"
+
+
+def run_in_desktop(tmp_path: Path, script: Path, env_extra: dict, timeout: int = 240,
+                   keep: dict[str, str] | None = None) -> dict:
+    """The script's result.json; AssertionError with the stages it reached (stages.txt, when it writes one)
+    and QGIS's output when it ends without one. ``keep``: files of the output folder copied, whatever the
+    outcome, into the folder HSIC_ARTEFACTS names (output name -> artefact name)."""
     sys.path.insert(0, str(REPO / "scripts"))
     try:
         from build_plugin import build
     finally:
         sys.path.pop(0)
-    profiles = tmp_path / "profiles-root"
-    profile = profiles / "profiles" / "default"
+    profiles, profile, out = desktop_paths(tmp_path)
+    # Installed as the plugin manager does it: the zip unpacked into the profile's plugin folder, enabled.
     zipfile.ZipFile(build(tmp_path / "hsic-plugin.zip")).extractall(profile / "python" / "plugins")
     (profile / "QGIS").mkdir(parents=True)
     (profile / "QGIS" / "QGIS3.ini").write_text("[PythonPlugins]\nhsic=true\nprocessing=true\n")
-    out = tmp_path / "out"
     out.mkdir()
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "QT_QPA_PLATFORM",
                                                               "GDAL_VRT_PYTHON_TRUSTED_MODULES")}
@@ -52,5 +60,12 @@ def run_in_desktop(tmp_path: Path, script: Path, env_extra: dict, timeout: int =
     finally:
         xvfb.terminate()
         xvfb.wait(10)
-    assert (out / "result.json").exists(), f"QGIS ended ({proc.returncode}) without a result:\n{log[-6000:]}"
+    artefacts = os.environ.get("HSIC_ARTEFACTS")
+    for name, kept in (keep or {}).items():
+        if artefacts and (out / name).exists():
+            Path(artefacts).mkdir(parents=True, exist_ok=True)
+            shutil.copy(out / name, Path(artefacts) / kept)
+    stages = (out / "stages.txt").read_text() if (out / "stages.txt").exists() else "(none)\n"
+    assert (out / "result.json").exists(), (
+        f"QGIS ended ({proc.returncode}) without a result; stages reached:\n{stages}{log[-6000:]}")
     return json.loads((out / "result.json").read_text())

@@ -9,22 +9,16 @@ most of it compressing the scene and numba compiling the decoder in the freshly 
 
 This is the test that caught the desktop-only crash that qgis_plugin/llvm_guard.py prevents."""
 
-import json
 import os
 import shutil
-import signal
-import subprocess
 import sys
-import sysconfig
-import zipfile
 from pathlib import Path
 
 import pytest
+from desktop_harness import MISSING, REPO, desktop_paths, run_in_desktop
 
 pytestmark = pytest.mark.qgis
 
-REPO = Path(__file__).resolve().parents[2]
-MISSING = [name for name in ("Xvfb", "qgis") if shutil.which(name) is None]
 SIZE = 512
 # Mean |screenshot - reference| over the layer's footprint, in 8-bit levels per channel. What differs
 # legitimately: compression error, and averaged stored overviews against the GeoTIFF's nearest sampling.
@@ -56,57 +50,18 @@ def test_desktop_lists_algorithms_and_renders_an_opened_hsic(tmp_path):
     sys.path.insert(0, str(REPO / "scripts"))
     try:
         from bench_qgis import mirrored_sample  # the scene bench_qgis.py times, drawn here
-        from build_plugin import build
     finally:
         sys.path.pop(0)
-
-    # Installed as the plugin manager does it: the zip unpacked into the profile's plugin folder, enabled.
-    profiles = tmp_path / "profiles-root"
-    profile = profiles / "profiles" / "default"
-    zipfile.ZipFile(build(tmp_path / "hsic-plugin.zip")).extractall(profile / "python" / "plugins")
-    (profile / "QGIS").mkdir(parents=True)
-    (profile / "QGIS" / "QGIS3.ini").write_text("[PythonPlugins]\nhsic=true\nprocessing=true\n")
 
     (tmp_path / "data").mkdir()
     source, hsic = tmp_path / "data" / "enmap.tif", tmp_path / "data" / "enmap.hsic"
     mirrored_sample(source, SIZE)
     hsi_gdal.Translate(str(hsic), str(source), device="cpu")  # default codec; its sidecar with statistics
 
-    out = tmp_path / "out"
-    out.mkdir()
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "QT_QPA_PLATFORM",
-                                                              "GDAL_VRT_PYTHON_TRUSTED_MODULES")}
-    env.update(HSIC_SITE_PACKAGES=sysconfig.get_paths()["purelib"], HSIC_DESKTOP_OUT=str(out),
-               HSIC_DESKTOP_FILE=str(hsic), HSIC_DESKTOP_SOURCE=str(source), QT_QPA_PLATFORM="xcb", HSIC_DEVICE="cpu")
-    # -displayfd: Xvfb picks a free display and tells us its number.
-    read_fd, write_fd = os.pipe()
-    xvfb = subprocess.Popen(["Xvfb", "-displayfd", str(write_fd), "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
-                            pass_fds=(write_fd,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    os.close(write_fd)
-    try:
-        with os.fdopen(read_fd) as f:
-            env["DISPLAY"] = ":" + f.readline().strip()
-        # Its own session: /usr/bin/qgis is a wrapper, and QGIS's crash handler starts gdb; a timeout
-        # must end all of them.
-        proc = subprocess.Popen(
-            ["qgis", "--nologo", "--noversioncheck",
-             "--profiles-path", str(profiles), "--code", str(Path(__file__).with_name("desktop_script.py"))],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-        try:
-            log, _ = proc.communicate(timeout=240)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            log, _ = proc.communicate()
-    finally:
-        xvfb.terminate()
-        xvfb.wait(10)
-    if (out / "qgis.png").exists() and os.environ.get("HSIC_ARTEFACTS"):
-        Path(os.environ["HSIC_ARTEFACTS"]).mkdir(parents=True, exist_ok=True)
-        shutil.copy(out / "qgis.png", Path(os.environ["HSIC_ARTEFACTS"]) / "qgis_desktop.png")
-    stages = (out / "stages.txt").read_text() if (out / "stages.txt").exists() else "(none)\n"
-    assert (out / "result.json").exists(), (
-        f"QGIS ended ({proc.returncode}) without a result; stages reached:\n{stages}{log[-6000:]}")
-    result = json.loads((out / "result.json").read_text())
+    result = run_in_desktop(tmp_path, Path(__file__).with_name("desktop_script.py"),
+                            {"HSIC_DESKTOP_FILE": str(hsic), "HSIC_DESKTOP_SOURCE": str(source)},
+                            keep={"qgis.png": "qgis_desktop.png"})
+    _, profile, out = desktop_paths(tmp_path)
     assert not result["errors"], "\n".join(result["errors"])
     assert result["toolbox"] == ["hsic:compress", "hsic:decompress", "hsic:evaluate", "hsic:open", "hsic:train"]
     assert result["engine_from"].startswith(str(profile)), "QGIS did not use the plugin installed from the zip"
