@@ -24,7 +24,7 @@ import numpy as np
 from engine.codecs.base import CodecInfo
 from engine.codecs.cae1d import Cae1d
 from engine.codecs.spatial import SpatialCodec
-from engine.codecs.stage_input import COMPONENTS, STAGE_STEP, StageInputMixin, plane_loss
+from engine.codecs.stage_input import COMPONENTS, STAGE_STEP, StageInputMixin, plane_loss, step_for
 from engine.errors import InputError
 from engine.losses import rate_distortion_loss
 from engine.registry import register
@@ -38,7 +38,10 @@ _ARCH = {"latent": 16, "width": 32, "positions": 32, "N": 48, "M": 96}
 # The stage-input variant (the shipped one): ``components`` planes; ``width`` is the refinement's.
 _ARCH_PLANES = {**_ARCH, "components": COMPONENTS, "stage_step": STAGE_STEP, "down": 4}
 _RAW_KEYS = ("latent", "width", "positions", "N", "M", "gain", "center", "input_gain")
-_PLANE_KEYS = ("components", "width", "N", "M", "gain", "down")
+_PLANE_KEYS = ("components", "width", "N", "M", "gain", "down", "base_step")
+# On a fixed Haar base (engine.models.stage_base): the planes in orthonormal units, M = 16 K subbands of
+# y at /4, the quantiser step that each quality's lmbda asks for.
+_ARCH_BASED = {**_ARCH_PLANES, "M": 16 * COMPONENTS, "whiten": False}
 
 
 @register
@@ -56,7 +59,8 @@ class S2CNetCodec(StageInputMixin, SpatialCodec):
     # gain of 64 (stage 1 learned a precision of ~1/64 there), and 0.5 makes both terms of similar size
     # where the spectral MSE is ~1e-4. For the planes both terms are band MSEs (see training_loss).
     # lmbda of the planes: band MSE against bits per band sample (engine.codecs.stage_input.plane_loss).
-    recipes = {q: {"arch": _ARCH_PLANES, "lmbda": lmbda, "alpha": 0.5, "batch": 2}
+    recipes = {q: {"arch": {**_ARCH_BASED, "base_step": round(step_for(lmbda), 4)}, "lmbda": lmbda,
+                   "alpha": 0.5, "batch": 2}
                for q, lmbda in ((1, 1000.0), (2, 5000.0), (3, 30000.0))}
     # Per training stage, what replaces the recipe's entries; the last stage writes the codec's weights.
     stages = {"spectral": {"lmbda": 30000.0, "batch": 256}, "joint": {}}

@@ -35,6 +35,13 @@ COMPONENTS = 16  # planes per tile of the shipped stage-input weights
 STAGE_STEP = 0.002
 
 
+def step_for(lmbda: float) -> float:
+    """The quantiser step that a rate-distortion weight asks for at high rate (for the weights on a fixed
+    base, engine.models.stage_base): lmbda * D + R, D the band MSE and R bits per band sample, is
+    stationary in the step where lmbda * step^2 * ln 2 = 6."""
+    return float(np.sqrt(6.0 / (lmbda * np.log(2.0))))
+
+
 def significant(var: np.ndarray, step: float, channels: int) -> int:
     """Leading components worth coding: std above ``step``, at most ``channels``, at least 1."""
     return int(max(1, min(channels, int(np.sum(np.sqrt(np.maximum(var, 0.0)) > step)))))
@@ -55,15 +62,18 @@ def fit_stage(tiles: Iterable[tuple[np.ndarray, np.ndarray | None]], bands: int,
 class ComponentPlanes:
     """A stage as the networks see it: ``channels`` whitened planes per tile, and back to bands."""
 
-    def __init__(self, stage: SpectralStage, channels: int):
+    def __init__(self, stage: SpectralStage, channels: int, whiten: bool = True):
         if stage.k > channels:
             raise FormatError(f"spectral stage has {stage.k} components, the weights code {channels}")
         self.stage, self.channels, self.bands = stage, channels, stage.bands
         k = stage.k
         self.std = np.zeros(channels)
-        # At least the step: a flat scene's components have std ~0, and whitening by it would blow rounding
-        # noise up into planes the entropy coder spends minutes escaping (a 1 x 1 scene did).
-        self.std[:k] = stage.step * 2.0 ** (np.maximum(stage.log_std.astype(np.float64), 0.0) / 4)
+        if whiten:
+            # At least the step: a flat scene's components have std ~0, and whitening by it would blow
+            # rounding noise up into planes the entropy coder spends minutes escaping (a 1 x 1 scene did).
+            self.std[:k] = stage.step * 2.0 ** (np.maximum(stage.log_std.astype(np.float64), 0.0) / 4)
+        else:  # orthonormal units: one quantiser step means the same band MSE on every plane
+            self.std[:k] = 1.0
         self.inv_std = np.zeros(channels)
         self.inv_std[:k] = 1.0 / self.std[:k]
         self.basis = np.zeros((stage.bands, channels))
@@ -92,9 +102,10 @@ class ClusteredPlanes:
     """A clustered KLT: per interval of bands its own stage, each giving ``per_group`` planes in turn (an
     empty interval, on scenes with fewer bands than intervals, has no stage and zero planes)."""
 
-    def __init__(self, bounds: list[int], stages: list[SpectralStage | None], per_group: int):
+    def __init__(self, bounds: list[int], stages: list[SpectralStage | None], per_group: int,
+                 whiten: bool = True):
         self.bounds, self.per_group = list(bounds), per_group
-        self.parts = [None if st is None else ComponentPlanes(st, per_group) for st in stages]
+        self.parts = [None if st is None else ComponentPlanes(st, per_group, whiten) for st in stages]
         self.channels, self.bands = per_group * len(stages), bounds[-1]
 
     def whiten(self, tile: np.ndarray) -> np.ndarray:
@@ -223,6 +234,8 @@ class StageInputMixin:
         model = cls.build_network(arch)
         model.components = int(arch.get("components", 0))
         model.stage_step = float(arch.get("stage_step", STAGE_STEP))
+        # False: the planes in the KLT's orthonormal units (the weights with a fixed base, stage_base)
+        model.whiten = bool(arch.get("whiten", True))
         return model
 
     def __init__(self, quality: int, device: str = "auto", weights=None):
@@ -243,13 +256,13 @@ class StageInputMixin:
         stage = SpectralStage.from_bytes(blob)
         if stage.bands != bands:
             raise FormatError(f"spectral stage has {stage.bands} bands, the file {bands}")
-        return ComponentPlanes(stage, self.components)
+        return ComponentPlanes(stage, self.components, self.model.whiten)
 
     @classmethod
     def scene_planes(cls, arch: dict, cube: np.ndarray, valid: np.ndarray):
         """The planes of a prepared training scene, as :meth:`stage_bytes` fits them."""
         stage = fit_stage([(cube, valid)], cube.shape[0], arch["components"], arch["stage_step"])
-        return ComponentPlanes(stage, arch["components"])
+        return ComponentPlanes(stage, arch["components"], arch.get("whiten", True))
 
     def scene_statistics(self, tiles, bands: int):
         if not self.uses_scene_stage:

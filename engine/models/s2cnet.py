@@ -28,6 +28,7 @@ from torch import nn
 from engine.models.layers import Gain, chunked
 from engine.models.spatial import CentredHyperprior
 from engine.models.spectral_cae import SpectralCAE
+from engine.models.stage_base import BasedAnalysis, BasedSynthesis
 
 _PIXELS = 4096  # spectra per pass of the spectral network: bounds activation memory on large tiles
 
@@ -131,7 +132,7 @@ class S2CNetPlanes(S2CNet):
     """
 
     def __init__(self, components: int = 16, width: int = 32, N: int = 48, M: int = 96, gain: float = 16.0,
-                 down: int = 4):
+                 down: int = 4, base_step: float = 0.0):
         self._spatial(components, N, M, gain)
         self.center, self.input_gain = False, 1.0
         if down == 2:
@@ -144,6 +145,12 @@ class S2CNetPlanes(S2CNet):
                                      GDN(N, inverse=True), deconv(N, components))
         elif down != 4:
             raise ValueError(f"down must be 2 or 4, got {down}")
+        if base_step:
+            # The spatial codec refines a 4 x 4 Haar base (engine.models.stage_base): M = 16 K subbands.
+            if down != 4 or M != 16 * components:
+                raise ValueError(f"base_step needs down=4 and M=16*components={16 * components}, got {down}, {M}")
+            self.g_a = BasedAnalysis(self.g_a, components, 2, base_step)
+            self.g_s = BasedSynthesis(self.g_s, components, 2, base_step)
         self.refine_in = PixelRefine(components, width)
         self.refine_out = PixelRefine(components, width)
 

@@ -109,3 +109,39 @@ def test_stage_input_scene_round_trip_from_bytes(codec_id, tmp_path):
                 [("sensa_1.tif", cube(), None)], tmp_path / "raw")
     raw = get_codec(codec_id, 2, device="cpu", weights=tmp_path / "raw" / rec["weights_file"])
     assert not raw.uses_scene_stage
+
+
+def test_orthonormal_planes_keep_band_mse():
+    """whiten=False: the planes in the KLT's units, every coded plane weighing 1 / bands."""
+    x = normalised(cube(12, 10, 9).astype(np.float64))
+    stage = fit_stage([(x, None)], 12, 16, 1e-4)
+    planes = ComponentPlanes(stage, 16, whiten=False)
+    w = planes.whiten(x)
+    assert not w[stage.k:].any()
+    # Orthonormal basis: the planes' energy is the centred bands' energy (up to the dropped components).
+    centred = x - stage.mean[:, None, None]
+    assert np.isclose((w ** 2).sum(), (centred ** 2).sum(), rtol=0.02)
+    assert np.abs(planes.expand(w) - x).max() < 0.01
+    assert np.allclose(planes.weights()[:stage.k], 1 / 12)
+
+
+def test_haar_base_is_orthonormal_and_the_refinements_start_at_zero():
+    import torch
+    from torch import nn
+
+    from engine.models.stage_base import BasedAnalysis, BasedSynthesis, HaarBlocks, haar_matrix
+
+    for levels in (1, 2, 3):
+        h = haar_matrix(levels)
+        np.testing.assert_allclose(h @ h.T, np.eye(2 ** levels), atol=1e-12)
+    base = HaarBlocks(3, 2)
+    x = torch.randn(2, 3, 8, 12)
+    y = base(x)
+    assert y.shape == (2, 48, 2, 3)
+    assert torch.allclose(base.inverse(y), x, atol=1e-5)
+    assert torch.isclose((y ** 2).sum(), (x ** 2).sum(), rtol=1e-5)
+    # The 16 subbands of a 4 x 4 block: the first is the block's mean x 4 (orthonormal DC).
+    assert torch.allclose(y[:, 0], x[:, 0].reshape(2, 2, 4, 3, 4).mean((2, 4)) * 4, atol=1e-5)
+    ana = BasedAnalysis(nn.Conv2d(3, 48, 4, stride=4), 3, 2, 0.5)
+    syn = BasedSynthesis(nn.ConvTranspose2d(48, 3, 4, stride=4), 3, 2, 0.5)
+    assert torch.allclose(ana(x), y / 0.5) and torch.allclose(syn(ana(x)), x, atol=1e-5)
