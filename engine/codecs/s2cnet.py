@@ -38,10 +38,10 @@ _ARCH = {"latent": 16, "width": 32, "positions": 32, "N": 48, "M": 96}
 # The stage-input variant (the shipped one): ``components`` planes; ``width`` is the refinement's.
 _ARCH_PLANES = {**_ARCH, "components": COMPONENTS, "stage_step": STAGE_STEP, "down": 4}
 _RAW_KEYS = ("latent", "width", "positions", "N", "M", "gain", "center", "input_gain")
-_PLANE_KEYS = ("components", "width", "N", "M", "gain", "down", "base_step")
+_PLANE_KEYS = ("components", "width", "N", "M", "gain", "down", "base_step", "refine")
 # On a fixed Haar base (engine.models.stage_base): the planes in orthonormal units, M = 16 K subbands of
 # y at /4, the quantiser step that each quality's lmbda asks for.
-_ARCH_BASED = {**_ARCH_PLANES, "M": 16 * COMPONENTS, "whiten": False}
+_ARCH_BASED = {**_ARCH_PLANES, "M": 16 * COMPONENTS, "whiten": False, "refine": True}
 
 
 @register

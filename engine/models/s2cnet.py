@@ -132,7 +132,7 @@ class S2CNetPlanes(S2CNet):
     """
 
     def __init__(self, components: int = 16, width: int = 32, N: int = 48, M: int = 96, gain: float = 16.0,
-                 down: int = 4, base_step: float = 0.0):
+                 down: int = 4, base_step: float = 0.0, refine: bool = True):
         self._spatial(components, N, M, gain)
         self.center, self.input_gain = False, 1.0
         if down == 2:
@@ -149,10 +149,11 @@ class S2CNetPlanes(S2CNet):
             # The spatial codec refines a 4 x 4 Haar base (engine.models.stage_base): M = 16 K subbands.
             if down != 4 or M != 16 * components:
                 raise ValueError(f"base_step needs down=4 and M=16*components={16 * components}, got {down}, {M}")
-            self.g_a = BasedAnalysis(self.g_a, components, 2, base_step)
-            self.g_s = BasedSynthesis(self.g_s, components, 2, base_step)
-        self.refine_in = PixelRefine(components, width)
-        self.refine_out = PixelRefine(components, width)
+            # refine=False: the ablation without learned transforms (Haar base + hyperprior only).
+            self.g_a = BasedAnalysis(self.g_a if refine else None, components, 2, base_step)
+            self.g_s = BasedSynthesis(self.g_s if refine else None, components, 2, base_step)
+        self.refine_in = PixelRefine(components, width) if refine else nn.Identity()
+        self.refine_out = PixelRefine(components, width) if refine else nn.Identity()
 
     def _in(self, x: torch.Tensor) -> torch.Tensor:
         return self.refine_in(x)

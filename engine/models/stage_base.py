@@ -5,7 +5,7 @@ On the spectral stage's planes in orthonormal units (not whitened: a uniform qua
 bits like reverse water-filling, which the networks did not learn in CPU-minutes), a 2-D orthonormal Haar
 transform on 2^L x 2^L blocks, divided by a quantiser step, is already a good analysis transform: on a
 train crop of enmap_potsdam_a, 16 components, step 0.04 and the ideal zeroth-order entropy of each subband
-give 50.1 dB at 0.09 bpppc (scripts/headroom.py in the issue 15 notes). So a paper's analysis g_a and
+give 50.1 dB at 0.09 bpppc (scripts/stage_base_headroom.py). So a paper's analysis g_a and
 synthesis g_s become learned refinements around it, their output scaled by a per-channel factor that
 starts at zero (the base alone at start)::
 
@@ -70,26 +70,30 @@ class _Refined(nn.Module):
 
 
 class BasedAnalysis(nn.Module):
-    """y = haar(x) / step + (zero at start) * net(x); ``net`` maps channels -> channels * 4^L at 1/2^L."""
+    """y = haar(x) / step + (zero at start) * net(x); ``net`` maps channels -> channels * 4^L at 1/2^L.
+    ``net`` None: the base alone (the ablation without a learned transform)."""
 
-    def __init__(self, net: nn.Module, channels: int, levels: int, step: float):
+    def __init__(self, net: nn.Module | None, channels: int, levels: int, step: float):
         super().__init__()
         self.base, self.step = HaarBlocks(channels, levels), step
-        self.refine = _Refined(net, channels * 4 ** levels)
+        self.refine = None if net is None else _Refined(net, channels * 4 ** levels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.base(x) / self.step + self.refine(x)
+        y = self.base(x) / self.step
+        return y if self.refine is None else y + self.refine(x)
 
 
 class BasedSynthesis(nn.Module):
-    """x_hat = haar^T(y * step) + (zero at start) * net(y * step); ``net`` maps back to ``channels``."""
+    """x_hat = haar^T(y * step) + (zero at start) * net(y * step); ``net`` maps back to ``channels``
+    (None: the base alone)."""
 
-    def __init__(self, net: nn.Module, channels: int, levels: int, step: float):
+    def __init__(self, net: nn.Module | None, channels: int, levels: int, step: float):
         super().__init__()
         self.base, self.step = HaarBlocks(channels, levels), step
-        self.refine = _Refined(net, channels)
+        self.refine = None if net is None else _Refined(net, channels)
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
         u = y * self.step
-        return self.base.inverse(u) + self.refine(u)
+        x = self.base.inverse(u)
+        return x if self.refine is None else x + self.refine(u)
 
