@@ -73,6 +73,10 @@ def as_scenes(items) -> list[Scene]:
     return out
 
 
+# Architecture keys that a quality sets without changing the parameters (engine.models.stage_base's step).
+QUALITY_ARCH_KEYS = ("base_step",)
+
+
 def prepare_scene(cube: np.ndarray, nodata: float | None) -> tuple[np.ndarray, np.ndarray]:
     """Normalise a (bands, rows, cols) cube as the compressor does; returns (x, valid)."""
     valid = valid_mask(cube, nodata)
@@ -172,8 +176,17 @@ def train(config: TrainConfig, scenes: Sequence, out_dir: Path,
                                                       if k < cache_scenes))}
         model = cls.build_model(recipe["arch"]).to(device).train()
     else:
-        archs: list[dict] = []  # the architecture stored in the file, which may differ from the recipe's
-        model = load_weights(lambda arch: archs.append(arch) or cls.build_model(arch), init).to(device).train()
+        # The architecture stored in the file, which may differ from the recipe's; but the keys that belong
+        # to the quality, not to the parameters (a quantiser step), are the recipe's: fine-tuning q1 from
+        # q2's weights must train q1's step.
+        archs: list[dict] = []
+
+        def build(arch: dict):
+            arch = {**arch, **{k: recipe["arch"][k] for k in QUALITY_ARCH_KEYS if k in recipe["arch"]}}
+            archs.append(arch)
+            return cls.build_model(arch)
+
+        model = load_weights(build, init).to(device).train()
         recipe = {**recipe, "arch": archs[0]}
     main_params = [p for n, p in model.named_parameters() if not n.endswith(".quantiles")]
     aux_params = [p for n, p in model.named_parameters() if n.endswith(".quantiles")]

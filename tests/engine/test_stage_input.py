@@ -145,3 +145,18 @@ def test_haar_base_is_orthonormal_and_the_refinements_start_at_zero():
     ana = BasedAnalysis(nn.Conv2d(3, 48, 4, stride=4), 3, 2, 0.5)
     syn = BasedSynthesis(nn.ConvTranspose2d(48, 3, 4, stride=4), 3, 2, 0.5)
     assert torch.allclose(ana(x), y / 0.5) and torch.allclose(syn(ana(x)), x, atol=1e-5)
+
+
+def test_fine_tuning_another_quality_takes_its_step(tmp_path):
+    """--init from q2's weights keeps their parameters and architecture, but the quantiser step is q1's."""
+    from engine.codecs.s2cnet import S2CNetCodec
+    from engine.codecs.learned import load_weights
+
+    scenes = [("sensa_1.tif", cube(20, 32, 32), None)]
+    q2 = train(TrainConfig("s2cnet", 2, steps=1, batch=1, device="cpu"), scenes, tmp_path / "q2")
+    q1 = train(TrainConfig("s2cnet", 1, steps=1, batch=1, device="cpu",
+                           init=str(tmp_path / "q2" / q2["weights_file"])), scenes, tmp_path / "q1")
+    archs = []
+    load_weights(lambda a: archs.append(a) or S2CNetCodec.build_model(a), tmp_path / "q1" / q1["weights_file"])
+    assert archs[0]["base_step"] == S2CNetCodec.recipes[1]["arch"]["base_step"] != \
+        S2CNetCodec.recipes[2]["arch"]["base_step"]
