@@ -1,10 +1,11 @@
-"""A weights file on a fixed Haar base (engine.models.stage_base) with another quality's quantiser step.
+r"""A weights file on a fixed Haar base (engine.models.stage_base) with another quality's quantiser step.
 
 The step (arch key ``base_step``) is no parameter: ``hsic train --init`` keeps the architecture stored in
 the file, so fine-tuning quality Q from another quality's weights needs a copy whose architecture carries
 Q's step (its recipe's). The learned values are copied unchanged (float32); training then adapts them.
 
-    .venv/bin/python scripts/restep_weights.py runs/x/mdim-drf-q2.pt --codec mdim-drf --quality 1 --out runs/x/init-q1.pt
+    .venv/bin/python scripts/restep_weights.py runs/x/mdim-drf-q2.pt --codec mdim-drf --quality 1 \
+        --out runs/x/init-q1.pt
 """
 
 from __future__ import annotations
