@@ -36,6 +36,7 @@ from compressai.models.utils import conv, deconv
 from torch import nn
 
 from engine.models.layers import BandAdapter, TileMeans, pad_to
+from engine.models.stage_base import BasedAnalysis, BasedSynthesis
 
 # The centre is always part of its own receptive field; positions outside the map never are (unless
 # the map is smaller than the field, then they read zeros).
@@ -171,6 +172,12 @@ class MDIMDRF(TileMeans, nn.Module):
     """Balle analysis/synthesis over all bands (band adapter), latent channels masked by importance levels.
 
     ``center`` / ``input_gain``: per-band tile means as side information (:class:`TileMeans`).
+
+    ``base_step`` > 0 (the planes in orthonormal units, ``down`` 4, M = 16 x ``channels``): g_a and g_s
+    refine a fixed 4 x 4 Haar base (:mod:`engine.models.stage_base`), y = haar(x) / step + alpha g_a(x).
+    Latent channel c is subband c % 16 of plane c // 16, so with L = ``channels`` levels the importance
+    level l keeps the l leading KLT components at a position. The step sets the quantiser's scale, so
+    ``gain`` must be 1. ``refine`` False keeps alpha and beta at zero (the base alone: an ablation).
     """
 
     multiple = 16
@@ -178,7 +185,7 @@ class MDIMDRF(TileMeans, nn.Module):
     def __init__(self, N: int = 48, M: int = 192, adapter: int = 32, levels: int = 16, width: int = 64,
                  depths: int = 3, drf: bool = True, window: int = 5, kernel: int = 3, gain: float = 16.0,
                  warmup: int = 0, center: bool = False, input_gain: float = 1.0, channels: int = 0,
-                 down: int = 16):
+                 down: int = 16, base_step: float = 0.0, refine: bool = True):
         super().__init__()
         self.center, self.input_gain = center, input_gain
         if M % levels:
@@ -203,6 +210,15 @@ class MDIMDRF(TileMeans, nn.Module):
                                      GDN(N, inverse=True), deconv(N, N), GDN(N, inverse=True), deconv(N, cin))
         else:
             raise ValueError(f"down must be 16 or 4, got {down}")
+        if base_step:
+            if not channels or down != 4 or M != 16 * channels or gain != 1.0:
+                raise ValueError(f"base_step needs the planes, down=4, M=16*channels={16 * channels} and gain 1, "
+                                 f"got channels={channels}, down={down}, M={M}, gain={gain}")
+            self.g_a = BasedAnalysis(self.g_a, channels, 2, base_step)
+            self.g_s = BasedSynthesis(self.g_s, channels, 2, base_step)
+            if not refine:
+                for part in (self.g_a, self.g_s):
+                    part.refine.requires_grad_(False)
         self.importance = ImportanceNet(M, width, depths, drf, window, kernel)
         self.entropy_bottleneck = EntropyBottleneck(M)
         # Channel group of each latent channel: group g is kept where the level exceeds g.

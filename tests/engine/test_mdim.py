@@ -253,7 +253,8 @@ def test_ablation_variant_is_trainable_through_the_arch_option(tmp_path):
     rng = np.random.default_rng(0)
     scenes = [("aviris_x.tif", (rng.random((12, 40, 40)) * 1000).astype(np.int16), None)]
     small = {k: SMALL[k] for k in ("N", "M", "adapter", "levels", "width")}
-    cfg = TrainConfig("mdim-drf", 2, steps=2, batch=2, device="cpu", arch={**small, "drf": False, "depths": 1})
+    cfg = TrainConfig("mdim-drf", 2, steps=2, batch=2, device="cpu",
+                      arch={**small, "components": 0, "drf": False, "depths": 1})
     rec = train(cfg, scenes, tmp_path)
     assert rec["recipe"]["arch"]["drf"] is False and rec["recipe"]["arch"]["depths"] == 1
     codec = get_codec("mdim-drf", 2, device="cpu", weights=tmp_path / "mdim-drf-q2.pt")
@@ -261,3 +262,43 @@ def test_ablation_variant_is_trainable_through_the_arch_option(tmp_path):
     assert codec.model.importance.alphas == (0.0, 0.0, 1.0)
     with pytest.raises(InputError, match="no architecture key"):
         train(TrainConfig("mdim-drf", 2, steps=1, device="cpu", arch={"nope": 1}), scenes, tmp_path)
+
+
+def test_based_model_at_init_is_the_haar_base_and_a_level_keeps_whole_components():
+    """The shipped recipe: y = haar(x) / step and x_hat = haar^T(y_hat * step) until training moves the
+    refinements; latent group g holds the 16 subbands of plane g; every channel is kept at start."""
+    from engine.models.stage_base import HaarBlocks
+
+    arch = MDIMDRFCodec.recipes[2]["arch"]
+    assert arch["gain"] == 1.0 and arch["M"] == 16 * arch["components"] and not arch["whiten"]
+    model = MDIMDRFCodec.build_model(arch).eval()
+    x = torch.randn(2, 16, 16, 12)
+    base, step = HaarBlocks(16, 2), arch["base_step"]
+    with torch.no_grad():
+        y, p = model.analyse(x)
+        assert torch.equal(y, base(x) / step)
+        y_hat = torch.round(y)
+        assert torch.allclose(model.synthesise(y_hat, 16, (16, 12)), base.inverse(y_hat * step), atol=1e-5)
+        assert (model.levels_of(p) == 16).all()
+    x0 = x.clone()
+    x0[:, 3:] = 0  # planes 3.. empty: their subbands (groups 3..) are zero, the first three groups not
+    with torch.no_grad():
+        y = model.analyse(x0)[0]
+    group = torch.arange(256) // 16
+    assert not y[:, group >= 3].any() and y[:, group < 3].abs().amax((0, 2, 3)).gt(0).all()
+    with pytest.raises(ValueError, match="gain 1"):
+        MDIMDRFCodec.build_model({**arch, "gain": 16.0})
+
+
+def test_base_alone_ablation_keeps_the_refinements_at_zero(tmp_path):
+    from engine.training import TrainConfig, train
+
+    rng = np.random.default_rng(0)
+    scenes = [("aviris_x.tif", (rng.random((20, 40, 40)) * 1000).astype(np.int16), None)]
+    for refine in (False, True):
+        rec = train(TrainConfig("mdim-drf", 2, steps=3, batch=2, device="cpu",
+                                arch={"N": 8, "width": 8, "refine": refine}), scenes, tmp_path / str(refine))
+        model = get_codec("mdim-drf", 2, device="cpu", weights=tmp_path / str(refine) / rec["weights_file"]).model
+        scales = (model.g_a.refine.scale, model.g_s.refine.scale)
+        assert all(s.abs().sum() > 0 for s in scales) == refine
+        assert all(not s.any() for s in scales) == (not refine)
