@@ -171,7 +171,7 @@ class BandClusterCodec(StageInputMixin, BandClusterNetwork):
         from engine.models.stage_base import HaarBlocks
 
         haar, s = HaarBlocks(1, BASE_LEVELS), 2 ** BASE_LEVELS
-        total, count = 0.0, 0
+        total, count = np.zeros((arch["components"], s * s)), 0
         for _name, x, valid in scenes:
             w = cls.scene_planes(arch, x, valid).whiten(x)
             h, ww = w.shape[1] // s * s, w.shape[2] // s * s
@@ -179,7 +179,7 @@ class BandClusterCodec(StageInputMixin, BandClusterNetwork):
                 continue
             y = haar(torch.from_numpy(w[:, None, :h, :ww])).numpy() / arch["base_step"]  # (K, 16, h, w)
             total, count = total + (y.astype(np.float64) ** 2).sum((2, 3)), count + h * ww // (s * s)
-        rms = np.sqrt(total / max(count, 1)) * np.ones((arch["components"], s * s))
+        rms = np.sqrt(total / max(count, 1))
         per_group = np.maximum(2 * rms, 0.1).reshape(arch["groups"], -1)
         return [[float(f"{v:.3g}") for v in g] for g in per_group]
 

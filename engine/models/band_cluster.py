@@ -68,7 +68,7 @@ def spread_densities(eb: EntropyBottleneck, scales: list[float]) -> None:
     with torch.no_grad():
         for c, scale in enumerate(scales):
             one = EntropyBottleneck(1, init_scale=float(scale), filters=eb.filters)
-            for (name, mine), (_, init) in zip(eb.named_parameters(), one.named_parameters()):
+            for mine, init in zip(eb.parameters(), one.parameters()):
                 mine[c] = init[0]
 
 
@@ -125,8 +125,8 @@ class BandCluster(TileMeans, nn.Module):
         return {"x_hat": self.uncentre(x_hat, m), "likelihoods": lks}
 
     def compress(self, x: torch.Tensor) -> tuple[list[list[bytes]], tuple[int, int]]:
-        """One tile (1, B, H, W) -> per interval, one rANS string per band (then the means' string with
-        ``center``); the latent's spatial shape."""
+        """One tile (1, B, H, W) -> per interval, one rANS string per band (the based variant: one for all
+        its planes), then the means' string with ``center``; the latent's spatial shape."""
         x_in, m = self.centre(x)
         xp = pad_to(x_in, self.multiple)
         groups, shape = [], self.latent_shape(*x.shape[-2:])
