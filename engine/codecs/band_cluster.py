@@ -9,10 +9,13 @@ without a stored partition uses the rescaled partition of the nearest stored ban
 Tile payload: :func:`engine.format.strings.pack_strings` with one group of strings per interval and
 one string per band.
 
-That is the raw-band variant (``--arch components=0``). The shipped weights take a clustered KLT
+That is the raw-band variant (``--arch components=0``). The stage-input weights take a clustered KLT
 instead (:mod:`engine.codecs.stage_input`): the partition of the bands is found as above, each interval
 gets its own KLT fitted on the scene (stored in the file's scene section), and the interval's model codes
-its ``components / groups`` whitened component planes, one by one, as it codes bands in the raw variant.
+its ``components / groups`` component planes, as it codes bands in the raw variant. The shipped ones
+(``_ARCH_BASED``) take the planes in the KLT's orthonormal units on a fixed Haar base
+(:mod:`engine.models.stage_base`, arch key ``base_step``); the earlier ones took them whitened.
+``equal_width`` (an ablation) puts equal-width intervals in place of the found partition.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from engine.codecs.base import CodecInfo, TileCodec
 from engine.codecs.learned import LearnedCodecMixin, guarded_string, onednn_off, to_device
 from engine.codecs.spatial import random_patches
 from engine.codecs.stage_input import (STAGE_STEP, ClusteredPlanes, StageInputMixin, clustered_bytes,
-                                       clustered_from_bytes, fit_clustered)
+                                       clustered_from_bytes, fit_clustered, step_for)
 from engine.errors import FormatError, InputError
 from engine.format.strings import pack_strings, unpack_strings
 from engine.registry import register
@@ -32,8 +35,14 @@ _MAX_STRINGS = 4096  # strings in one group: at most one per band
 
 
 # The model's own arguments: a stage-input architecture adds components, stage_step, band_partitions.
-_MODEL_KEYS = ("groups", "N", "partitions", "gain", "min_frac", "max_frac", "center", "input_gain")
+_MODEL_KEYS = ("groups", "N", "partitions", "gain", "min_frac", "max_frac", "center", "input_gain",
+               "base_step", "refine", "prior_scales")
 PLANES_PER_GROUP = 4
+# The shipped variant: orthonormal planes on a fixed Haar base, coded without tile means (the Haar DC
+# subband carries them), the quantiser step of each quality's lmbda in place of the fixed gain.
+_ARCH_BASED = {"groups": 5, "N": 48, "min_frac": 1 / 32, "max_frac": 0.4, "center": False,
+               "components": 5 * PLANES_PER_GROUP, "stage_step": STAGE_STEP, "whiten": False,
+               "equal_width": False, "refine": True}  # the last two: ablations (--arch KEY=VALUE)
 
 
 class BandClusterNetwork(LearnedCodecMixin, TileCodec):
@@ -104,33 +113,39 @@ class BandClusterCodec(StageInputMixin, BandClusterNetwork):
         default_quality=2,
     )
     # Five intervals as the paper's AVIRIS partition; intervals hold 1/32 to 0.4 of the bands.
-    # Stage input: PLANES_PER_GROUP planes per interval, coded relative to their tile means (unit
-    # variance already: no input gain).
-    recipes = {q: {"arch": {"groups": 5, "N": 48, "min_frac": 1 / 32, "max_frac": 0.4, "center": True,
-                            "input_gain": 1.0, "components": 5 * PLANES_PER_GROUP, "stage_step": STAGE_STEP},
-                   "lmbda": lmbda, "batch": 2}
-               for q, lmbda in ((1, 500.0), (2, 4000.0), (3, 30000.0))}
+    # lmbda: band MSE against bits per band sample (stage_input.plane_loss), as for s2cnet.
+    recipes = {q: {"arch": {**_ARCH_BASED, "base_step": round(step_for(lmbda), 4)}, "lmbda": lmbda, "batch": 2}
+               for q, lmbda in ((1, 1000.0), (2, 5000.0), (3, 30000.0))}
 
     @classmethod
     def build_network(cls, arch: dict):
         from engine.models.band_cluster import BandCluster
 
-        return BandCluster(**{k: arch[k] for k in _MODEL_KEYS if k in arch})
+        keys = {k: arch[k] for k in _MODEL_KEYS if k in arch}
+        if not arch.get("components", 0):  # the raw bands (--arch components=0): no base
+            keys.pop("base_step", None)
+        planes = arch["components"] // arch["groups"] if keys.get("base_step") else 0
+        return BandCluster(**keys, planes=planes)
 
     @classmethod
     def prepare_arch(cls, arch: dict, scenes) -> dict:
         """Partitions per band count from the mean band correlation of the training scenes with that count;
         for the stage input, those partition the bands into the clustered KLT's intervals, and the model's
-        own partition gives each interval its planes."""
+        own partition gives each interval its planes. ``equal_width``: equal-width intervals instead (the
+        ablation of the found partition)."""
         from engine.band_partition import band_correlation, find_partition, size_limits
 
         sums: dict[int, tuple[np.ndarray, int]] = {}
+        scenes = list(scenes)
         for _name, x, valid in scenes:
             r = band_correlation(x, valid)
             total, count = sums.get(x.shape[0], (0.0, 0))
             sums[x.shape[0]] = (total + r, count + 1)
         parts = {}
         for bands, (total, count) in sorted(sums.items()):
+            if arch.get("equal_width"):
+                parts[str(bands)] = [round(g * bands / arch["groups"]) for g in range(arch["groups"] + 1)]
+                continue
             lo, hi = size_limits(bands, arch["groups"], arch["min_frac"], arch["max_frac"])
             parts[str(bands)] = find_partition(total / count, arch["groups"], lo, hi)
         k = int(arch.get("components", 0))
@@ -139,8 +154,34 @@ class BandClusterCodec(StageInputMixin, BandClusterNetwork):
         if k % arch["groups"]:
             raise InputError(f"band-cluster components ({k}) must be a multiple of groups ({arch['groups']})")
         per = k // arch["groups"]
-        return {**arch, "band_partitions": parts,
+        arch = {**arch, "band_partitions": parts,
                 "partitions": {str(k): [g * per for g in range(arch["groups"] + 1)]}}
+        if arch.get("base_step"):
+            arch["prior_scales"] = cls.prior_scales(arch, scenes)
+        return arch
+
+    @classmethod
+    def prior_scales(cls, arch: dict, scenes) -> list[list[float]]:
+        """Per interval, the initial spread of each latent channel's density: 2 x the RMS of the base's
+        latents (Haar subbands / step) over the training scenes, at least 0.1
+        (engine.models.band_cluster.spread_densities)."""
+        import torch
+
+        from engine.models.band_cluster import BASE_LEVELS
+        from engine.models.stage_base import HaarBlocks
+
+        haar, s = HaarBlocks(1, BASE_LEVELS), 2 ** BASE_LEVELS
+        total, count = np.zeros((arch["components"], s * s)), 0
+        for _name, x, valid in scenes:
+            w = cls.scene_planes(arch, x, valid).whiten(x)
+            h, ww = w.shape[1] // s * s, w.shape[2] // s * s
+            if not h or not ww:
+                continue
+            y = haar(torch.from_numpy(w[:, None, :h, :ww])).numpy() / arch["base_step"]  # (K, 16, h, w)
+            total, count = total + (y.astype(np.float64) ** 2).sum((2, 3)), count + h * ww // (s * s)
+        rms = np.sqrt(total / max(count, 1))
+        per_group = np.maximum(2 * rms, 0.1).reshape(arch["groups"], -1)
+        return [[float(f"{v:.3g}") for v in g] for g in per_group]
 
     # --- the clustered KLT -------------------------------------------------------------------------------
 
@@ -159,7 +200,7 @@ class BandClusterCodec(StageInputMixin, BandClusterNetwork):
         per = self.components // self.model.groups
         if len(stages) != self.model.groups or any(st is not None and st.k > per for st in stages):
             raise FormatError(f"clustered stage of {len(stages)} intervals does not fit these weights")
-        return ClusteredPlanes(bounds, stages, per)
+        return ClusteredPlanes(bounds, stages, per, self.model.whiten)
 
     @classmethod
     def scene_planes(cls, arch: dict, cube: np.ndarray, valid: np.ndarray):
@@ -167,7 +208,8 @@ class BandClusterCodec(StageInputMixin, BandClusterNetwork):
 
         bounds = partition_for(arch["band_partitions"], cube.shape[0])
         per = arch["components"] // arch["groups"]
-        return ClusteredPlanes(bounds, fit_clustered([(cube, valid)], bounds, per, arch["stage_step"]), per)
+        return ClusteredPlanes(bounds, fit_clustered([(cube, valid)], bounds, per, arch["stage_step"]), per,
+                               arch.get("whiten", True))
 
     @classmethod
     def build_model(cls, arch: dict):

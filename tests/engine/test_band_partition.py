@@ -108,7 +108,7 @@ def test_training_stores_one_partition_per_band_count_and_codes_any_band_count(t
     b = (block_cube([0, 5, 10, 20, 30, 40], 24, 24, seed=1) * 1000).astype("uint16")
     # The raw-band variant codes the bands themselves; the stage-input one (the recipe's default) keeps the
     # same partitions as its clustered KLT's intervals and gives each interval's model its planes.
-    rec = train(TrainConfig("band-cluster", 2, steps=2, batch=1, device="cpu", arch={"components": 0}),
+    rec = train(TrainConfig("band-cluster", 2, steps=2, batch=1, device="cpu", arch={"components": 0, "center": True}),
                 [("sensa_1.tif", a, None), ("sensb_1.tif", b, None)], tmp_path)
     parts = rec["recipe"]["arch"]["partitions"]
     assert parts == {"40": [0, 5, 10, 20, 30, 40], "60": [0, 12, 30, 37, 45, 60]}
@@ -138,3 +138,42 @@ def test_training_stores_one_partition_per_band_count_and_codes_any_band_count(t
                                0.25, atol=1e-3)
     with pytest.raises(FormatError, match="means"):
         codec.decode_tile(pack_strings(shape, [*groups[:-1], [up[:-2]]]), tile.shape)
+
+
+def test_based_band_cluster_at_init_is_the_haar_base_and_a_uniform_quantiser():
+    """The shipped variant before training: each plane's 4 x 4 Haar subbands / step, rounded, and back;
+    the planes are in the KLT's orthonormal units, one string per interval."""
+    import torch
+
+    from engine.codecs.band_cluster import BandClusterCodec
+    from engine.models.stage_base import HaarBlocks
+
+    a = block_cube([0, 12, 30, 37, 45, 60], 24, 24)
+    arch = BandClusterCodec.prepare_arch(dict(BandClusterCodec.recipes[2]["arch"]), [("sensa_1.tif", a, None)])
+    assert arch["whiten"] is False and arch["base_step"] == round(0.0416, 4)
+    model = BandClusterCodec.build_model(arch).eval()
+    model.entropy_bottleneck.apply(lambda m: m.update(force=True) if hasattr(m, "_quantized_cdf") else None)
+    planes = BandClusterCodec.scene_planes(arch, a, None)
+    w = torch.from_numpy(planes.whiten(a)[:, :24, :24])[None]
+    with torch.no_grad():
+        groups, shape = model.compress(w)
+        out = model.decompress(groups, shape, arch["components"], (24, 24), "cpu")
+    assert shape == (6, 6) and [len(g) for g in groups] == [1] * 5
+    base, step = HaarBlocks(arch["components"], 2), arch["base_step"]
+    expected = base.inverse(torch.round(base(w) / step) * step)
+    assert torch.allclose(out, expected, atol=1e-5)
+    # Orthonormal units: the error of a plane is at most half a step per subband.
+    assert (out - w).abs().max() <= 2 * step
+
+
+def test_equal_width_ablation_and_refinements_left_at_zero():
+    from engine.codecs.band_cluster import BandClusterCodec
+
+    a = block_cube([0, 12, 30, 37, 45, 60], 24, 24)
+    arch = {**BandClusterCodec.recipes[2]["arch"], "equal_width": True, "refine": False}
+    arch = BandClusterCodec.prepare_arch(arch, [("sensa_1.tif", a, None)])
+    assert arch["band_partitions"] == {"60": [0, 12, 24, 36, 48, 60]}
+    model = BandClusterCodec.build_model(arch)
+    frozen = [n for n, p in model.named_parameters() if not p.requires_grad]
+    assert frozen and all(".refine." in n for n in frozen)
+    assert not any(p.requires_grad for t in model.g_a for p in t.refine.parameters())

@@ -15,7 +15,7 @@ SATURATED = ("sscnet", "bmshj2018-hyperprior")
 # Codecs whose shipped weights code tiles relative to their per-band means (TileMeans): sent those means,
 # the first weights of hific-3d ignored their input entirely (docs/codecs.md); see
 # test_centred_codecs_follow_their_input.
-CENTRED = ("hific-se", "hific-3d", "band-cluster")  # mdim-drf and s2cnet: their planes are centred by the KLT
+CENTRED = ("hific-se", "hific-3d")  # mdim-drf, s2cnet and band-cluster: their planes are centred by the KLT
 
 
 def smooth_tile(bands, rows, cols, seed=0):
@@ -79,7 +79,7 @@ def test_round_trip_from_bytes_any_band_count(codec_id, bands):
 # in BELOW_MEANS measure less than that (the spatial codecs are weak after their short CPU training,
 # docs/codecs.md), every other one must stay above it. A new codec fails until it is measured here.
 TILE_PSNR = {
-    "band-cluster": {1: 41.81, 2: 41.68, 3: 42.06},  # clustered KLT, fitted on the tile itself
+    "band-cluster": {1: 46.86, 2: 50.9, 3: 54.97},  # clustered KLT on a Haar base, fitted on the tile itself
     "bmshj2018-factorized": {1: 21.0, 2: 21.63, 3: 20.73, 11: 25.78, 12: 24.16, 13: 24.35},
     "bmshj2018-hyperprior": {1: 27.83, 2: 27.11, 3: 28.65, 11: 35.8, 12: 38.37, 13: 39.09},
     "cae1d": {1: 39.54, 2: 34.96, 3: 39.81},
