@@ -1,5 +1,13 @@
 """``hific-se`` and ``hific-3d``: HiFiC adapted to hyperspectral images, see engine.models.hific.
 
+The shipped weights code the scene's spectral stage (engine.codecs.stage_input: 16 KLT component planes
+in orthonormal units) with E and G refining a fixed Haar base (engine.models.hific.HiFiCPlanes). Their
+loss is lmbda * band MSE + bits per band sample (plus the SE l1 term) at a fixed lmbda per quality, whose
+quantiser step is the base's (stage_input.step_for): on the planes it replaces the paper's target-rate
+control and SSIM term (an SSIM of KLT planes is not the SSIM of the bands the codec is measured by). The
+GAN stage adds the adversary's terms scaled by lmbda / (theta1 * 255^2), i.e. in the paper's proportion to
+the MSE. What follows is the raw-band variant (``--arch components=0``, the retired weights).
+
 Training follows the paper in two stages, both ``hsic train``:
 
 1. without the adversary (beta = 0): loss = lambda * rate + theta1 * MSE + theta2 * (1 - SSIM);

@@ -21,6 +21,9 @@ Any band count:
 Squeeze-and-excitation (SE) blocks (reduction 2) sit after normalisation layers, placed by ``se``:
 ``"eg-norm"`` after every ChannelNorm of E and G (the paper's best), ``"e-norm"`` after every ChannelNorm
 of E, ``"e-first"`` after E's first ChannelNorm only, ``"none"`` (HiFiC_opt / HiFiC_3D).
+
+:class:`HiFiCPlanes`: the same E and G (two stride-2 stages instead of four) on the spectral stage's
+component planes, as learned refinements of a fixed Haar base (the shipped weights).
 """
 
 from __future__ import annotations
