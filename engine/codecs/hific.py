@@ -1,5 +1,13 @@
 """``hific-se`` and ``hific-3d``: HiFiC adapted to hyperspectral images, see engine.models.hific.
 
+The shipped weights code the scene's spectral stage (engine.codecs.stage_input: 16 KLT component planes
+in orthonormal units) with E and G refining a fixed Haar base (engine.models.hific.HiFiCPlanes). Their
+loss is lmbda * band MSE + bits per band sample (plus the SE l1 term) at a fixed lmbda per quality, whose
+quantiser step is the base's (stage_input.step_for): on the planes it replaces the paper's target-rate
+control and SSIM term (an SSIM of KLT planes is not the SSIM of the bands the codec is measured by). The
+GAN stage adds the adversary's terms scaled by lmbda / (theta1 * 255^2), i.e. in the paper's proportion to
+the MSE. What follows is the raw-band variant (``--arch components=0``, the retired weights).
+
 Training follows the paper in two stages, both ``hsic train``:
 
 1. without the adversary (beta = 0): loss = lambda * rate + theta1 * MSE + theta2 * (1 - SSIM);
@@ -20,6 +28,7 @@ from typing import ClassVar
 
 from engine.codecs.base import CodecInfo
 from engine.codecs.spatial import SpatialCodec
+from engine.codecs.stage_input import COMPONENTS, STAGE_STEP, StageInputMixin, plane_loss, step_for
 from engine.losses import likelihood_bits, masked_mse
 from engine.registry import register
 
@@ -47,10 +56,19 @@ def target_rate_lambda(rate: float, r_t: float, lambda_a: float, lambda_b: float
     return lambda_a if rate > r_t else lambda_b
 
 
-def _recipes(arch: dict) -> dict[int, dict]:
-    return {q: {"arch": arch, "r_t": r_t, "lambda_a": TABLE_I[r_t], "lambda_b": LAMBDA_B,
-                "lambda_stage1": LAMBDA_STAGE1,
-                "lmbda": TABLE_I[r_t],  # what the generic loop reads; the rate control replaces it
+# On the planes: a fixed lmbda per quality (band MSE against bits per band sample, as for s2cnet), whose
+# quantiser step (step_for) is the base's; it replaces the target-rate control (see _HiFiCCodec.training_loss).
+PLANE_LMBDAS = {1: 1000.0, 2: 5000.0, 3: 30000.0}
+
+
+def _recipes(raw: dict, planes: dict) -> dict[int, dict]:
+    """The planes' recipes (shipped); the raw-band variant's fields stay for ``--arch components=0``."""
+    return {q: {"arch": {**raw, **planes, "base_step": round(step_for(PLANE_LMBDAS[q]), 4)},
+                "lmbda": PLANE_LMBDAS[q],
+                # The GAN stage's weights relative to the band MSE: the paper's beta and theta3 against its
+                # theta1 * MSE(0..255), applied to lmbda * MSE (HiFiCAdversary).
+                "gan_scale": PLANE_LMBDAS[q] / (THETA[0] * MSE_SCALE),
+                "r_t": r_t, "lambda_a": TABLE_I[r_t], "lambda_b": LAMBDA_B, "lambda_stage1": LAMBDA_STAGE1,
                 "theta": list(THETA), "beta": BETA, "se_l1": SE_L1, "batch": 4}
             for q, r_t in QUALITY_TARGETS.items()}
 
@@ -70,7 +88,8 @@ class HiFiCAdversary:
 
         self.net = Discriminator(latent).to(device).train()
         self.opt = torch.optim.Adam(self.net.parameters(), lr=lr, betas=(0.5, 0.999))
-        self.beta, self.theta3 = recipe["beta"], recipe["theta"][2]
+        scale = recipe["gan_scale"] if recipe["arch"].get("components", 0) else 1.0
+        self.beta, self.theta3 = scale * recipe["beta"], scale * recipe["theta"][2]
         self._last: dict[str, float] = {}
 
     def generator_loss(self, out, xb, vb):
@@ -108,24 +127,31 @@ class HiFiCAdversary:
         self.opt.load_state_dict(state["opt"])
 
 
-class _HiFiCCodec(SpatialCodec):
+class _HiFiCCodec(StageInputMixin, SpatialCodec):
     """Shared by both ids; they differ in architecture only."""
 
-    patch: ClassVar[int] = 64  # the hyperprior down-samples by 64
+    patch: ClassVar[int] = 64  # the raw-band hyperprior down-samples by 64 (the planes' by 16)
     adversarial: ClassVar[bool] = True  # stage 2 (``--gan``) trains a discriminator alongside
 
-    @staticmethod
-    def build_model(arch: dict):
-        from engine.models.hific import HiFiC
+    @classmethod
+    def build_network(cls, arch: dict):
+        from engine.models.hific import HiFiC, HiFiCPlanes
 
-        return HiFiC(**arch)
+        if arch.get("components", 0):
+            return HiFiCPlanes(**{k: arch[k] for k in _PLANE_KEYS if k in arch}, widths=arch["plane_widths"],
+                               hyper=arch["plane_hyper"])
+        return HiFiC(**{k: arch[k] for k in _RAW_KEYS if k in arch})
 
     @classmethod
-    def training_loss(cls, model, out, xb, vb, recipe):
-        """lambda * rate + theta1 * MSE(0..255) + theta2 * (1 - SSIM) + SE l1; see the module docstring.
+    def training_loss(cls, model, out, xb, vb, recipe, *extra):
+        """Planes: lmbda * band MSE + bits per band sample (stage_input.plane_loss) + SE l1.
 
-        The rate is bits per sample x 369, the paper's bits per pixel for its band count.
+        Raw bands: lambda * rate + theta1 * MSE(0..255) + theta2 * (1 - SSIM) + SE l1; see the module
+        docstring. The rate is bits per sample x 369, the paper's bits per pixel for its band count.
         """
+        if extra:
+            loss, metrics = plane_loss(out, xb, vb, extra[0], recipe["lmbda"])
+            return loss + recipe["se_l1"] * model.se_l1().to(loss.device), metrics
         import torch
 
         from engine.models.hific import ssim
@@ -154,6 +180,7 @@ class _HiFiCCodec(SpatialCodec):
         return HiFiCAdversary(model.h_s[-2].out_channels, recipe, device)
 
 
+# The raw-band variant (``--arch components=0``; the retired weights).
 # Our widths (the paper's, from HiFiC, in brackets): E 16/24/32/48/64 (60/120/240/480/960), latent 48
 # (220), hyperprior 32 (320), G 2 residual blocks (9), band adapter 16 channels (none: fixed 369 bands).
 ARCH_SE = {"widths": [16, 24, 32, 48, 64], "M": 48, "hyper": 32, "blocks": 2, "se": "eg-norm",
@@ -162,6 +189,14 @@ ARCH_SE = {"widths": [16, 24, 32, 48, 64], "M": 48, "hyper": 32, "blocks": 2, "s
 ARCH_3D = {"widths": [16, 24, 32, 48, 64], "M": 48, "hyper": 32, "blocks": 2, "se": "none",
            "conv3d": True, "groups": 8, "conv3d_channels": 2, "gain": 16.0,
            "center": True, "input_gain": 20.0}
+_RAW_KEYS = ("widths", "M", "hyper", "blocks", "se", "conv3d", "adapter", "groups", "conv3d_channels", "gain",
+             "center", "input_gain")
+# The shipped variant: the stage's 16 planes in orthonormal units, E and G at /4 (M = 16 x 16 subbands of
+# the Haar base) refining the base; widths: E's first convolution and its two stride-2 ones (G mirrors).
+PLANES = {"components": COMPONENTS, "stage_step": STAGE_STEP, "whiten": False, "plane_widths": [16, 32, 64],
+          "plane_hyper": 48, "refine": True}
+_PLANE_KEYS = ("components", "blocks", "se", "conv3d", "groups", "conv3d_channels", "base_step",
+               "refine")
 
 
 _PAPER = ("Byju, Fuchs, Walda, Demir, Generative Adversarial Networks for Spatio-Spectral Compression of "
@@ -177,7 +212,7 @@ class HiFiCSE(_HiFiCCodec):
         qualities=tuple(QUALITY_TARGETS),
         default_quality=2,
     )
-    recipes = _recipes(ARCH_SE)
+    recipes = _recipes(ARCH_SE, PLANES)
 
 
 @register
@@ -189,4 +224,4 @@ class HiFiC3D(_HiFiCCodec):
         qualities=tuple(QUALITY_TARGETS),
         default_quality=2,
     )
-    recipes = _recipes(ARCH_3D)
+    recipes = _recipes(ARCH_3D, PLANES)

@@ -21,6 +21,9 @@ Any band count:
 Squeeze-and-excitation (SE) blocks (reduction 2) sit after normalisation layers, placed by ``se``:
 ``"eg-norm"`` after every ChannelNorm of E and G (the paper's best), ``"e-norm"`` after every ChannelNorm
 of E, ``"e-first"`` after E's first ChannelNorm only, ``"none"`` (HiFiC_opt / HiFiC_3D).
+
+:class:`HiFiCPlanes`: the same E and G (two stride-2 stages instead of four) on the spectral stage's
+component planes, as learned refinements of a fixed Haar base (the shipped weights).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from torch import nn
 
 from engine.models.layers import BandAdapter, Gain, pad_to
 from engine.models.spatial import CentredHyperprior
+from engine.models.stage_base import BasedAnalysis, BasedSynthesis
 
 SE_PLACEMENTS = ("none", "e-first", "e-norm", "eg-norm")
 
@@ -103,20 +107,40 @@ class _Head3d(nn.Module):
 
 
 class _Tail3d(nn.Module):
-    """G's last convolution in 3D: (N, channels * groups, H, W) -> (N, B, H, W) for any B."""
+    """G's last convolution in 3D: (N, channels * groups, H, W) -> (N, B, H, W) for any B (or for the fixed
+    ``bands`` given at construction: the component planes)."""
 
-    def __init__(self, channels: int, groups: int, kernel: int = 3):
+    def __init__(self, channels: int, groups: int, kernel: int = 3, bands: int | None = None):
         super().__init__()
-        self.channels, self.groups = channels, groups
+        self.channels, self.groups, self.bands = channels, groups, bands
         self.conv = nn.Conv3d(channels, 1, kernel, padding=kernel // 2)
 
-    def forward(self, h, bands: int):
+    def forward(self, h, bands: int | None = None):
+        bands = bands or self.bands
         n, _, hh, ww = h.shape
         v = h.reshape(n, self.channels, self.groups, hh, ww)
         # Linear interpolation along the band axis, group centres at the ends (align_corners).
         interp = BandAdapter._at(torch.eye(self.groups, device=h.device, dtype=h.dtype), bands)  # (G, B)
         v = torch.einsum("gb,ncghw->ncbhw", interp, v)
         return self.conv(v)[:, 0]
+
+
+def _down(widths: list[int], se_first: bool, se_all: bool) -> list[nn.Module]:
+    """E after its first convolution: norm, then a stride-2 convolution + norm + ReLU per further width."""
+    enc: list[nn.Module] = [*_norm(widths[0], se_first), nn.ReLU()]
+    for cin, cout in zip(widths, widths[1:]):
+        enc += [nn.Conv2d(cin, cout, 3, stride=2, padding=1), *_norm(cout, se_all), nn.ReLU()]
+    return enc
+
+
+def _up(M: int, widths: list[int], blocks: int, se: bool) -> list[nn.Module]:
+    """G up to its last convolution: from y, residual blocks, a transposed stride-2 convolution per width."""
+    gen: list[nn.Module] = [nn.Conv2d(M, widths[-1], 3, padding=1), *_norm(widths[-1], se)]
+    gen += [_Residual(widths[-1], se) for _ in range(blocks)]
+    for cin, cout in zip(widths[::-1], widths[-2::-1]):
+        gen += [nn.ConvTranspose2d(cin, cout, 3, stride=2, padding=1, output_padding=1), *_norm(cout, se),
+                nn.ReLU()]
+    return gen
 
 
 class HiFiC(CentredHyperprior):
@@ -152,17 +176,10 @@ class HiFiC(CentredHyperprior):
             self.head3d = _Head3d(conv3d_channels, groups)
         else:
             enc.append(nn.Conv2d(adapter, w[0], 7, padding=3))
-        enc += [*_norm(w[0], e_first), nn.ReLU()]
-        for cin, cout in zip(w, w[1:]):
-            enc += [nn.Conv2d(cin, cout, 3, stride=2, padding=1), *_norm(cout, e_all), nn.ReLU()]
-        enc += [nn.Conv2d(w[-1], M, 3, padding=1), Gain(gain)]
+        enc += [*_down(w, e_first, e_all), nn.Conv2d(w[-1], M, 3, padding=1), Gain(gain)]
         self.g_a = nn.Sequential(*enc)
 
-        gen: list[nn.Module] = [Gain(1 / gain), nn.Conv2d(M, w[-1], 3, padding=1), *_norm(w[-1], g_all)]
-        gen += [_Residual(w[-1], g_all) for _ in range(blocks)]
-        for cin, cout in zip(w[::-1], w[-2::-1]):
-            gen += [nn.ConvTranspose2d(cin, cout, 3, stride=2, padding=1, output_padding=1),
-                    *_norm(cout, g_all), nn.ReLU()]
+        gen: list[nn.Module] = [Gain(1 / gain), *_up(M, w, blocks, g_all)]
         if conv3d:
             self.tail3d = _Tail3d(conv3d_channels, groups)
         else:
@@ -202,6 +219,55 @@ class HiFiC(CentredHyperprior):
         """Sum of the SE blocks' l1 penalties (zero without SE blocks)."""
         terms = [m.l1() for m in self.modules() if isinstance(m, SqueezeExcite)]
         return torch.stack(terms).sum() if terms else torch.zeros(())
+
+
+class HiFiCPlanes(HiFiC):
+    """HiFiC_SE / HiFiC_3D on the spectral stage's K component planes (engine.codecs.stage_input, in the
+    KLT's orthonormal units), around a fixed Haar base (engine.models.stage_base)::
+
+        planes x (N,K,H,W) -> y = haar(x) / step + alpha * E(x)        (K * 16 subbands at /4)
+        -> Q, scale hyperprior (z at /16) -> y_hat
+        -> x_hat = haar^T(y_hat * step) + beta * G(y_hat * step)       (alpha, beta zero at start)
+
+    E: the first convolution (7 x 7, or HiFiC_3D's 3 x 3 x 3 head acting across the K planes as its bands),
+    then two stride-2 convolutions (``widths``: 3 values) with ChannelNorm (+ SE), to the M = 16 K channels
+    of the base; G mirrors it (residual blocks, two transposed stride-2 convolutions, 7 x 7 or the 3D
+    tail back to K planes). No gain on y (the base's step sets the scale), no tile means (the planes are
+    centred by the stage's mean). ``refine=False``: alpha and beta frozen at zero (the base and the learned
+    entropy model alone, the ablation).
+    """
+
+    def __init__(self, components: int = 16, widths=(16, 32, 64), hyper: int = 48, blocks: int = 2,
+                 se: str = "eg-norm", conv3d: bool = False, groups: int = 8, conv3d_channels: int = 2,
+                 base_step: float = 0.04, refine: bool = True):
+        if se not in SE_PLACEMENTS:
+            raise ValueError(f"se placement {se!r}: choose one of {SE_PLACEMENTS}")
+        if len(widths) != 3:
+            raise ValueError("widths: 3 values (first convolution, then two stride-2 convolutions)")
+        if conv3d and conv3d_channels * groups != widths[0]:
+            raise ValueError("conv3d_channels * groups must equal widths[0]")
+        M = 16 * components
+        CentredHyperprior.__init__(self, N=hyper, M=M, hyperprior=True, channels=components)
+        self.multiple = 16  # y at /4, z at /16
+        self.se_placement, self.conv3d = se, conv3d
+        self.center, self.input_gain = False, 1.0
+        w = list(widths)
+        first = _Head3d(conv3d_channels, groups) if conv3d else nn.Conv2d(components, w[0], 7, padding=3)
+        last = _Tail3d(conv3d_channels, groups, bands=components) if conv3d else \
+            nn.Conv2d(w[0], components, 7, padding=3)
+        enc = [first, *_down(w, se != "none", se in ("e-norm", "eg-norm")), nn.Conv2d(w[-1], M, 3, padding=1)]
+        gen = [*_up(M, w, blocks, se == "eg-norm"), last]
+        self.g_a = BasedAnalysis(nn.Sequential(*enc), components, 2, base_step)
+        self.g_s = BasedSynthesis(nn.Sequential(*gen), components, 2, base_step)
+        if not refine:
+            for t in (self.g_a, self.g_s):
+                t.refine.scale.requires_grad_(False)
+
+    def _in(self, x):
+        return x
+
+    def _out(self, h, bands):
+        return h
 
 
 class Discriminator(nn.Module):

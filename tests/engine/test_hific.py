@@ -195,13 +195,16 @@ def test_gan_stage_needs_a_codec_with_an_adversary(tmp_path):
 
 
 @pytest.mark.parametrize("codec_id", ["hific-se", "hific-3d"])
-def test_shipped_codec_checks_the_means_string(codec_id):
-    from engine.format.strings import pack_strings, unpack_strings
+def test_raw_band_codec_checks_the_means_string(codec_id):
     from engine.errors import FormatError
+    from engine.format.strings import pack_strings, unpack_strings
     from engine.registry import get_codec
+    from engine.weight_files import WEIGHTS_DIR
 
-    codec = get_codec(codec_id, 1, device="cpu")
-    assert codec.model.center  # the shipped weights send tile means
+    # The retired raw-band weights (archived by digest: files written with them still decode).
+    archived = sorted(WEIGHTS_DIR.glob(f"archive/{codec_id}-q1-*.pt"))
+    codec = get_codec(codec_id, 1, device="cpu", weights=archived[0])
+    assert codec.model.center and not codec.uses_scene_stage  # the raw-band weights send tile means
     tile = smooth((9, 16, 16))
     shape, groups = unpack_strings(codec.encode_tile(tile), 64)
     assert [len(s) for s in groups[2]] == [18]
@@ -209,3 +212,44 @@ def test_shipped_codec_checks_the_means_string(codec_id):
     for bad in (groups[2][0][:-2], groups[2][0] + b"\0\0"):
         with pytest.raises(FormatError, match="means"):
             codec.decode_tile(pack_strings(shape, [*groups[:2], [bad]]), tile.shape)
+
+
+PLANES_TINY = {"components": 3, "widths": [4, 4, 4], "hyper": 8, "blocks": 1, "base_step": 0.05}
+
+
+@pytest.mark.parametrize("conv3d", [False, True])
+def test_planes_model_at_init_is_the_haar_base_alone(conv3d):
+    """The based HiFiC's E and G start at zero: its output is the Haar base, quantised with its step."""
+    from engine.models.hific import HiFiCPlanes
+    from engine.models.stage_base import HaarBlocks
+
+    arch = {**PLANES_TINY, **({"se": "none", "conv3d": True, "groups": 2, "conv3d_channels": 2} if conv3d else {})}
+    model = HiFiCPlanes(**arch).eval()
+    x = torch.from_numpy(smooth((2, 3, 16, 16))) * 0.3
+    base = HaarBlocks(3, 2)
+    with torch.no_grad():
+        out = model(x)
+        want = base.inverse(torch.round(base(x) / 0.05) * 0.05)
+    assert out["y_hat"].shape == (2, 48, 4, 4)
+    torch.testing.assert_close(out["x_hat"], want, atol=1e-5, rtol=0)
+    # Trained, the refinements move away from zero; with refine=False they stay there.
+    for refine in (True, False):
+        m = HiFiCPlanes(**arch, refine=refine).train()
+        opt = torch.optim.Adam([p for p in m.parameters() if p.requires_grad], lr=1e-2)
+        for _ in range(2):
+            o = m(x)
+            loss = ((o["x_hat"] - x) ** 2).mean() * 1e4 - sum(torch.log2(v).mean() for v in o["likelihoods"].values())
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        moved = m.g_a.refine.scale.abs().sum() + m.g_s.refine.scale.abs().sum()
+        assert (moved > 0) == refine
+
+
+def test_planes_recipes_use_the_base_step_of_their_lmbda():
+    from engine.codecs.stage_input import step_for
+
+    for cls in (HiFiCSE, HiFiC3D):
+        for q, r in cls.recipes.items():
+            assert r["arch"]["components"] == 16 and r["arch"]["whiten"] is False
+            assert r["arch"]["base_step"] == pytest.approx(step_for(r["lmbda"]), abs=1e-4)

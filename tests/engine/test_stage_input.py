@@ -79,7 +79,7 @@ def test_clustered_planes_bytes_and_band_reads():
         clustered_from_bytes(blob[:10], 30)
 
 
-@pytest.mark.parametrize("codec_id", ["s2cnet", "band-cluster", "mdim-drf"])
+@pytest.mark.parametrize("codec_id", ["s2cnet", "band-cluster", "mdim-drf", "hific-se", "hific-3d"])
 def test_stage_input_scene_round_trip_from_bytes(codec_id, tmp_path):
     from engine.pipeline import SceneDecoder, SceneInfo, compress_scene
     from engine.registry import get_codec
