@@ -16,6 +16,8 @@ from typing import Callable, Iterable
 import numba
 import numpy as np
 
+from engine.normalise import native
+
 BUCKETS = 64  # GDAL uses 256; 64 keep the sidecar and style small
 
 ReadWindow = Callable[[int, int, int, int], np.ndarray]
@@ -40,7 +42,7 @@ def scene_statistics(bands: int, nodata: float | None, read_window: ReadWindow,
     shift = np.full(bands, np.nan)  # each band's first valid sample: moments about it stay accurate
     s1, s2 = np.zeros(bands), np.zeros(bands)
     for win in windows:  # first pass: extremes and shifted moments
-        raw = read_window(*win)
+        raw = native(read_window(*win))
         total += raw.shape[1] * raw.shape[2]
         _moments(raw, skip, nd, shift, n, s1, s2, lo, hi)
     edges = [histogram_range(lo[b], hi[b]) if n[b] else (0.0, 1.0) for b in range(bands)]
@@ -48,7 +50,7 @@ def scene_statistics(bands: int, nodata: float | None, read_window: ReadWindow,
     h1 = np.array([e[1] for e in edges])
     counts = np.zeros((bands, BUCKETS), dtype=np.int64)
     for win in windows:  # second pass: the histogram, now that the range is known
-        _histogram(read_window(*win), skip, nd, h0, h1, counts)
+        _histogram(native(read_window(*win)), skip, nd, h0, h1, counts)
     out = []
     for b in range(bands):
         if not n[b]:

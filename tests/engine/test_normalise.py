@@ -19,3 +19,9 @@ def test_scaled_equals_the_float64_expression_bit_for_bit(dtype):
     want = ((raw.astype(np.float64) - offset[:, None, None]) / scale[:, None, None]).astype(np.float32)
     got = scaled(raw, offset, scale)
     assert got.dtype == np.float32 and np.array_equal(want.view(np.uint32), got.view(np.uint32))
+
+
+def test_scaled_takes_either_byte_order():
+    raw = np.arange(24, dtype=">i2").reshape(2, 3, 4)
+    want = scaled(raw.astype("<i2"), np.zeros(2), np.full(2, 3.0))
+    assert np.array_equal(scaled(raw, np.zeros(2), np.full(2, 3.0)), want) and want[1, 2, 3] == np.float32(23 / 3)
