@@ -223,6 +223,94 @@ def reconstruct(components: np.ndarray, stage: SpectralStage, bands=None) -> np.
     return out.reshape(sel.size, h, w)
 
 
+# --------------------------------------------------------------------------- rate model (rate searches)
+
+
+@numba.njit(cache=True, nogil=True)
+def _laplace_bits(count, sum_abs):
+    """Entropy in bits of ``count`` integers drawn from the discrete Laplace law of mean |r| sum_abs / count."""
+    if count == 0 or sum_abs == 0:
+        return 0.0
+    m = sum_abs / count
+    theta = (math.sqrt(1.0 + m * m) - 1.0) / m  # E|r| = 2 theta / (1 - theta^2)
+    return count * (-math.log2((1.0 - theta) / (1.0 + theta)) - m * math.log2(theta))
+
+
+@numba.njit(cache=True, nogil=True)
+def _model_bits(y, k, step, rounding):
+    """Estimated bits of planes 0..k-1 of components y (K, h, w) quantised with ``step``.
+
+    Each plane costs the smaller of two ideal adaptive coders: residuals from 0 or from MED(W, N, NW), each
+    with a Laplace law per bucket of local activity |W - NW| + |N - NW| + |N - NE| (octaves, as the HAND
+    model's). Orders of magnitude cheaper than coding, and near the coder's rate up to a factor that changes
+    slowly with the step: a rate search calibrates it against a file it wrote.
+    """
+    h, w = y.shape[1], y.shape[2]
+    q = np.zeros((h + 1, w + 2), np.int64)  # a zero row above and a zero column on each side
+    total = 0.0
+    for c in range(k):
+        for i in range(h):
+            for j in range(w):
+                a = math.floor(abs(y[c, i, j]) / step + rounding)
+                q[i + 1, j + 1] = -a if y[c, i, j] < 0 else a
+        n = np.zeros((2, 8))
+        s = np.zeros((2, 8))
+        for i in range(1, h + 1):
+            for j in range(1, w + 1):
+                v = q[i, j]
+                W = q[i, j - 1]
+                N = q[i - 1, j]
+                NW = q[i - 1, j - 1]
+                act = abs(W - NW) + abs(N - NW) + abs(N - q[i - 1, j + 1])
+                b = 0
+                while act > 0 and b < 7:
+                    act >>= 1
+                    b += 1
+                n[0, b] += 1
+                s[0, b] += abs(v)
+                n[1, b] += 1
+                s[1, b] += abs(v - cm.med(W, N, NW))
+        best = np.inf
+        for p in range(2):
+            bits = 0.0
+            for b in range(8):
+                bits += _laplace_bits(n[p, b], s[p, b])
+            best = min(best, bits)
+        total += best
+    return total
+
+
+# File bytes over the model's estimate: 0.96-1.05, median 0.98, over the train/ scenes at steps 0.0008-0.04
+# (docs/benchmarks/klt_speed.md); applied so that a search's first file usually lands.
+MODEL_SCALE = 0.98
+
+
+class RateModel:
+    """Estimated payload bits of some tiles at any quantiser step, for a rate search (never for coding).
+
+    The tiles' components on the scene's (unquantised) basis are computed once, for as many components as
+    the finest step asked needs; each estimate then quantises and costs them (:func:`_model_bits`).
+    ``tiles()`` gives the normalised tiles again (one at a time) when more components are needed.
+    """
+
+    def __init__(self, tiles, klt) -> None:
+        self.tiles = tiles
+        self.mean, self.basis, self.var, _ = klt
+        self.components: list[np.ndarray] = []
+        self.k = 0
+
+    def bits(self, step: float) -> float:
+        k = choose_k(self.var, step)
+        if k > self.k:  # room for steps a few times finer, so that a search seldom projects again
+            self.k = min(self.var.size, max(k, choose_k(self.var, step / 2)))
+            b = self.basis[:, :self.k]
+            self.components = [(b.T @ (x.reshape(x.shape[0], -1) - self.mean[:, None]))
+                               .astype(np.float32).reshape(self.k, *x.shape[1:]) for x in self.tiles()]
+        step = float(np.float32(step))
+        heads = 8 * len(self.components) * (TILE_HEAD.size + k * PLANE_HEAD.size)
+        return heads + MODEL_SCALE * float(sum(_model_bits(y, k, step, ROUNDING) for y in self.components))
+
+
 # --------------------------------------------------------------------------- a whole scene
 
 

@@ -52,6 +52,31 @@ def normalisation(lo: float, hi: float, bands: int) -> tuple[tuple[float, ...], 
     return (float(lo),) * bands, (float(scale),) * bands
 
 
+@numba.njit(cache=True, nogil=True)
+def _scaled(raw, offset, scale, out):
+    for b in range(raw.shape[0]):
+        o = offset[b]
+        s = scale[b]
+        for i in range(raw.shape[1]):
+            for j in range(raw.shape[2]):
+                out[b, i, j] = np.float32((np.float64(raw[b, i, j]) - o) / s)
+
+
+def scaled(raw: np.ndarray, offset: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """float32 (raw - offset[b]) / scale[b] of a (bands, h, w) array, each sample computed in float64 and
+    rounded once: the same values as numpy's float64 expression cast to float32, without its float64 copies."""
+    raw = native(raw)
+    out = np.empty(raw.shape, np.float32)
+    _scaled(raw, np.ascontiguousarray(offset, dtype=np.float64), np.ascontiguousarray(scale, dtype=np.float64), out)
+    return out
+
+
+def native(a: np.ndarray) -> np.ndarray:
+    """``a`` in the machine's byte order (Numba kernels take no other; GDAL reads give it already)."""
+    a = np.asarray(a)
+    return a if a.dtype.isnative else a.astype(a.dtype.newbyteorder("="))
+
+
 @numba.njit(cache=True)
 def _fill_invalid(x, valid):
     b, r, c = x.shape

@@ -12,6 +12,7 @@ full-resolution payload, factor 16 about 1/256.
 from __future__ import annotations
 
 import dataclasses
+import math
 import threading
 from collections import OrderedDict
 from typing import Callable
@@ -55,11 +56,16 @@ def block_mean(raw: np.ndarray, factor: int, nodata: float | None) -> tuple[np.n
     b, h, w = raw.shape
     valid = valid_mask(raw, nodata)
     hh, ww = -(-h // factor) * factor, -(-w // factor) * factor
+    shape = (b, hh // factor, factor, ww // factor, factor)
+    if (hh, ww) == (h, w) and valid.all():
+        # Whole blocks, all valid (the usual case): the same array and sums as below, without the copies
+        # and the count (every block counts factor^2 samples), so the same means to the last bit.
+        total = raw.astype(np.float64).reshape(shape).sum(axis=(2, 4))
+        return total / float(factor * factor), np.ones(total.shape, dtype=bool)
     x = np.zeros((b, hh, ww))
     n = np.zeros((b, hh, ww))
     x[:, :h, :w] = np.where(valid, raw, 0)
     n[:, :h, :w] = valid
-    shape = (b, hh // factor, factor, ww // factor, factor)
     total, count = x.reshape(shape).sum(axis=(2, 4)), n.reshape(shape).sum(axis=(2, 4))
     with np.errstate(invalid="ignore", divide="ignore"):
         return total / count, count > 0
@@ -93,19 +99,35 @@ def level_window(header: Header, read_window: ReadWindow, factor: int, y0: int, 
     return to_dtype(np.where(valid, out, 0), np.dtype(header.dtype), nodata, None if valid.all() else valid)
 
 
+# The level windows a rate search keeps between its trials (they do not depend on the quantiser step) while
+# they take at most this many bytes; beyond, each trial makes them again from the source.
+KEEP_LEVELS_BYTES = 64 << 20
+
+
 def build_section(header: Header, read_window: ReadWindow, coder, factors: tuple[int, ...],
-                  progress: Callable[[float], None] | None = None) -> bytes:
-    """The overview trailer for ``factors`` (b"" for none), coding each level's tiles with ``coder``."""
+                  progress: Callable[[float], None] | None = None, kept: dict | None = None) -> bytes:
+    """The overview trailer for ``factors`` (b"" for none), coding each level's tiles with ``coder``.
+
+    ``kept``: level windows of an earlier call for the same scene and header (a rate search's trials), by
+    (factor, window); filled here while they fit in KEEP_LEVELS_BYTES.
+    """
     if not factors:
         return b""
     levels, payloads = [], []
     done, total = 0, sum(TileGrid(*_size(header, f), header.tile_rows, header.tile_cols).n_tiles for f in factors)
+    size = sum(math.prod(_size(header, f)) for f in factors) * header.bands * np.dtype(header.dtype).itemsize
+    keep = kept is not None and size <= KEEP_LEVELS_BYTES
     for f in factors:
         lh = level_header(header, f)
         grid = TileGrid(lh.rows, lh.cols, header.tile_rows, header.tile_cols)
         for y0, x0, h, w in grid.windows():
-            raw = level_window(header, read_window, f, y0, x0, h, w,
-                               lambda frac: progress((done + frac) / total) if progress else None)
+            key = (f, y0, x0, h, w)
+            raw = kept.get(key) if keep else None
+            if raw is None:
+                raw = level_window(header, read_window, f, y0, x0, h, w,
+                                   lambda frac: progress((done + frac) / total) if progress else None)
+                if keep:
+                    kept[key] = raw
             payloads.append(encode_payload(raw, lh, coder))
             done += 1
         levels.append({"factor": f, "rows": lh.rows, "cols": lh.cols})

@@ -18,7 +18,7 @@ from engine.errors import FormatError, HSICError
 from engine.format.container import Header
 from engine.format.tile import pack_tile, unpack_tile
 from engine.parallel import thread_map
-from engine.normalise import fill_invalid, valid_mask
+from engine.normalise import fill_invalid, scaled, valid_mask
 from engine.registry import get_codec
 from engine.tiling import TileGrid, extract_tile
 
@@ -32,8 +32,7 @@ def _norm(header: Header) -> tuple[np.ndarray, np.ndarray]:
 def normalised(raw: np.ndarray, header: Header) -> tuple[np.ndarray, np.ndarray]:
     """A raw tile's normalised float32 samples (no-data filled) and its valid-sample mask."""
     valid = valid_mask(raw, header.nodata)
-    offset, scale = _norm(header)
-    x = ((raw.astype(np.float64) - offset) / scale).astype(np.float32)
+    x = scaled(raw, np.asarray(header.norm_offset, dtype=np.float64), np.asarray(header.norm_scale, dtype=np.float64))
     fill_invalid(x, valid)
     return x, valid
 

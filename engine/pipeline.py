@@ -33,6 +33,7 @@ DEFAULT_TILE = 128
 MAX_TILE_SIDE = 512
 MAX_TILE_SAMPLES = 1 << 27
 MAX_TILES = (1 << 32) - 1  # the container's tile count is a u32 (docs/format.md)
+INDEX_ENTRY_BYTES = 16  # a tile's entry in the container's index (docs/format.md)
 
 
 def check_tile_size(bands: int, tile_rows: int, tile_cols: int) -> str | None:
@@ -122,12 +123,13 @@ def scene_header(info: SceneInfo, read_window: ReadWindow, grid: TileGrid, coder
 @dataclass
 class ScenePass:
     """What compressing a scene learns from passes over the whole scene that do not depend on the quantiser
-    step: its value range and the codec's scene statistics. A rate search fills it at its first trial and
+    step: its value range, the codec's scene statistics and the overview levels' source windows. A rate search fills it at its first trial and
     every later trial reuses it (the same source, codec and tile size), reading the scene once less."""
 
     value_range: tuple[float, float] | None = None
     statistics: object = None
     sample: dict = field(default_factory=dict)  # tile index -> raw window, for :func:`estimate_bytes`
+    levels: dict = field(default_factory=dict)  # the overview levels' windows (engine.overviews.build_section)
 
 
 def prepare_scene(info: SceneInfo, read_window: ReadWindow, codec: str, quality: int | None = None,
@@ -184,7 +186,8 @@ def compress_scene(info: SceneInfo, read_window: ReadWindow, dst: str, codec: st
     factors = default_factors(info.rows, info.cols) if overviews is None else tuple(overviews)
     share = OVERVIEW_PROGRESS_SHARE if factors else 0.0  # of the progress bar, for the overview pass
     trailer = build_overview_section(header, read_window, coder, factors,
-                                     lambda f: check_progress(progress, share * f))
+                                     lambda f: check_progress(progress, share * f),
+                                     None if scene_pass is None else scene_pass.levels)
 
     def payloads():
         # Groups of the codec's batch size: memory is bounded by one group, whatever the scene size.
@@ -223,6 +226,37 @@ def estimate_bytes(info: SceneInfo, read_window: ReadWindow, codec: str, quality
         coded += sum(len(p) for p in encode_payloads(raws[start:start + coder.batch_size], header, coder))
     area = sum(r.shape[1] * r.shape[2] for r in raws)
     return len(scene or b"") + coded * (info.rows * info.cols) / area
+
+
+MODEL_PIXELS = 1 << 17  # the most pixels a rate model keeps components of (4 bytes per pixel and component)
+
+
+def model_estimate(info: SceneInfo, read_window: ReadWindow, codec: str, quality: int | None,
+                   scene_pass: ScenePass, tile_size: int = DEFAULT_TILE,
+                   device: str = "auto") -> Callable[[float], float] | None:
+    """A function of the step estimating the bytes of the scene stage plus the tiles' payloads from the
+    codec's rate model (:meth:`engine.codecs.base.TileCodec.rate_model`) on tiles spread over the scene (at
+    most MODEL_PIXELS), extrapolated by area; None when the codec has no rate model. Far cheaper than
+    :func:`estimate_bytes` and less exact: a rate search calibrates it against the files it writes."""
+    coder, grid, header, _ = prepare_scene(info, read_window, codec, quality, device, tile_size,
+                                           scene_pass=scene_pass)
+    n = max(1, min(grid.n_tiles, MODEL_PIXELS // (grid.tile_rows * grid.tile_cols)))
+    picks = sorted({int(round(i)) for i in np.linspace(0, grid.n_tiles - 1, n)})
+    model = coder.rate_model(lambda: (normalised(read_window(*grid.window(i)), header)[0] for i in picks),
+                             scene_pass.statistics)
+    if model is None:
+        return None
+    area = sum(grid.window(i)[2] * grid.window(i)[3] for i in picks)
+    # The header and the tile index do not depend on the step: counted here, a small file's estimate keeps
+    # its shape (overviews and other framing are left to the search's calibration).
+    fixed = len(header.to_compact_bytes()) + grid.n_tiles * INDEX_ENTRY_BYTES
+
+    def estimate(step: float) -> float:
+        coder.set_step(step)
+        stage = coder.stage_from_statistics(scene_pass.statistics, info.bands)
+        return fixed + len(stage) + model.bits(step) / 8 * (info.rows * info.cols) / area
+
+    return estimate
 
 
 class SceneDecoder:

@@ -16,7 +16,9 @@ first, while a pure rate target uses bisection.
 
 A codec with a continuous rate (``continuous_rate``, e.g. ``klt``) is searched over its quantiser step
 instead (:func:`choose_step`): ``bpppc`` alone lands within ``RATE_TOLERANCE`` below the target, a PSNR or
-SAM target gets the coarsest step (fewest bits) that meets it, to within ``STEP_PRECISION``.
+SAM target gets the coarsest step (fewest bits) that meets it, to within ``STEP_PRECISION``. A pure rate
+target is steered by estimates (sampled tiles coded, or the codec's rate model on smaller scenes) and checked
+on written files (:func:`step_for_rate`): the file kept is always measured.
 
 One quality serves the whole file: the container header records one codec, quality and weights
 digest for all tiles (docs/format.md), so per-tile quality would need a format change and a decoder
@@ -25,6 +27,7 @@ that holds several models at once; it is not offered.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from dataclasses import dataclass
@@ -37,7 +40,7 @@ from engine.errors import InputError
 from engine.format.container import Header
 from engine.normalise import valid_mask
 from engine.pipeline import (DEFAULT_TILE, Progress, ReadWindow, SceneDecoder, SceneInfo, ScenePass, check_progress,
-                             compress_scene, estimate_bytes, sample_tiles, scene_range)
+                             compress_scene, estimate_bytes, model_estimate, sample_tiles, scene_range)
 from engine.registry import codec_class, get_info
 from engine.tiling import TileGrid
 
@@ -45,6 +48,9 @@ from engine.tiling import TileGrid
 RATE_TOLERANCE = 0.03  # a pure rate target lands in [1 - this, 1] x bpppc (continuous-rate codecs)
 STEP_PRECISION = 1.03  # a quality target's step search stops when its bracket is this narrow (ratio)
 MAX_STEP_TRIALS = 16
+# A rate search whose bracket is this narrow (step ratio) and still has no file in the band straddles a jump of
+# the rate (one more KLT component kept): the rate moves about 1.5 % over such a bracket, the band is 3 %.
+JUMP_PRECISION = 1.01
 
 
 class TargetNotMetError(InputError):
@@ -148,15 +154,15 @@ def choose_quality(qualities, trial: Callable[[int], Trial], target: Target) -> 
 
 
 def choose_step(trial: Callable[[float], Trial], target: Target, start: float, lo: float,
-                hi: float, tolerance: float = RATE_TOLERANCE) -> tuple[float, list[Trial]]:
+                hi: float, tolerance: float = RATE_TOLERANCE, known: list[Trial] = ()) -> tuple[float, list[Trial]]:
     """The quantiser step in [lo, hi] meeting ``target`` (see module doc) and the trials made.
 
     Assumes what a quantiser gives: a coarser step never costs more bits nor gives better quality.
     Pure rate: the finest step that fits, by regula falsi in log step against log rate (a few trials).
     Quality: the coarsest step that meets it, by bisection in log step; then it must fit ``bpppc`` too.
-    TargetNotMetError if no step does.
+    TargetNotMetError if no step does. ``known``: trials made before (not made again, and they bracket).
     """
-    done: dict[float, Trial] = {}
+    done: dict[float, Trial] = {t.step: t for t in known}
 
     def run(s: float) -> Trial:
         s = min(hi, max(lo, s))
@@ -174,23 +180,34 @@ def choose_step(trial: Callable[[float], Trial], target: Target, start: float, l
     quality = target.needs_quality
     meets = (lambda t: t.meets_quality(target)) if quality else (lambda t: t.fits_rate(target))
     good = bad = None  # trials that meet / miss the criterion, nearest to the boundary found so far
-    t = run(start)
-    for _ in range(MAX_STEP_TRIALS):
+
+    def classify(t: Trial) -> None:
+        nonlocal good, bad
         if meets(t):  # quality: coarser is better (fewer bits); rate: finer is better (more quality)
             if good is None or (t.step > good.step if quality else t.step < good.step):
                 good = t
         elif bad is None or (t.step < bad.step if quality else t.step > bad.step):
             bad = t
+
+    for t in known:
+        classify(t)
+    t = run(start)
+    moved = []  # which end of the bracket each trial replaced
+    for _ in range(MAX_STEP_TRIALS):
+        moved.append(meets(t))
+        classify(t)
         if not quality and good is not None and good.bpppc >= (1 - tolerance) * target.bpppc:
             break
         if good is not None and bad is not None:
-            if max(good.step, bad.step) <= min(good.step, bad.step) * (STEP_PRECISION if quality else 1.001):
+            if max(good.step, bad.step) <= min(good.step, bad.step) * (STEP_PRECISION if quality else JUMP_PRECISION):
                 break
             if quality:
                 nxt = math.sqrt(good.step * bad.step)
             else:  # interpolate log step at the log target rate between the bracket's two trials
                 ra, rb = math.log(good.bpppc), math.log(bad.bpppc)
                 f = (math.log(target.bpppc * (1 - tolerance / 2)) - ra) / (rb - ra) if rb != ra else 0.5
+                if len(moved) >= 2 and moved[-1] == moved[-2]:
+                    f = 0.5  # the same end moved twice: the rate jumps in the bracket (k changes), bisect
                 nxt = math.exp(math.log(good.step) + min(0.9, max(0.1, f)) * math.log(bad.step / good.step))
         elif quality:
             nxt = t.step * (4.0 if good is not None else 0.25)
@@ -217,7 +234,8 @@ def step_for_rate(trial: Callable[[float], Trial], estimate: Callable[[float], f
     ``estimate(step)`` is a rate without writing a file (a sample of tiles coded); its ratio to the rate of
     the file ``trial`` wrote at the same step corrects the next search. The band accepted on estimates is
     narrower than RATE_TOLERANCE and sits inside it, so a calibrated estimate lands the file in it; if
-    ESTIMATE_ROUNDS files miss, the search goes on over files only. Returns the step and the files' trials.
+    ESTIMATE_ROUNDS files miss, the search goes on over files only (those made count). Returns the step and
+    the files' trials.
     """
     narrow = Target(bpppc=target.bpppc * (1 - RATE_TOLERANCE / 4))
     memo: dict[float, float] = {}
@@ -234,13 +252,14 @@ def step_for_rate(trial: Callable[[float], Trial], estimate: Callable[[float], f
             s, _ = choose_step(lambda st: Trial(0, raw(st) * scale, step=st), narrow, s, lo, hi, RATE_TOLERANCE / 2)
         except TargetNotMetError:
             break
+        if any(t.step == s for t in files):
+            break  # the estimates lead back to a file made already: search the files
         t = trial(s)
         files.append(t)
         if t.fits_rate(target) and t.bpppc >= (1 - RATE_TOLERANCE) * target.bpppc:
             return s, files
         scale = t.bpppc / raw(s)
-    s, more = choose_step(trial, target, s, lo, hi)
-    return s, files + more
+    return choose_step(trial, target, s, lo, hi, known=files)
 
 
 def measure_tiles(path: str, read_window: ReadWindow, data_range: float, device: str = "auto",
@@ -316,16 +335,22 @@ def compress_to_target(info: SceneInfo, read_window: ReadWindow, dst: str, codec
             cls = codec_class(codec)
             start = cls.preset_step(cinfo.default_quality)
             n_tiles = TileGrid(info.rows, info.cols, min(tile_size, info.rows), min(tile_size, info.cols)).n_tiles
-            if target.needs_quality or len(sample_tiles(n_tiles)) * ESTIMATE_SHARE > n_tiles:
-                # a quality target, or a scene too small for a sample to cost much less than a file
+            estimate = None
+            if target.needs_quality:
+                pass
+            elif len(sample_tiles(n_tiles)) * ESTIMATE_SHARE <= n_tiles:  # a sample costs much less than a file
+                estimate = functools.partial(estimate_bytes, info, read_window, codec, cinfo.default_quality,
+                                             scene_pass=scene_pass, tile_size=tile_size, device=device)
+            else:  # a smaller scene: the codec's rate model, if it has one
+                estimate = model_estimate(info, read_window, codec, cinfo.default_quality, scene_pass, tile_size,
+                                          device)
+            if estimate is None:
                 key, trials = choose_step(trial, target, start, *cls.step_range)
             else:
-                def estimate(s: float) -> float:
-                    n = estimate_bytes(info, read_window, codec, cinfo.default_quality, s, scene_pass, tile_size,
-                                       device)
-                    return metrics.bpppc(max(1, math.ceil(n)), info.rows, info.cols, info.bands)
+                def rate(s: float) -> float:
+                    return metrics.bpppc(max(1, math.ceil(estimate(s))), info.rows, info.cols, info.bands)
 
-                key, trials = step_for_rate(trial, estimate, target, start, *cls.step_range)
+                key, trials = step_for_rate(trial, rate, target, start, *cls.step_range)
         else:
             key, trials = choose_quality(qs, trial, target)
         os.replace(paths.pop(key), dst)

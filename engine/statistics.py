@@ -13,9 +13,10 @@ from __future__ import annotations
 
 from typing import Callable, Iterable
 
+import numba
 import numpy as np
 
-from engine.normalise import valid_mask
+from engine.normalise import native
 
 BUCKETS = 64  # GDAL uses 256; 64 keep the sidecar and style small
 
@@ -33,39 +34,23 @@ def scene_statistics(bands: int, nodata: float | None, read_window: ReadWindow,
     """One dict per band: min, max, mean, std (population, as GDAL), valid_percent and a histogram
     ``{"min", "max", "counts"}``; a band with no valid sample gets an empty dict."""
     windows = list(windows)
-    n = np.zeros(bands)
+    skip = nodata is not None and not np.isnan(nodata)  # a NaN nodata: NaN samples are invalid anyway
+    nd = float(nodata) if skip else 0.0
+    n = np.zeros(bands, np.int64)
     total = 0
     lo, hi = np.full(bands, np.inf), np.full(bands, -np.inf)
-    shift = None
+    shift = np.full(bands, np.nan)  # each band's first valid sample: moments about it stay accurate
     s1, s2 = np.zeros(bands), np.zeros(bands)
-    for win in windows:  # first pass: extremes and shifted moments (stable for large means)
-        raw = read_window(*win)
-        valid = valid_mask(raw, nodata)
-        x = np.where(valid, raw.astype(np.float64), np.nan).reshape(bands, -1)
-        total += x.shape[1]
-        cnt = valid.reshape(bands, -1).sum(axis=1)
-        if not cnt.any():
-            continue
-        if shift is None:
-            shift = np.nan_to_num(np.nanmean(np.where(cnt[:, None] > 0, x, 0), axis=1))
-        d = x - shift[:, None]
-        n += cnt
-        s1 += np.nansum(d, axis=1)
-        s2 += np.nansum(d * d, axis=1)
-        has = cnt > 0
-        lo[has] = np.minimum(lo[has], np.nanmin(x[has], axis=1))
-        hi[has] = np.maximum(hi[has], np.nanmax(x[has], axis=1))
+    for win in windows:  # first pass: extremes and shifted moments
+        raw = native(read_window(*win))
+        total += raw.shape[1] * raw.shape[2]
+        _moments(raw, skip, nd, shift, n, s1, s2, lo, hi)
     edges = [histogram_range(lo[b], hi[b]) if n[b] else (0.0, 1.0) for b in range(bands)]
+    h0 = np.array([e[0] for e in edges])
+    h1 = np.array([e[1] for e in edges])
     counts = np.zeros((bands, BUCKETS), dtype=np.int64)
     for win in windows:  # second pass: the histogram, now that the range is known
-        raw = read_window(*win)
-        valid = valid_mask(raw, nodata)
-        for b in range(bands):
-            v = raw[b][valid[b]].astype(np.float64)
-            if v.size:
-                h0, h1 = edges[b]
-                idx = np.clip(((v - h0) / (h1 - h0) * BUCKETS).astype(np.int64), 0, BUCKETS - 1)
-                counts[b] += np.bincount(idx, minlength=BUCKETS)
+        _histogram(native(read_window(*win)), skip, nd, h0, h1, counts)
     out = []
     for b in range(bands):
         if not n[b]:
@@ -81,3 +66,39 @@ def scene_statistics(bands: int, nodata: float | None, read_window: ReadWindow,
             "histogram": {"min": edges[b][0], "max": edges[b][1], "counts": counts[b].tolist()},
         })
     return tuple(out)
+
+
+# One pass per window in Numba, in the window's own type: the float64 copies, masks and nan-functions of a
+# numpy version took about a quarter of compressing a 512 x 512 x 224 scene. A sample is valid as in
+# engine.normalise.valid_mask: not NaN and not the nodata value.
+
+
+@numba.njit(cache=True, nogil=True)
+def _moments(raw, skip, nodata, shift, n, s1, s2, lo, hi):
+    for b in range(raw.shape[0]):
+        for i in range(raw.shape[1]):
+            for j in range(raw.shape[2]):
+                v = np.float64(raw[b, i, j])
+                if v != v or (skip and v == nodata):
+                    continue
+                if n[b] == 0:
+                    shift[b] = v
+                d = v - shift[b]
+                n[b] += 1
+                s1[b] += d
+                s2[b] += d * d
+                lo[b] = min(lo[b], v)
+                hi[b] = max(hi[b], v)
+
+
+@numba.njit(cache=True, nogil=True)
+def _histogram(raw, skip, nodata, h0, h1, counts):
+    buckets = counts.shape[1]
+    for b in range(raw.shape[0]):
+        for i in range(raw.shape[1]):
+            for j in range(raw.shape[2]):
+                v = np.float64(raw[b, i, j])
+                if v != v or (skip and v == nodata):
+                    continue
+                k = int((v - h0[b]) / (h1[b] - h0[b]) * buckets)
+                counts[b, min(max(k, 0), buckets - 1)] += 1

@@ -10,7 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import ClassVar
 
 import numpy as np
@@ -145,6 +145,12 @@ class TileCodec(ABC):
     def set_step(self, step: float) -> None:
         """Code with quantiser ``step`` instead of the quality's preset (continuous-rate codecs only)."""
         raise CodecError(f"codec {self.info.id!r} has no continuous rate: choose a quality")
+
+    def rate_model(self, tiles: Callable[[], Iterable[np.ndarray]], stats):
+        """An estimator of the payload bits of some tiles at any step, for a rate search: an object whose
+        ``bits(step)`` is cheap next to coding (continuous-rate codecs may have one; None: none).
+        ``tiles()`` yields the normalised tiles, ``stats`` is :meth:`scene_statistics`'s result."""
+        return None
 
     def decode_latents(self, items: list[tuple[bytes, tuple[int, int, int]]]) -> list:
         """What a decoder caches per tile: by default the decoded tile itself; a codec whose tiles are

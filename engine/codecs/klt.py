@@ -100,6 +100,9 @@ class KLTCodec(TileCodec):
         self.bind_scene(blob, bands)  # code against exactly what a decoder will read back
         return blob
 
+    def rate_model(self, tiles, stats) -> klt_codec.RateModel:
+        return klt_codec.RateModel(tiles, stats)
+
     def bind_scene(self, blob: bytes, bands: int) -> None:
         try:
             stage = SpectralStage.from_bytes(blob)

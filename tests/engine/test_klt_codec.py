@@ -182,3 +182,53 @@ def test_box3_sums_the_window_inside_the_plane():
     p = np.pad(a, 1)
     ref = sum(p[1 + dy:5 + dy, 1 + dx:6 + dx] for dy in (-1, 0, 1) for dx in (-1, 0, 1))
     np.testing.assert_array_equal(cm.box3(a), ref)
+
+
+def _model_bits_reference(y, k, step):
+    """What kc._model_bits computes, in plain numpy: per plane the cheaper of residuals from 0 and from
+    MED(W, N, NW), each costed as a discrete Laplace law per bucket of local activity."""
+    def laplace_bits(r):
+        if r.size == 0 or not np.abs(r).sum():
+            return 0.0
+        m = np.abs(r).mean()
+        theta = (np.sqrt(1 + m * m) - 1) / m
+        return r.size * (-np.log2((1 - theta) / (1 + theta)) - m * np.log2(theta))
+
+    total = 0.0
+    for c in range(k):
+        q = (np.sign(y[c]) * np.floor(np.abs(y[c]) / step + kc.ROUNDING)).astype(np.int64)
+        p = np.pad(q, ((1, 0), (1, 1)))
+        W, N, NW, NE = p[1:, :-2], p[:-1, 1:-1], p[:-1, :-2], p[:-1, 2:]
+        act = np.abs(W - NW) + np.abs(N - NW) + np.abs(N - NE)
+        bucket = np.minimum(7, np.ceil(np.log2(act + 1)).astype(int))  # octaves: 0, 1, 2-3, 4-7, ...
+        med = np.where(NW >= np.maximum(W, N), np.minimum(W, N),
+                       np.where(NW <= np.minimum(W, N), np.maximum(W, N), W + N - NW))
+        total += min(sum(laplace_bits(r[bucket == b]) for b in range(8)) for r in (q, q - med))
+    return total
+
+
+def test_rate_model_bits_match_their_definition():
+    y = kc.project(_cube(12, 30, 26), _stage(_cube(12, 30, 26), k=12)).astype(np.float32)
+    for step, k in ((0.004, 12), (0.02, 5), (1.0, 3)):
+        assert kc._model_bits(y, k, step, kc.ROUNDING) == pytest.approx(_model_bits_reference(y, k, step), rel=1e-9)
+
+
+def test_rate_model_follows_the_coded_rate():
+    # The model's estimate stays within a few percent of the coded bytes (it only steers a search whose
+    # files are measured) and falls as the step grows; more components are projected only when needed.
+    x = _cube(16, 48, 40, seed=3)
+    klt = fit_klt([(x, None)], 16)
+    seen = []
+
+    def tiles():
+        seen.append(1)
+        yield x
+
+    model = kc.RateModel(tiles, klt)
+    bits = []
+    for step in (0.02, 0.008, 0.003):
+        stage = make_stage(*klt, step, kc.choose_k(klt[2], step))
+        coded = 8 * len(kc.encode_tile(x, stage))
+        bits.append(model.bits(step))
+        assert 0.8 < bits[-1] / coded < 1.25
+    assert bits[0] < bits[1] < bits[2] and len(seen) <= 2

@@ -8,7 +8,8 @@ import pytest
 from engine.errors import CancelledError, FormatError
 from engine.format.container import Header, open_hsic, write_hsic
 from engine.overviews import LevelDecoder, block_mean, read_levels
-from engine.pipeline import SceneDecoder, SceneInfo, compress_scene
+from engine.pipeline import SceneDecoder, SceneInfo, ScenePass, compress_scene
+from engine.tiling import TileGrid
 from tests import fast_codec
 
 
@@ -111,3 +112,33 @@ def test_cancel_during_overview_pass_leaves_nothing(codec, tmp_path):
         compress_scene(info, read, str(dst), codec, progress=progress)
     assert len(calls) == 1 and 0 < calls[0] < 0.1   # progress moves within the overview pass
     assert not dst.exists() and not os.path.exists(str(dst) + ".partial")
+
+
+def test_block_mean_of_whole_valid_blocks_is_the_masked_mean_to_the_last_bit():
+    raw = np.random.default_rng(2).integers(-3000, 9000, (3, 16, 12)).astype(np.int16)
+    mean, ok = block_mean(raw, 4, -32768)  # no sample is no-data: the unmasked path
+    x = np.where(np.ones(raw.shape, bool), raw, 0).astype(np.float64)  # the masked path's arrays
+    want = x.reshape(3, 4, 4, 3, 4).sum(axis=(2, 4)) / np.ones(raw.shape).reshape(3, 4, 4, 3, 4).sum(axis=(2, 4))
+    assert ok.all() and np.array_equal(mean.view(np.uint64), want.view(np.uint64))
+
+
+def test_a_rate_search_makes_the_level_windows_once(codec, tmp_path):
+    # Two trials of one scene (as a rate search makes them) write the same overview section; the second
+    # reads no full-resolution window for it.
+    info, data, read = _scene(rows=300, cols=260)
+    reads = []
+
+    def counted(y, x, h, w):
+        reads.append((y, x, h, w))
+        return read(y, x, h, w)
+
+    scene_pass = ScenePass()
+    a, b = str(tmp_path / "a.hsic"), str(tmp_path / "b.hsic")
+    compress_scene(info, counted, a, codec, scene_pass=scene_pass)
+    first = len(reads)
+    compress_scene(info, counted, b, codec, scene_pass=scene_pass)
+    assert scene_pass.levels and len(reads) - first < first - TileGrid(300, 260, 128, 128).n_tiles
+    assert open(a, "rb").read() == open(b, "rb").read()
+    plain = str(tmp_path / "plain.hsic")
+    compress_scene(info, read, plain, codec)
+    assert open(plain, "rb").read() == open(a, "rb").read()

@@ -9,7 +9,7 @@ import pytest
 from engine import metrics
 from engine.errors import InputError
 from engine.pipeline import SceneDecoder, SceneInfo, compress_scene
-from engine.rate_control import (RATE_TOLERANCE, Target, TargetNotMetError, Trial, choose_quality,
+from engine.rate_control import (RATE_TOLERANCE, Target, TargetNotMetError, Trial, choose_quality, choose_step,
                                  compress_to_target, measure_tiles, step_for_rate)
 
 
@@ -172,3 +172,52 @@ def test_sampled_estimate_search_on_a_scene_of_many_tiles(tmp_path):
         assert np.abs(dec.read().astype(float) - cube).mean() < 50
     finally:
         dec.close()
+
+
+def test_known_trials_bracket_the_search_and_are_not_made_again():
+    real = lambda s: 0.05 * math.log(1.0 / s)  # noqa: E731
+    made = []
+
+    def trial(s):
+        made.append(s)
+        return Trial(3, real(s), step=s)
+
+    known = [Trial(3, real(s), step=s) for s in (1e-3, 1e-2)]  # 0.345 and 0.230 bpppc
+    step, trials = choose_step(trial, Target(bpppc=0.3), 1e-3, 1e-6, 1.0, known=known)
+    assert 1e-3 not in made and 1e-2 not in made and 1e-3 < step < 1e-2
+    assert (1 - RATE_TOLERANCE) * 0.3 <= real(step) <= 0.3 and len(made) <= 3
+    assert {t.step for t in known} <= {t.step for t in trials}
+
+
+def test_a_rate_jump_inside_the_band_ends_the_search_on_the_file_below():
+    # Keeping one more KLT component makes the rate jump (a basis column and a plane): no step lands in the
+    # band, so the search narrows the jump and keeps the finest step that fits, without a file made twice.
+    made = []
+
+    def trial(s):
+        made.append(s)
+        return Trial(3, 0.05 * math.log(1.0 / s) + (0.02 if s < 0.003 else 0.0), step=s)
+
+    step, trials = step_for_rate(trial, lambda s: 0.05 * math.log(1.0 / s), Target(bpppc=0.31), 0.01, 1e-6, 1.0)
+    assert len(made) == len(set(made)) <= MAX_TRIALS_ON_A_JUMP
+    assert step >= 0.003 and trial(step).bpppc <= 0.31
+
+
+MAX_TRIALS_ON_A_JUMP = 12
+
+
+def test_small_klt_scene_searches_on_the_rate_model_and_lands(tmp_path):
+    # 4 tiles: the --bpppc search steers by the codec's rate model and checks on files: it lands in the
+    # tolerance with at most two files (the model is calibrated on train/ scenes, this cube is synthetic).
+    rng = np.random.default_rng(7)
+    t = np.linspace(0, 6, 64)
+    cube = (1000 + 300 * np.sin(t[None, :, None] + t[None, None, :] * np.arange(1, 13)[:, None, None])
+            + rng.normal(0, 5, (12, 64, 64))).astype(np.int16)
+    info = SceneInfo(64, 64, 12, "int16")
+    dst = str(tmp_path / "r.hsic")
+    for target in (0.5, 2.0):
+        header, trials = compress_to_target(info, lambda y, x, h, w: cube[:, y:y + h, x:x + w], dst, "klt",
+                                            Target(bpppc=target), tile_size=32)
+        rate = metrics.bpppc(os.path.getsize(dst), 64, 64, 12)
+        assert (1 - RATE_TOLERANCE) * target <= rate <= target and len(trials) <= 3
+        assert sorted(os.listdir(tmp_path)) == ["r.hsic"]
