@@ -16,8 +16,10 @@ from engine.errors import CodecError
 from engine.losses import rate_distortion_loss
 
 # Buffers that the entropy models derive (EntropyBottleneck.update(), the Gaussian conditional's fixed
-# scale table); not stored in weight files, and ignored when a file has them.
-_DERIVED = ("_quantized_cdf", "_offset", "_cdf_length", "scale_table")
+# scale table) or fix at construction (the likelihoods' lower bound, 1e-9, which float16 weights store as
+# 0: fine-tuning from shipped weights then met log(0)); not stored in weight files, and ignored when a
+# file has them. None of them takes part in coding: the bytes a file decodes to are unchanged.
+_DERIVED = ("_quantized_cdf", "_offset", "_cdf_length", "scale_table", "likelihood_lower_bound.bound")
 
 
 def save_weights(model, arch: dict, path, half: bool = False) -> None:

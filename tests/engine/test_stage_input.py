@@ -160,3 +160,19 @@ def test_fine_tuning_another_quality_takes_its_step(tmp_path):
     load_weights(lambda a: archs.append(a) or S2CNetCodec.build_model(a), tmp_path / "q1" / q1["weights_file"])
     assert archs[0]["base_step"] == S2CNetCodec.recipes[1]["arch"]["base_step"] != \
         S2CNetCodec.recipes[2]["arch"]["base_step"]
+
+
+def test_fine_tuning_from_float16_weights(tmp_path):
+    """Shipped weights are float16, where the likelihoods' lower bound (1e-9) is 0: it is not taken from
+    the file, so fine-tuning from them does not meet log(0) at its first step."""
+    from engine.codecs.learned import load_weights, save_weights
+    from engine.codecs.s2cnet import S2CNetCodec
+
+    scenes = [("sensa_1.tif", cube(20, 32, 32), None)]
+    rec = train(TrainConfig("s2cnet", 2, steps=1, batch=1, device="cpu"), scenes, tmp_path / "a")
+    model = load_weights(S2CNetCodec.build_model, tmp_path / "a" / rec["weights_file"])
+    half = tmp_path / "s2cnet-q2.pt"
+    save_weights(model, S2CNetCodec.recipes[2]["arch"], half, half=True)
+    again = load_weights(S2CNetCodec.build_model, half)
+    assert again.entropy_bottleneck.likelihood_lower_bound.bound.item() > 0
+    train(TrainConfig("s2cnet", 2, steps=1, batch=1, device="cpu", init=str(half)), scenes, tmp_path / "b")
