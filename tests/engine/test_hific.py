@@ -201,10 +201,14 @@ def test_raw_band_codec_checks_the_means_string(codec_id):
     from engine.registry import get_codec
     from engine.weight_files import WEIGHTS_DIR
 
-    # The retired raw-band weights (archived by digest: files written with them still decode).
-    archived = sorted(WEIGHTS_DIR.glob(f"archive/{codec_id}-q1-*.pt"))
-    codec = get_codec(codec_id, 1, device="cpu", weights=archived[0])
-    assert codec.model.center and not codec.uses_scene_stage  # the raw-band weights send tile means
+    # The retired raw-band weights (archived by digest among later retired ones: files written with any of
+    # them still decode).
+    archived = [get_codec(codec_id, 1, device="cpu", weights=w)
+                for w in sorted(WEIGHTS_DIR.glob(f"archive/{codec_id}-q1-*.pt"))]
+    raw = [c for c in archived if not c.uses_scene_stage]
+    assert len(raw) == 1
+    codec = raw[0]
+    assert codec.model.center  # the raw-band weights send tile means
     tile = smooth((9, 16, 16))
     shape, groups = unpack_strings(codec.encode_tile(tile), 64)
     assert [len(s) for s in groups[2]] == [18]
