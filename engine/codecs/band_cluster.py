@@ -25,8 +25,8 @@ import numpy as np
 from engine.codecs.base import CodecInfo, TileCodec
 from engine.codecs.learned import LearnedCodecMixin, guarded_string, onednn_off, to_device
 from engine.codecs.spatial import random_patches
-from engine.codecs.stage_input import (STAGE_STEP, ClusteredPlanes, StageInputMixin, clustered_bytes,
-                                       clustered_from_bytes, fit_clustered, step_for)
+from engine.codecs.stage_input import (STAGE_STEP, ClusteredPlanes, StageInputMixin, based_recipes, clustered_bytes,
+                                       clustered_from_bytes, fit_clustered)
 from engine.errors import FormatError, InputError
 from engine.format.strings import pack_strings, unpack_strings
 from engine.registry import register
@@ -114,8 +114,7 @@ class BandClusterCodec(StageInputMixin, BandClusterNetwork):
     )
     # Five intervals as the paper's AVIRIS partition; intervals hold 1/32 to 0.4 of the bands.
     # lmbda: band MSE against bits per band sample (stage_input.plane_loss), as for s2cnet.
-    recipes = {q: {"arch": {**_ARCH_BASED, "base_step": round(step_for(lmbda), 4)}, "lmbda": lmbda, "batch": 2}
-               for q, lmbda in ((1, 1000.0), (2, 5000.0), (3, 30000.0))}
+    recipes = based_recipes(_ARCH_BASED, batch=2)
 
     @classmethod
     def build_network(cls, arch: dict):

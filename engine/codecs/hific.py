@@ -28,7 +28,7 @@ from typing import ClassVar
 
 from engine.codecs.base import CodecInfo
 from engine.codecs.spatial import SpatialCodec
-from engine.codecs.stage_input import COMPONENTS, STAGE_STEP, StageInputMixin, plane_loss, step_for
+from engine.codecs.stage_input import COMPONENTS, STAGE_STEP, StageInputMixin, based_recipes, plane_loss
 from engine.losses import likelihood_bits, masked_mse
 from engine.registry import register
 
@@ -56,21 +56,19 @@ def target_rate_lambda(rate: float, r_t: float, lambda_a: float, lambda_b: float
     return lambda_a if rate > r_t else lambda_b
 
 
-# On the planes: a fixed lmbda per quality (band MSE against bits per band sample, as for s2cnet), whose
-# quantiser step (step_for) is the base's; it replaces the target-rate control (see _HiFiCCodec.training_loss).
-PLANE_LMBDAS = {1: 1000.0, 2: 5000.0, 3: 30000.0}
-
-
+# On the planes: the seed codecs' fixed lmbda per quality (stage_input.based_recipes, as for s2cnet), whose
+# quantiser step is the base's; it replaces the target-rate control (see _HiFiCCodec.training_loss).
 def _recipes(raw: dict, planes: dict) -> dict[int, dict]:
     """The planes' recipes (shipped); the raw-band variant's fields stay for ``--arch components=0``."""
-    return {q: {"arch": {**raw, **planes, "base_step": round(step_for(PLANE_LMBDAS[q]), 4)},
-                "lmbda": PLANE_LMBDAS[q],
-                # The GAN stage's weights relative to the band MSE: the paper's beta and theta3 against its
-                # theta1 * MSE(0..255), applied to lmbda * MSE (HiFiCAdversary).
-                "gan_scale": PLANE_LMBDAS[q] / (THETA[0] * MSE_SCALE),
-                "r_t": r_t, "lambda_a": TABLE_I[r_t], "lambda_b": LAMBDA_B, "lambda_stage1": LAMBDA_STAGE1,
-                "theta": list(THETA), "beta": BETA, "se_l1": SE_L1, "batch": 4}
-            for q, r_t in QUALITY_TARGETS.items()}
+    recipes = based_recipes({**raw, **planes}, lambda_b=LAMBDA_B, lambda_stage1=LAMBDA_STAGE1, beta=BETA,
+                            se_l1=SE_L1, batch=4)
+    for q, r in recipes.items():
+        r_t = QUALITY_TARGETS[q]
+        # The GAN stage's weights relative to the band MSE: the paper's beta and theta3 against its
+        # theta1 * MSE(0..255), applied to lmbda * MSE (HiFiCAdversary).
+        r.update(gan_scale=r["lmbda"] / (THETA[0] * MSE_SCALE), r_t=r_t, lambda_a=TABLE_I[r_t],
+                 theta=list(THETA))
+    return recipes
 
 
 class HiFiCAdversary:

@@ -33,7 +33,7 @@ import numpy as np
 from engine.codecs.base import CodecInfo
 from engine.codecs.learned import guarded_string, onednn_off, to_device
 from engine.codecs.spatial import SpatialCodec
-from engine.codecs.stage_input import COMPONENTS, STAGE_STEP, StageInputMixin, plane_loss, step_for
+from engine.codecs.stage_input import COMPONENTS, STAGE_STEP, StageInputMixin, based_recipes, plane_loss
 from engine.errors import FormatError
 from engine.format.strings import pack_counts, pack_strings, unpack_counts, unpack_strings
 from engine.losses import masked_mse
@@ -201,8 +201,7 @@ class MDIMDRFCodec(StageInputMixin, MDIMNetwork):
     # 300-step warm-up, q2 trains from scratch (41 % of the channels kept) and q1 / q3 are fine-tuned from it.
     # The shipped weights take the spectral stage's planes on the Haar base (ARCH_BASED); --arch
     # components=0 the bands. lmbda: band MSE against bits per band sample (stage_input.plane_loss).
-    recipes = {q: {"arch": {**ARCH_BASED, "base_step": round(step_for(lmbda), 4)}, "lmbda": lmbda, "batch": 4}
-               for q, lmbda in ((1, 1000.0), (2, 5000.0), (3, 30000.0))}
+    recipes = based_recipes(ARCH_BASED, batch=4)
     patch: ClassVar[int] = 64  # 4 x 4 latent positions: room for the 5 x 5 DRF window to matter
 
     @classmethod

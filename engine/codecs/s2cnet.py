@@ -24,7 +24,7 @@ import numpy as np
 from engine.codecs.base import CodecInfo
 from engine.codecs.cae1d import Cae1d
 from engine.codecs.spatial import SpatialCodec
-from engine.codecs.stage_input import COMPONENTS, STAGE_STEP, StageInputMixin, plane_loss, step_for
+from engine.codecs.stage_input import COMPONENTS, STAGE_STEP, StageInputMixin, based_recipes, plane_loss
 from engine.errors import InputError
 from engine.losses import rate_distortion_loss
 from engine.registry import register
@@ -59,9 +59,7 @@ class S2CNetCodec(StageInputMixin, SpatialCodec):
     # gain of 64 (stage 1 learned a precision of ~1/64 there), and 0.5 makes both terms of similar size
     # where the spectral MSE is ~1e-4. For the planes both terms are band MSEs (see training_loss).
     # lmbda of the planes: band MSE against bits per band sample (engine.codecs.stage_input.plane_loss).
-    recipes = {q: {"arch": {**_ARCH_BASED, "base_step": round(step_for(lmbda), 4)}, "lmbda": lmbda,
-                   "alpha": 0.5, "batch": 2}
-               for q, lmbda in ((1, 1000.0), (2, 5000.0), (3, 30000.0))}
+    recipes = based_recipes(_ARCH_BASED, alpha=0.5, batch=2)
     # Per training stage, what replaces the recipe's entries; the last stage writes the codec's weights.
     stages = {"spectral": {"lmbda": 30000.0, "batch": 256}, "joint": {}}
 

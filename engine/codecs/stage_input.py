@@ -42,6 +42,17 @@ def step_for(lmbda: float) -> float:
     return float(np.sqrt(6.0 / (lmbda * np.log(2.0))))
 
 
+# The seed codecs' qualities on the Haar base: lmbda (band MSE against bits per band sample, plane_loss)
+# and, through step_for, the quantiser step each asks for.
+PLANE_LMBDAS = {1: 1000.0, 2: 5000.0, 3: 30000.0}
+
+
+def based_recipes(arch: dict, **extra) -> dict[int, dict]:
+    """Each quality's recipe on the Haar base: ``arch`` with that quality's step, its lmbda, ``extra``."""
+    return {q: {"arch": {**arch, "base_step": round(step_for(lmbda), 4)}, "lmbda": lmbda, **extra}
+            for q, lmbda in PLANE_LMBDAS.items()}
+
+
 def significant(var: np.ndarray, step: float, channels: int) -> int:
     """Leading components worth coding: std above ``step``, at most ``channels``, at least 1."""
     return int(max(1, min(channels, int(np.sum(np.sqrt(np.maximum(var, 0.0)) > step)))))

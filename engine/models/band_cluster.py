@@ -44,18 +44,18 @@ def _synthesis(n: int) -> nn.Sequential:
                          nn.ConvTranspose2d(n, 1, 9, 4, 4, 3))
 
 
-def _based_analysis(n: int, step: float) -> BasedAnalysis:
+def _based_analysis(n: int, step: float, refine: bool) -> BasedAnalysis:
     """The paper's analysis with down-sampling 4 and 16 outputs, refining a 4 x 4 Haar base."""
     net = nn.Sequential(nn.Conv2d(1, n, 9, 2, 4), GDN(n), nn.Conv2d(n, n, 5, 2, 2), GDN(n),
                         nn.Conv2d(n, 4 ** BASE_LEVELS, 5, 1, 2))
-    return BasedAnalysis(net, 1, BASE_LEVELS, step)
+    return BasedAnalysis(net, 1, BASE_LEVELS, step, refine)
 
 
-def _based_synthesis(n: int, step: float) -> BasedSynthesis:
+def _based_synthesis(n: int, step: float, refine: bool) -> BasedSynthesis:
     net = nn.Sequential(nn.Conv2d(4 ** BASE_LEVELS, n, 5, 1, 2), GDN(n, inverse=True),
                         nn.ConvTranspose2d(n, n, 5, 2, 2, 1), GDN(n, inverse=True),
                         nn.ConvTranspose2d(n, 1, 9, 2, 4, 1))
-    return BasedSynthesis(net, 1, BASE_LEVELS, step)
+    return BasedSynthesis(net, 1, BASE_LEVELS, step, refine)
 
 
 def spread_densities(eb: EntropyBottleneck, scales: list[float]) -> None:
@@ -88,10 +88,8 @@ class BandCluster(TileMeans, nn.Module):
             if planes < 1:
                 raise ValueError("the based band-cluster needs its planes per interval")
             self.gain, self.channels, self.multiple, self.per_string = 1.0, 4 ** BASE_LEVELS, 2 ** BASE_LEVELS, planes
-            self.g_a = nn.ModuleList(_based_analysis(N, base_step) for _ in range(groups))
-            self.g_s = nn.ModuleList(_based_synthesis(N, base_step) for _ in range(groups))
-            for t in (*self.g_a, *self.g_s):
-                t.refine.requires_grad_(refine)
+            self.g_a = nn.ModuleList(_based_analysis(N, base_step, refine) for _ in range(groups))
+            self.g_s = nn.ModuleList(_based_synthesis(N, base_step, refine) for _ in range(groups))
         else:
             self.gain, self.channels, self.multiple, self.per_string = gain, N, MULTIPLE, 1
             self.g_a = nn.ModuleList(_analysis(N) for _ in range(groups))

@@ -257,11 +257,8 @@ class HiFiCPlanes(HiFiC):
             nn.Conv2d(w[0], components, 7, padding=3)
         enc = [first, *_down(w, se != "none", se in ("e-norm", "eg-norm")), nn.Conv2d(w[-1], M, 3, padding=1)]
         gen = [*_up(M, w, blocks, se == "eg-norm"), last]
-        self.g_a = BasedAnalysis(nn.Sequential(*enc), components, 2, base_step)
-        self.g_s = BasedSynthesis(nn.Sequential(*gen), components, 2, base_step)
-        if not refine:
-            for t in (self.g_a, self.g_s):
-                t.refine.scale.requires_grad_(False)
+        self.g_a = BasedAnalysis(nn.Sequential(*enc), components, 2, base_step, refine)
+        self.g_s = BasedSynthesis(nn.Sequential(*gen), components, 2, base_step, refine)
 
     def _in(self, x):
         return x

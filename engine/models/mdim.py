@@ -214,11 +214,8 @@ class MDIMDRF(TileMeans, nn.Module):
             if not channels or down != 4 or M != 16 * channels or gain != 1.0:
                 raise ValueError(f"base_step needs the planes, down=4, M=16*channels={16 * channels} and gain 1, "
                                  f"got channels={channels}, down={down}, M={M}, gain={gain}")
-            self.g_a = BasedAnalysis(self.g_a, channels, 2, base_step)
-            self.g_s = BasedSynthesis(self.g_s, channels, 2, base_step)
-            if not refine:
-                for part in (self.g_a, self.g_s):
-                    part.refine.requires_grad_(False)
+            self.g_a = BasedAnalysis(self.g_a, channels, 2, base_step, refine)
+            self.g_s = BasedSynthesis(self.g_s, channels, 2, base_step, refine)
         self.importance = ImportanceNet(M, width, depths, drf, window, kernel)
         self.entropy_bottleneck = EntropyBottleneck(M)
         # Channel group of each latent channel: group g is kept where the level exceeds g.

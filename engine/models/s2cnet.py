@@ -150,10 +150,11 @@ class S2CNetPlanes(S2CNet):
             if down != 4 or M != 16 * components:
                 raise ValueError(f"base_step needs down=4 and M=16*components={16 * components}, got {down}, {M}")
             # refine=False: the ablation without learned transforms (Haar base + hyperprior only).
-            self.g_a = BasedAnalysis(self.g_a if refine else None, components, 2, base_step)
-            self.g_s = BasedSynthesis(self.g_s if refine else None, components, 2, base_step)
-        self.refine_in = PixelRefine(components, width) if refine else nn.Identity()
-        self.refine_out = PixelRefine(components, width) if refine else nn.Identity()
+            self.g_a = BasedAnalysis(self.g_a, components, 2, base_step, refine)
+            self.g_s = BasedSynthesis(self.g_s, components, 2, base_step, refine)
+        # Identity at start; refine=False keeps them there.
+        self.refine_in = PixelRefine(components, width).requires_grad_(refine)
+        self.refine_out = PixelRefine(components, width).requires_grad_(refine)
 
     def _in(self, x: torch.Tensor) -> torch.Tensor:
         return self.refine_in(x)

@@ -58,12 +58,14 @@ class HaarBlocks(nn.Module):
 
 
 class _Refined(nn.Module):
-    """A per-channel factor, zero at start, on a network's output."""
+    """A per-channel factor, zero at start, on a network's output; ``trainable`` False keeps it there (the
+    ablation without a learned transform: the parameters stay, so the module is the same either way)."""
 
-    def __init__(self, net: nn.Module, channels: int):
+    def __init__(self, net: nn.Module, channels: int, trainable: bool):
         super().__init__()
         self.net = net
         self.scale = nn.Parameter(torch.zeros(1, channels, 1, 1))
+        self.requires_grad_(trainable)
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
         return self.scale * self.net(t)
@@ -71,29 +73,26 @@ class _Refined(nn.Module):
 
 class BasedAnalysis(nn.Module):
     """y = haar(x) / step + (zero at start) * net(x); ``net`` maps channels -> channels * 4^L at 1/2^L.
-    ``net`` None: the base alone (the ablation without a learned transform)."""
+    ``refine`` False: the refinement stays at zero in training (the base alone)."""
 
-    def __init__(self, net: nn.Module | None, channels: int, levels: int, step: float):
+    def __init__(self, net: nn.Module, channels: int, levels: int, step: float, refine: bool = True):
         super().__init__()
         self.base, self.step = HaarBlocks(channels, levels), step
-        self.refine = None if net is None else _Refined(net, channels * 4 ** levels)
+        self.refine = _Refined(net, channels * 4 ** levels, refine)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.base(x) / self.step
-        return y if self.refine is None else y + self.refine(x)
+        return self.base(x) / self.step + self.refine(x)
 
 
 class BasedSynthesis(nn.Module):
     """x_hat = haar^T(y * step) + (zero at start) * net(y * step); ``net`` maps back to ``channels``
-    (None: the base alone)."""
+    (``refine`` as for :class:`BasedAnalysis`)."""
 
-    def __init__(self, net: nn.Module | None, channels: int, levels: int, step: float):
+    def __init__(self, net: nn.Module, channels: int, levels: int, step: float, refine: bool = True):
         super().__init__()
         self.base, self.step = HaarBlocks(channels, levels), step
-        self.refine = None if net is None else _Refined(net, channels)
+        self.refine = _Refined(net, channels, refine)
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
         u = y * self.step
-        x = self.base.inverse(u)
-        return x if self.refine is None else x + self.refine(u)
-
+        return self.base.inverse(u) + self.refine(u)
