@@ -335,15 +335,14 @@ def compress_to_target(info: SceneInfo, read_window: ReadWindow, dst: str, codec
             cls = codec_class(codec)
             start = cls.preset_step(cinfo.default_quality)
             n_tiles = TileGrid(info.rows, info.cols, min(tile_size, info.rows), min(tile_size, info.cols)).n_tiles
-            estimate = None
-            if target.needs_quality:
-                pass
-            elif len(sample_tiles(n_tiles)) * ESTIMATE_SHARE <= n_tiles:  # a sample costs much less than a file
-                estimate = functools.partial(estimate_bytes, info, read_window, codec, cinfo.default_quality,
-                                             scene_pass=scene_pass, tile_size=tile_size, device=device)
-            else:  # a smaller scene: the codec's rate model, if it has one
-                estimate = model_estimate(info, read_window, codec, cinfo.default_quality, scene_pass, tile_size,
-                                          device)
+            estimate = None  # a quality target is searched on files only
+            if not target.needs_quality:
+                if len(sample_tiles(n_tiles)) * ESTIMATE_SHARE <= n_tiles:  # a sample costs much less than a file
+                    estimate = functools.partial(estimate_bytes, info, read_window, codec, cinfo.default_quality,
+                                                 scene_pass=scene_pass, tile_size=tile_size, device=device)
+                else:  # a smaller scene: the codec's rate model, if it has one
+                    estimate = model_estimate(info, read_window, codec, cinfo.default_quality, scene_pass,
+                                              tile_size, device)
             if estimate is None:
                 key, trials = choose_step(trial, target, start, *cls.step_range)
             else:
