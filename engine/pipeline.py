@@ -17,7 +17,7 @@ import numpy as np
 
 from engine import weight_files
 from engine.errors import CancelledError, CodecError, FormatError, InputError
-from engine.format.container import SUPPORTED_DTYPES, Header, open_hsic, write_hsic
+from engine.format.container import INDEX_ENTRY_BYTES, SUPPORTED_DTYPES, Header, open_hsic, write_hsic
 from engine.normalise import normalisation, valid_mask, valid_range
 from engine.overviews import build_section as build_overview_section, default_factors
 from engine.parallel import thread_map
@@ -33,7 +33,6 @@ DEFAULT_TILE = 128
 MAX_TILE_SIDE = 512
 MAX_TILE_SAMPLES = 1 << 27
 MAX_TILES = (1 << 32) - 1  # the container's tile count is a u32 (docs/format.md)
-INDEX_ENTRY_BYTES = 16  # a tile's entry in the container's index (docs/format.md)
 
 
 def check_tile_size(bands: int, tile_rows: int, tile_cols: int) -> str | None:

@@ -55,6 +55,7 @@ PREFIX = struct.Struct("<8sHHHHII")
 _CRC = struct.Struct("<I")
 _INDEX_ENTRY = struct.Struct("<QII")  # payload offset, length, CRC32
 assert PREFIX.size == 24 and _INDEX_ENTRY.size == 16
+INDEX_ENTRY_BYTES = _INDEX_ENTRY.size  # a tile's entry in the index: what a rate estimate counts per tile
 
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 # JSON has no NaN/Infinity; floats that may be non-finite are written as these strings.
