@@ -147,25 +147,28 @@ def _exponent(target_step: float, lo: int = 0, hi: int = 40) -> int:
 
 
 def make_stage(mean: np.ndarray, basis: np.ndarray, var: np.ndarray, used: np.ndarray, step: float,
-               k: int, basis_share: float | None = None, mean_share: float | None = None) -> SpectralStage:
+               k: int, basis_share: float | None = None, mean_share: float | None = None,
+               precision: float | None = None) -> SpectralStage:
     """Quantise a KLT for quantiser ``step`` keeping ``k`` components.
 
     The basis column c is quantised with step D_c so that its error adds about
-    ``basis_share`` x step^2/12 to the MSE over the k columns: the error D_c^2/12 per band
-    costs var_c D_c^2/12 per sample, so D_c = step sqrt(basis_share / k / var_c) (rounded down to a power of two).
+    ``basis_share`` x P^2/12 to the MSE over the k columns: the error D_c^2/12 per band
+    costs var_c D_c^2/12 per sample, so D_c = P sqrt(basis_share / k / var_c) (rounded down to a power of two).
+    P is ``precision`` (default ``step``): the seed codecs quantise their planes with a step of their own.
     """
     basis_share = BASIS_ERROR_SHARE if basis_share is None else basis_share
     mean_share = MEAN_ERROR_SHARE if mean_share is None else mean_share
     step = float(np.float32(step))
     if not (np.isfinite(step) and step > 0):
         raise InputError(f"step must be a positive finite number, got {step!r}")
+    prec = step if precision is None else float(precision)
     bands = mean.size
     k = int(min(max(k, 0), bands))
     std = np.sqrt(np.maximum(var[:k], 1e-30))
     log_std = np.clip(np.round(4 * np.log2(std / step)), -128, 127).astype(np.int8)
-    basis_exp = np.array([_exponent(step * math.sqrt(basis_share / max(k, 1)) / s, 1, 30) for s in std],
+    basis_exp = np.array([_exponent(prec * math.sqrt(basis_share / max(k, 1)) / s, 1, 30) for s in std],
                          dtype=np.uint8)
-    mean_exp = _exponent(step * math.sqrt(mean_share), 0, 40)
+    mean_exp = _exponent(prec * math.sqrt(mean_share), 0, 40)
     mq = np.round(np.where(used, mean, 0.0) * 2.0**mean_exp) / 2.0**mean_exp
     bq = np.round(np.where(used[:, None], basis[:, :k], 0.0) * 2.0 ** basis_exp.astype(np.float64)) \
         / 2.0 ** basis_exp.astype(np.float64)

@@ -26,7 +26,7 @@ from engine.codecs.base import CodecInfo, TileCodec
 from engine.codecs.learned import LearnedCodecMixin, guarded_string, onednn_off, to_device
 from engine.codecs.spatial import random_patches
 from engine.codecs.stage_input import (STAGE_STEP, ClusteredPlanes, StageInputMixin, based_recipes, clustered_bytes,
-                                       clustered_from_bytes, fit_clustered)
+                                       clustered_from_bytes, fit_clustered, plane_step)
 from engine.errors import FormatError, InputError
 from engine.format.strings import pack_strings, unpack_strings
 from engine.registry import register
@@ -192,7 +192,7 @@ class BandClusterCodec(StageInputMixin, BandClusterNetwork):
     def stage_bytes(self, tiles, bands: int) -> bytes:
         bounds = self.band_bounds(bands)
         return clustered_bytes(bounds, fit_clustered(tiles, bounds, self.components // self.model.groups,
-                                                     self.model.stage_step))
+                                                     self.model.stage_step, self.model.base_step))
 
     def stage_planes(self, blob: bytes, bands: int):
         bounds, stages = clustered_from_bytes(blob, bands)
@@ -207,7 +207,8 @@ class BandClusterCodec(StageInputMixin, BandClusterNetwork):
 
         bounds = partition_for(arch["band_partitions"], cube.shape[0])
         per = arch["components"] // arch["groups"]
-        return ClusteredPlanes(bounds, fit_clustered([(cube, valid)], bounds, per, arch["stage_step"]), per,
+        return ClusteredPlanes(bounds, fit_clustered([(cube, valid)], bounds, per, arch["stage_step"],
+                                                     plane_step(arch)), per,
                                arch.get("whiten", True))
 
     @classmethod

@@ -17,7 +17,9 @@ k: the leading components whose std is above the stage's step (components below 
 quantisation noise of a step that fine; their planes stay zero). The step also sets the precision of
 the stored basis and mean (make_stage: their error adds 1.5 % of step^2 / 12 to the MSE); it is a field of
 the architecture (``stage_step``), 0.002 for the shipped weights: the ``klt`` preset of about 0.5
-bpppc, finer than any seed codec's rate, so the stage costs a few kB per scene and no visible error.
+bpppc, finer than any seed codec's rate; it sets k. For the weights on a fixed base the basis and mean are
+stored only as precisely as the quality's own step asks (:func:`stage_precision`): at 0.002 the stage was
+1.7-2.5 kB, a fifth of a quality-1 file of a 128 x 128 train crop; now 0.5-1 kB at quality 1.
 """
 
 from __future__ import annotations
@@ -53,21 +55,49 @@ def based_recipes(arch: dict, **extra) -> dict[int, dict]:
             for q, lmbda in PLANE_LMBDAS.items()}
 
 
+# The stored basis and mean need only be as precise as the codec's own error: k planes quantised with step
+# s add about (k / bands) s^2 / 12 per band sample, and make_stage's basis error is its share of P^2 / 12
+# with P = PRECISION_FACTOR x s x sqrt(k / bands). Picked on the train crops (scripts/seed_train_eval.py's
+# four; s2cnet and hific-se, qualities 1-3, factors 0.4 / 1 / 2 / 4): 1 and 2 gave the most PSNR per bit
+# (s2cnet q1 at 2: 19 % fewer bits for 0.2 dB; at 4 the PSNR loss outweighs the bits saved).
+PRECISION_FACTOR = 1.5
+
+
+def stage_precision(step: float, base_step: float, k: int, bands: int) -> float:
+    """The step the stored basis and mean are made precise for: the stage's ``step``, or coarser for
+    weights on a fixed base quantising their planes with ``base_step`` (0: none)."""
+    if not base_step:
+        return step
+    return max(step, PRECISION_FACTOR * base_step * float(np.sqrt(max(k, 1) / max(bands, 1))))
+
+
+def plane_step(arch: dict) -> float:
+    """The planes' quantiser step of weights on a fixed base (orthonormal planes); 0 for any other."""
+    return 0.0 if arch.get("whiten", True) else float(arch.get("base_step", 0.0))
+
+
 def significant(var: np.ndarray, step: float, channels: int) -> int:
     """Leading components worth coding: std above ``step``, at most ``channels``, at least 1."""
     return int(max(1, min(channels, int(np.sum(np.sqrt(np.maximum(var, 0.0)) > step)))))
 
 
 def fit_stage(tiles: Iterable[tuple[np.ndarray, np.ndarray | None]], bands: int, channels: int,
-              step: float) -> SpectralStage:
-    """The scene's stage from (normalised tile, valid mask) pairs (one streaming pass)."""
+              step: float, base_step: float = 0.0) -> SpectralStage:
+    """The scene's stage from (normalised tile, valid mask) pairs (one streaming pass); ``base_step``: the
+    planes' own quantiser step (:func:`stage_precision`)."""
     acc = KLTAccumulator(bands)
     for x, valid in tiles:
         acc.add(x, valid)
     if acc.n == 0:  # an all-nodata scene: a trivial stage
         acc.add(np.zeros((bands, 1, 1), np.float32))
+    return _make(acc, step, channels, base_step)
+
+
+def _make(acc: KLTAccumulator, step: float, channels: int, base_step: float) -> SpectralStage:
     mean, basis, var = acc.klt()
-    return make_stage(mean, basis, var, acc.used_bands(), step, significant(var, step, channels))
+    k = significant(var, step, channels)
+    return make_stage(mean, basis, var, acc.used_bands(), step, k,
+                      precision=stage_precision(step, base_step, k, acc.bands))
 
 
 class ComponentPlanes:
@@ -89,12 +119,17 @@ class ComponentPlanes:
         self.inv_std[:k] = 1.0 / self.std[:k]
         self.basis = np.zeros((stage.bands, channels))
         self.basis[:, :k] = stage.basis
+        # The components by least squares on the stored basis, not by its transpose: the quantised columns
+        # are not quite orthonormal, and the transpose leaks the leading components into every plane (on
+        # a float train scene, a 45 dB ceiling from the stage alone at the precision of stage_precision).
+        self.project = np.zeros((channels, stage.bands))
+        self.project[:k] = np.linalg.pinv(stage.basis) if k else 0.0
         self.mean = stage.mean
 
     def whiten(self, tile: np.ndarray) -> np.ndarray:
         """(channels, h, w) float32 unit-variance planes of a normalised (bands, h, w) tile."""
         b, h, w = tile.shape
-        c = self.basis.T @ (tile.reshape(b, -1).astype(np.float64) - self.mean[:, None])
+        c = self.project @ (tile.reshape(b, -1).astype(np.float64) - self.mean[:, None])
         return (c * self.inv_std[:, None]).reshape(self.channels, h, w).astype(np.float32)
 
     def expand(self, planes: np.ndarray, bands: np.ndarray | None = None) -> np.ndarray:
@@ -167,7 +202,7 @@ def clustered_from_bytes(blob: bytes, bands: int) -> tuple[list[int], list[Spect
 
 
 def fit_clustered(tiles: Iterable[tuple[np.ndarray, np.ndarray | None]], bounds: list[int], per_group: int,
-                  step: float) -> list[SpectralStage | None]:
+                  step: float, base_step: float = 0.0) -> list[SpectralStage | None]:
     """One stage per interval of ``bounds`` (one streaming pass); None for an empty interval."""
     parts = [(s, e) for s, e in zip(bounds, bounds[1:])]
     accs = [KLTAccumulator(e - s) if e > s else None for s, e in parts]
@@ -182,8 +217,7 @@ def fit_clustered(tiles: Iterable[tuple[np.ndarray, np.ndarray | None]], bounds:
             continue
         if acc.n == 0:
             acc.add(np.zeros((acc.bands, 1, 1), np.float32))
-        mean, basis, var = acc.klt()
-        stages.append(make_stage(mean, basis, var, acc.used_bands(), step, significant(var, step, per_group)))
+        stages.append(_make(acc, step, per_group, base_step))
     return stages
 
 
@@ -247,6 +281,7 @@ class StageInputMixin:
         model.stage_step = float(arch.get("stage_step", STAGE_STEP))
         # False: the planes in the KLT's orthonormal units (the weights with a fixed base, stage_base)
         model.whiten = bool(arch.get("whiten", True))
+        model.base_step = plane_step(arch)
         return model
 
     def __init__(self, quality: int, device: str = "auto", weights=None):
@@ -260,7 +295,7 @@ class StageInputMixin:
 
     def stage_bytes(self, tiles, bands: int) -> bytes:
         """Fit the scene's stage from (tile, valid) pairs; its bytes."""
-        return fit_stage(tiles, bands, self.components, self.model.stage_step).to_bytes()
+        return fit_stage(tiles, bands, self.components, self.model.stage_step, self.model.base_step).to_bytes()
 
     def stage_planes(self, blob: bytes, bands: int):
         """The planes of a stage's bytes (FormatError if they are corrupt or not for ``bands`` bands)."""
@@ -272,7 +307,7 @@ class StageInputMixin:
     @classmethod
     def scene_planes(cls, arch: dict, cube: np.ndarray, valid: np.ndarray):
         """The planes of a prepared training scene, as :meth:`stage_bytes` fits them."""
-        stage = fit_stage([(cube, valid)], cube.shape[0], arch["components"], arch["stage_step"])
+        stage = fit_stage([(cube, valid)], cube.shape[0], arch["components"], arch["stage_step"], plane_step(arch))
         return ComponentPlanes(stage, arch["components"], arch.get("whiten", True))
 
     def scene_statistics(self, tiles, bands: int):

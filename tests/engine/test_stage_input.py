@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from engine.codecs.stage_input import (ClusteredPlanes, ComponentPlanes, clustered_bytes, clustered_from_bytes,
-                                        fit_clustered, fit_stage, plane_batch, significant)
+                                        fit_clustered, fit_stage, plane_batch, significant, stage_precision,
+                                        step_for)
 from engine.training import TrainConfig, train
 
 
@@ -123,6 +124,31 @@ def test_orthonormal_planes_keep_band_mse():
     assert np.isclose((w ** 2).sum(), (centred ** 2).sum(), rtol=0.02)
     assert np.abs(planes.expand(w) - x).max() < 0.01
     assert np.allclose(planes.weights()[:stage.k], 1 / 12)
+
+
+def test_planes_are_least_squares_on_the_stored_basis():
+    """A coarsely stored basis is not quite orthonormal: the planes must still give back every band that
+    the basis spans (its transpose leaked the leading components into every plane)."""
+    noise = np.random.default_rng(2).normal(0, 0.01, (12, 10, 9))
+    x = (normalised(cube(12, 10, 9).astype(np.float64)) + noise).astype(np.float32)
+    stage = fit_stage([(x, None)], 12, 16, 1e-4, base_step=0.5)  # all 12 components, a coarse basis
+    assert stage.k == 12 and stage_precision(1e-4, 0.5, 12, 12) > 1e-2
+    basis_t = stage.basis.T @ stage.basis
+    assert np.abs(basis_t - np.eye(12)).max() > 1e-3  # really not orthonormal
+    planes = ComponentPlanes(stage, 16, whiten=False)
+    np.testing.assert_allclose(planes.expand(planes.whiten(x)), x, atol=2e-5)
+
+
+def test_stage_precision_follows_the_planes_step():
+    """Weights on a fixed base store the stage as precisely as their own quantiser needs: coarser at low
+    quality, never finer than the stage step; other weights keep the stage step."""
+    assert stage_precision(0.002, 0.0, 16, 224) == 0.002
+    q1, q3 = (stage_precision(0.002, step_for(lm), 16, 224) for lm in (1000.0, 30000.0))
+    assert q1 > q3 >= 0.002
+    assert stage_precision(0.002, 1e-6, 16, 224) == 0.002
+    x = normalised(cube(60, 40, 40).astype(np.float64))
+    fine, coarse = (fit_stage([(x, None)], 60, 16, 0.002, base) for base in (0.0, step_for(1000.0)))
+    assert fine.k == coarse.k and len(coarse.to_bytes()) < len(fine.to_bytes())
 
 
 def test_haar_base_is_orthonormal_and_the_refinements_start_at_zero():
