@@ -1,9 +1,13 @@
 """Network parts shared by several models: the band adapter, a fixed gain, per-band tile means as side
-information, padding to the down-sampling factor and chunked forward passes.
+information, padding to the down-sampling factor, chunked forward passes, and compressai's rANS decoding
+without its per-call conversions (:func:`rans_decompress`).
 """
 
 from __future__ import annotations
 
+import weakref
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -37,6 +41,32 @@ class BandAdapter(nn.Module):
     def decode(self, h: torch.Tensor, bands: int) -> torch.Tensor:
         w = self._at(self.w_out, bands)
         return torch.einsum("cb,nchw->nbhw", w, h) + self._at(self.b_out, bands)[0][:, None, None]
+
+
+# The entropy coder's tables as the lists compressai's rANS decoder takes, per entropy model: compressai
+# converts them (and the decoded symbols) between tensors and lists on every call. Keyed by the model and
+# the tables' identity, so an update() (which builds new table tensors) is never served stale lists.
+_coder_lists: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def rans_decompress(em, strings: list[bytes], indexes: torch.Tensor, dtype=torch.float32, means=None):
+    """``EntropyModel.decompress(em, strings, indexes, dtype, means)`` of compressai, the same values, with
+    the coder's tables made lists once per model and the decoded symbols read through numpy."""
+    tables = (em._quantized_cdf, em._cdf_length, em._offset)
+    cached = _coder_lists.get(em)
+    if cached is None or any(a is not b for a, b in zip(cached[0], tables)):
+        cached = (tables, (tables[0].tolist(), tables[1].reshape(-1).int().tolist(),
+                           tables[2].reshape(-1).int().tolist()))
+        _coder_lists[em] = cached
+    cdf, lengths, offsets = cached[1]
+    if len(strings) != indexes.size(0):
+        raise ValueError("Invalid strings or indexes parameters")
+    outputs = torch.empty(indexes.size(), dtype=tables[0].dtype)
+    for i, s in enumerate(strings):
+        values = em.entropy_coder.decode_with_indexes(s, indexes[i].reshape(-1).int().tolist(), cdf, lengths,
+                                                      offsets)
+        outputs[i] = torch.from_numpy(np.asarray(values, dtype=np.int32)).reshape(outputs[i].size())
+    return em.dequantize(outputs, means, dtype)
 
 
 def pad_to(x: torch.Tensor, multiple: int) -> torch.Tensor:

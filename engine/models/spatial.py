@@ -26,7 +26,7 @@ from compressai.layers import GDN
 from compressai.models.utils import conv, deconv
 from torch import nn
 
-from engine.models.layers import BandAdapter, TileMeans, chunked, pad_to
+from engine.models.layers import BandAdapter, TileMeans, chunked, pad_to, rans_decompress
 
 # Scale table of CompressAI's hyperprior models (log-spaced from 0.11 to 256).
 _SCALES = torch.exp(torch.linspace(torch.log(torch.tensor(0.11)), torch.log(torch.tensor(256.0)), 64)).tolist()
@@ -244,7 +244,7 @@ class Bmshj2018(nn.Module):
             return [self.entropy_bottleneck.decompress(strings[0], shape)]
         z_hat = self.entropy_bottleneck.decompress(strings[1], shape)
         indexes = self.scale_indexes(self.h_s_cpu(z_hat))
-        return [self.gaussian_conditional.decompress(strings[0], indexes, z_hat.dtype), z_hat]
+        return [rans_decompress(self.gaussian_conditional, strings[0], indexes, z_hat.dtype), z_hat]
 
     def scale_indexes(self, scales: torch.Tensor) -> torch.Tensor:
         """The Gaussian conditional's table index of each scale: ``build_indexes``'s result, found by one
