@@ -5,9 +5,9 @@ without its per-call conversions (:func:`rans_decompress`).
 
 from __future__ import annotations
 
+import array
 import weakref
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -51,7 +51,7 @@ _coder_lists: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 def rans_decompress(em, strings: list[bytes], indexes: torch.Tensor, dtype=torch.float32, means=None):
     """``EntropyModel.decompress(em, strings, indexes, dtype, means)`` of compressai, the same values, with
-    the coder's tables made lists once per model and the decoded symbols read through numpy."""
+    the coder's tables made lists once per model and the decoded symbols read through ``array``."""
     tables = (em._quantized_cdf, em._cdf_length, em._offset)
     cached = _coder_lists.get(em)
     if cached is None or any(a is not b for a, b in zip(cached[0], tables)):
@@ -65,7 +65,10 @@ def rans_decompress(em, strings: list[bytes], indexes: torch.Tensor, dtype=torch
     for i, s in enumerate(strings):
         values = em.entropy_coder.decode_with_indexes(s, indexes[i].reshape(-1).int().tolist(), cdf, lengths,
                                                       offsets)
-        outputs[i] = torch.from_numpy(np.asarray(values, dtype=np.int32)).reshape(outputs[i].size())
+        # array('i'): C int, 32 bits here; the fastest list -> int32 tensor (torch.tensor: twice the time)
+        symbols = torch.frombuffer(array.array("i", values), dtype=torch.int32) if values else \
+            torch.empty(0, dtype=torch.int32)  # frombuffer refuses an empty buffer
+        outputs[i] = symbols.reshape(outputs[i].size())
     return em.dequantize(outputs, means, dtype)
 
 
