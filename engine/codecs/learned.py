@@ -5,8 +5,6 @@ payloads by :mod:`engine.format.strings`."""
 
 from __future__ import annotations
 
-import hashlib
-import io
 import threading
 import warnings
 from collections import OrderedDict
@@ -41,16 +39,14 @@ def save_weights(model, arch: dict, path, half: bool = False) -> None:
     torch.save({"arch": dict(arch), "state_dict": state}, path)
 
 
-def load_weights(build_model, path, data: bytes | None = None):
-    """Rebuild a model from a weights file written by :func:`save_weights` (weights_only: no pickle code).
-
-    ``data``: the file's bytes, when the caller has read them already (``path`` then names them in errors)."""
+def load_weights(build_model, path):
+    """Rebuild a model from a weights file written by :func:`save_weights` (weights_only: no pickle code)."""
     import torch
 
     try:
         with warnings.catch_warnings():  # torch warns about foreign pickles it then refuses: one line is ours
             warnings.simplefilter("ignore")
-            blob = torch.load(path if data is None else io.BytesIO(data), map_location="cpu", weights_only=True)
+            blob = torch.load(path, map_location="cpu", weights_only=True)
         model = build_model(blob["arch"])
         state = {k: v for k, v in blob["state_dict"].items() if not k.endswith(_DERIVED)}
         missing, unexpected = model.load_state_dict(state, strict=False)
@@ -236,17 +232,15 @@ class LearnedCodecMixin:
             # Same GPU, same floats on every run: no autotuned (timing-dependent) convolution algorithms.
             torch.backends.cudnn.benchmark = False
             torch.backends.cudnn.deterministic = True
-        from engine.weight_files import check_weights_file
+        from engine import weight_files
 
-        # The digest of the bytes loaded (what the file header records), and the key of the shared model.
-        data = check_weights_file(path).read_bytes()
-        self.loaded_sha256 = hashlib.sha256(data).hexdigest()
-        self.model = shared_model((type(self), self.loaded_sha256, self.torch_device),
-                                  lambda: self.load_model(path, data))
+        # The digest that file headers record, taken once per instance; it keys the shared model.
+        self.loaded_sha256 = weight_files.file_sha256(weight_files.check_weights_file(path))
+        self.model = shared_model((type(self), self.loaded_sha256, self.torch_device), lambda: self.load_model(path))
 
-    def load_model(self, path, data: bytes):
-        """The model of a weights file's bytes, its networks on the device (entropy coding on the CPU)."""
-        model = load_weights(self.build_model, path, data)
+    def load_model(self, path):
+        """The model of a weights file, its networks on the device (entropy coding on the CPU)."""
+        model = load_weights(self.build_model, path)
         for name, child in model.named_children():
             if name not in self.cpu_modules:
                 child.to(self.torch_device)
