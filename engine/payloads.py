@@ -94,7 +94,11 @@ def to_dtype(x: np.ndarray, dtype: np.dtype, nodata: float | None, valid: np.nda
     take nodata (or NaN where ``nan`` is set)."""
     if dtype.kind in "iu":
         info = np.iinfo(dtype)
-        out = np.clip(np.rint(x), info.min, info.max).astype(dtype)
+        r = np.rint(x)
+        # = np.clip(r, min, max), in place (numpy's clip with Python bounds took as long as the rounding)
+        np.maximum(r, info.min, out=r)
+        np.minimum(r, info.max, out=r)
+        out = r.astype(dtype)
     else:
         out = x.astype(dtype)
     finish(out, nodata, valid, nan)
@@ -159,7 +163,9 @@ def _to_source(full: np.ndarray, header: Header, h: int, w: int, masks: list[np.
     offset, scale = _norm(header)
     if bands is not None:
         offset, scale, masks = offset[bands], scale[bands], [m[bands] for m in masks]
-    x = full[:, :h, :w].astype(np.float64) * scale + offset
+    x = full[:, :h, :w].astype(np.float64)
+    x *= scale  # in place: the same arithmetic as x * scale + offset, without two temporaries
+    x += offset
     return to_dtype(x, np.dtype(header.dtype), header.nodata, ~masks[0] if masks else None,
                      masks[1] if len(masks) == 2 else None)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 import warnings
+from collections import OrderedDict
 from contextlib import contextmanager
 from typing import ClassVar, Iterable
 
@@ -64,6 +65,29 @@ def load_weights(build_model, path):
         if isinstance(m, EntropyBottleneck):
             m.update(force=True)
     return model.eval()
+
+
+# Loaded models, shared by the codec instances of the same class, weights (by digest) and device: a decoder
+# builds a codec per file it opens, and loading (unpickling, building the network, the entropy coder's
+# tables) cost more CPU than decoding a small scene's tile (docs/benchmarks/seed_decode_speed.md). A model
+# is read-only once loaded: codecs only run it (no_grad, eval); training builds its own (load_weights).
+_SHARED_MODELS_KEPT = 8
+_shared_models: OrderedDict[tuple, object] = OrderedDict()
+_shared_models_lock = threading.Lock()
+
+
+def shared_model(key: tuple, load):
+    """The model cached under ``key``, or ``load()``'s, then cached (the last few keys are kept)."""
+    with _shared_models_lock:
+        if key in _shared_models:
+            _shared_models.move_to_end(key)
+            return _shared_models[key]
+    model = load()  # outside the lock: two threads may both load one key; the first one stored is kept
+    with _shared_models_lock:
+        model = _shared_models.setdefault(key, model)
+        while len(_shared_models) > _SHARED_MODELS_KEPT:
+            _shared_models.popitem(last=False)
+    return model
 
 
 def guarded_string(data: bytes, symbols: int) -> bytes:
@@ -208,7 +232,20 @@ class LearnedCodecMixin:
             # Same GPU, same floats on every run: no autotuned (timing-dependent) convolution algorithms.
             torch.backends.cudnn.benchmark = False
             torch.backends.cudnn.deterministic = True
-        self.model = load_weights(self.build_model, path)
-        for name, child in self.model.named_children():
+        from engine import weight_files
+
+        # The digest that file headers record, taken once per instance; it keys the shared model.
+        self.loaded_sha256 = weight_files.file_sha256(weight_files.check_weights_file(path))
+        self.model = shared_model((type(self), self.loaded_sha256, self.torch_device), lambda: self.load_model(path))
+
+    def load_model(self, path):
+        """The model of a weights file, its networks on the device (entropy coding on the CPU)."""
+        model = load_weights(self.build_model, path)
+        for name, child in model.named_children():
             if name not in self.cpu_modules:
                 child.to(self.torch_device)
+        return model
+
+    @property
+    def weights_sha256(self) -> str:
+        return self.loaded_sha256

@@ -141,7 +141,8 @@ class MDIMNetwork(SpatialCodec):
         """The tile's entropy-decoded latent (1, M, h, w), masked channels zero, on the CPU, and its
         per-band means (1, B) or None."""
         import torch
-        from compressai.entropy_models import EntropyModel
+
+        from engine.models.layers import rans_decompress
 
         bands, rows, cols = shape
         latent_shape, groups = unpack_strings(data, 1)
@@ -158,9 +159,8 @@ class MDIMNetwork(SpatialCodec):
         mask = self.model.mask_of(torch.from_numpy(levels).reshape(1, 1, h, w))[0]
         index, means = self._channel_tables(mask)
         with torch.no_grad():
-            values = EntropyModel.decompress(self.model.entropy_bottleneck,
-                                             [guarded_string(y_string, index.shape[1])], index, torch.float32,
-                                             means)
+            values = rans_decompress(self.model.entropy_bottleneck, [guarded_string(y_string, index.shape[1])],
+                                     index, torch.float32, means)
             y_hat = torch.zeros(1, self.model.M, h, w)
             y_hat[0][mask] = values[0]
         return y_hat, self.model.read_means(groups, bands)

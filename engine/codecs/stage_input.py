@@ -137,7 +137,9 @@ class ComponentPlanes:
         k, h, w = planes.shape
         mean, basis = (self.mean, self.basis) if bands is None else (self.mean[bands], self.basis[bands])
         c = planes.reshape(k, -1).astype(np.float64) * self.std[:, None]
-        return (mean[:, None] + basis @ c).reshape(-1, h, w).astype(np.float32)
+        x = basis @ c
+        x += mean[:, None]  # in place: the same sums as mean + basis @ c, one (bands, h * w) float64 array less
+        return x.reshape(-1, h, w).astype(np.float32)
 
     def weights(self) -> np.ndarray:
         """Per plane, the band-MSE weight of its squared error: component variance / band count."""
