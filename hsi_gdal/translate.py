@@ -70,9 +70,12 @@ def Translate(destName, srcDSOrSrcDSName, codec: str | None = None, quality: int
             checked.check_quality(quality)
         info = source.info
         # Statistics for the sidecar (not the .hsic, whose every byte counts in the rate): a first share
-        # of the progress bar, cancellable like the rest.
-        stats = tiled_statistics(info.rows, info.cols, info.bands, info.nodata, source.read_window,
-                                 tile_size, tile_size, _share(progress, 0.0, STATISTICS_SHARE))
+        # of the progress bar, cancellable like the rest. Under the streaming cache limit like the
+        # compression: uncapped, this pass filled GDAL's cache (5 % of RAM) and the process kept the memory
+        # (docs/benchmarks/scale_klt.md).
+        with cache_limit():
+            stats = tiled_statistics(info.rows, info.cols, info.bands, info.nodata, source.read_window,
+                                     tile_size, tile_size, _share(progress, 0.0, STATISTICS_SHARE))
         progress = _share(progress, STATISTICS_SHARE, 1.0)
         # Written under a name unique to this run, then renamed with its sidecar (hsi_gdal/sidecar.py):
         # a concurrent run on the same output or a full disk never leaves a corrupt or half pair.

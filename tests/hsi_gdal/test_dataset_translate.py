@@ -147,3 +147,22 @@ def test_rasters_that_are_not_spectral_cubes_are_refused(make_raster, tmp_path, 
         hsi_gdal.Translate(dst, src)
     assert "\n" not in str(e.value)
     assert not os.path.exists(dst) and not os.path.exists(dst + ".vrt")
+
+
+def test_compress_streams_under_the_gdal_cache_limit(make_raster, tmp_path, monkeypatch):
+    """Every read of the source while compressing (the sidecar's statistics pass included) runs with GDAL's
+    block cache capped: uncapped, the statistics pass filled the default cache (5 % of RAM) and a 4000 x
+    4000 x 224 compress peaked at 1.6 GB instead of the streaming bound."""
+    from hsi_gdal.gdal_env import STREAM_CACHE_BYTES, gdal
+    from hsi_gdal.source import RasterSource
+
+    seen = []
+    read = RasterSource.read_window
+
+    def spy(self, *window):
+        seen.append(gdal.GetCacheMax())
+        return read(self, *window)
+
+    monkeypatch.setattr(RasterSource, "read_window", spy)
+    hsi_gdal.Translate(str(tmp_path / "c.hsic"), make_raster(bands=4, rows=20, cols=20))
+    assert seen and max(seen) <= STREAM_CACHE_BYTES
