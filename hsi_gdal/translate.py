@@ -69,26 +69,27 @@ def Translate(destName, srcDSOrSrcDSName, codec: str | None = None, quality: int
         if quality is not None:
             checked.check_quality(quality)
         info = source.info
-        # Statistics for the sidecar (not the .hsic, whose every byte counts in the rate): a first share
-        # of the progress bar, cancellable like the rest. Under the streaming cache limit like the
-        # compression: uncapped, this pass filled GDAL's cache (5 % of RAM) and the process kept the memory
+        # Every pass over the source streams under GDAL's cache limit: uncapped, the first pass (the
+        # sidecar's statistics) filled GDAL's cache (5 % of RAM) and the process kept the memory
         # (docs/benchmarks/scale_klt.md).
         with cache_limit():
+            # Statistics for the sidecar (not the .hsic, whose every byte counts in the rate): a first share
+            # of the progress bar, cancellable like the rest.
             stats = tiled_statistics(info.rows, info.cols, info.bands, info.nodata, source.read_window,
                                      tile_size, tile_size, _share(progress, 0.0, STATISTICS_SHARE))
-        progress = _share(progress, STATISTICS_SHARE, 1.0)
-        # Written under a name unique to this run, then renamed with its sidecar (hsi_gdal/sidecar.py):
-        # a concurrent run on the same output or a full disk never leaves a corrupt or half pair.
-        written = partial_name(dst)
-        try:
-            header = _compress(info, source.read_window, written, codec, quality, device, progress, tile_size,
-                               weights, target, max_abs_error)
-        except BaseException as e:
-            if os.path.exists(written):
-                os.remove(written)
-            if isinstance(e, HSICIOError):  # name the user's output, not the temporary file
-                raise HSICIOError(str(e).replace(written, dst)) from e
-            raise
+            progress = _share(progress, STATISTICS_SHARE, 1.0)
+            # Written under a name unique to this run, then renamed with its sidecar (hsi_gdal/sidecar.py):
+            # a concurrent run on the same output or a full disk never leaves a corrupt or half pair.
+            written = partial_name(dst)
+            try:
+                header = _compress(info, source.read_window, written, codec, quality, device, progress,
+                                   tile_size, weights, target, max_abs_error)
+            except BaseException as e:
+                if os.path.exists(written):
+                    os.remove(written)
+                if isinstance(e, HSICIOError):  # name the user's output, not the temporary file
+                    raise HSICIOError(str(e).replace(written, dst)) from e
+                raise
         commit_pair(written, dst, header, stats)
     elif ext in (".tif", ".tiff") or ext in ENVI_EXTENSIONS:
         if codec is not None or quality is not None or any(v is not None for v in (bpppc, min_psnr, max_sam,
@@ -111,19 +112,18 @@ def Translate(destName, srcDSOrSrcDSName, codec: str | None = None, quality: int
 def _compress(info, read_window, dst, codec, quality, device, progress, tile_size, weights, target, max_abs_error):
     """Compress a scene into ``dst`` at a quality or for a target; returns the header written."""
     codec = codec or DEFAULT_CODEC
-    with cache_limit():
-        if target is not None:
-            if weights is not None:
-                raise InputError("a rate or quality target chooses among the installed qualities; "
-                                 "it cannot be combined with your own weights file")
-            return compress_to_target(info, read_window, dst, codec, target, device=device, tile_size=tile_size,
-                                      progress=progress)[0]
-        if max_abs_error is not None and quality is None and weights is None:
-            # the base setting that codes cheapest under the bound
-            return compress_bounded(info, read_window, dst, codec, max_abs_error, device=device,
-                                    tile_size=tile_size, progress=progress)[0]
-        return compress_scene(info, read_window, dst, codec, quality, device=device, tile_size=tile_size,
-                              progress=progress, weights=weights, max_abs_error=max_abs_error)
+    if target is not None:
+        if weights is not None:
+            raise InputError("a rate or quality target chooses among the installed qualities; "
+                             "it cannot be combined with your own weights file")
+        return compress_to_target(info, read_window, dst, codec, target, device=device, tile_size=tile_size,
+                                  progress=progress)[0]
+    if max_abs_error is not None and quality is None and weights is None:
+        # the base setting that codes cheapest under the bound
+        return compress_bounded(info, read_window, dst, codec, max_abs_error, device=device,
+                                tile_size=tile_size, progress=progress)[0]
+    return compress_scene(info, read_window, dst, codec, quality, device=device, tile_size=tile_size,
+                          progress=progress, weights=weights, max_abs_error=max_abs_error)
 
 
 def check_rate_options(quality: int | None = None, bpppc: float | None = None, min_psnr: float | None = None,

@@ -65,9 +65,7 @@ PRECISION_FACTOR = 1.5
 
 def stage_precision(step: float, base_step: float, k: int, bands: int) -> float:
     """The step the stored basis and mean are made precise for: the stage's ``step``, or coarser for
-    weights on a fixed base quantising their planes with ``base_step`` (0: none)."""
-    if not base_step:
-        return step
+    weights on a fixed base quantising their planes with ``base_step`` (0: none, so the stage's step)."""
     return max(step, PRECISION_FACTOR * base_step * float(np.sqrt(max(k, 1) / max(bands, 1))))
 
 
